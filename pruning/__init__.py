@@ -1,0 +1,1 @@
+"""How a model is trained and made smaller: data, TF-MOT schedules, the training loop."""

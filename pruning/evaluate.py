@@ -1,0 +1,51 @@
+"""Perplexity and R@3 of a Keras language model over a whole token stream.
+
+Batch 1, the stream fed in chunks with the state carried across them, so the
+figure is the one the device computes token by token:
+    perplexity = exp(total NLL / number of predicted tokens)
+    R@3        = share of positions whose true next token is among the 3
+                 most probable (ties counted against the model).
+"""
+import math
+
+import numpy as np
+
+from keras_models.backend import tf
+from keras_models.language_model import zero_states
+
+
+def make_eval_fn(model):
+    @tf.function(reduce_retracing=True)
+    def chunk(x, y, states):
+        out = model([x] + states, training=False)
+        logits = out[0][0]  # (T, V)
+        logp = tf.nn.log_softmax(logits)
+        idx = tf.stack([tf.range(tf.shape(y)[1]), y[0]], axis=1)
+        nll = -tf.reduce_sum(tf.gather_nd(logp, idx))
+        true_logit = tf.gather_nd(logits, idx)
+        rank = tf.reduce_sum(tf.cast(logits > true_logit[:, None], tf.int32), axis=1)
+        hits = tf.reduce_sum(tf.cast(rank < 3, tf.int32))
+        return nll, hits, out[1:]
+    return chunk
+
+
+def evaluate(model, stream, chunk_len=128, eval_fn=None):
+    """{'perplexity', 'r_at_3', 'tokens', 'nll'} over `stream` (ids, <eos> first)."""
+    fn = eval_fn or make_eval_fn(model)
+    states = [tf.constant(s) for s in zero_states(model, 1)]
+    total_nll, total_hits, n = 0.0, 0, 0
+    for start in range(0, len(stream) - 1, chunk_len):
+        end = min(start + chunk_len, len(stream) - 1)
+        x = tf.constant(stream[start:end][None, :], dtype=tf.int32)
+        y = tf.constant(stream[start + 1:end + 1][None, :], dtype=tf.int32)
+        nll, hits, states = fn(x, y, list(states))
+        total_nll += float(nll)
+        total_hits += int(hits)
+        n += end - start
+    return dict(perplexity=math.exp(total_nll / n), r_at_3=total_hits / n, tokens=n, nll=total_nll)
+
+
+def log_probs_sequence(model, ids):
+    """Log-probabilities (T, V) for a short id sequence at batch 1 (for tests)."""
+    out = model([np.asarray(ids, np.int32)[None, :]] + zero_states(model, 1), training=False)
+    return tf.nn.log_softmax(out[0][0]).numpy()

@@ -1,0 +1,61 @@
+"""Magnitude-pruning schedules (TF-MOT) chosen by `--schedule`.
+
+- none: dense training.
+- constant: `ConstantSparsity(target)` from `begin_step`, masks recomputed
+  every `frequency` steps.
+- polynomial: `PolynomialDecay` from `initial_sparsity` to `target_sparsity`
+  between `begin_step` and `end_step` (cubic, TF-MOT's default), then the
+  mask is held while training goes on.
+- m-by-n: 2:4 structured sparsity (`sparsity_m_by_n=(2, 4)`): in every group
+  of 4 consecutive input weights of an output unit 2 are kept (50%).
+
+Defaults from the run length T (steps): begin at 10% of T, end at 60% of T
+(the last 40% retrains with the mask held), masks recomputed every
+min(100, (end - begin) // 20) steps, and `end_step` moved up to a whole number
+of periods after `begin_step` so that the last update reaches the target
+exactly (TF-MOT only prunes on steps begin + k * frequency).
+"""
+from keras_models.backend import tfmot
+
+SCHEDULES = ("none", "constant", "polynomial", "m-by-n")
+
+
+def resolve(schedule, total_steps, target_sparsity, initial_sparsity=0.0,
+            begin_step=None, end_step=None, frequency=None):
+    """Fill in the defaults; returns the schedule settings as a dict."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+    if schedule == "none":
+        return dict(schedule="none")
+    begin = int(round(0.1 * total_steps)) if begin_step is None else int(begin_step)
+    end = int(round(0.6 * total_steps)) if end_step is None else int(end_step)
+    end = max(end, begin + 1)
+    freq = frequency or max(1, min(100, (end - begin) // 20))
+    periods = -(-(end - begin) // freq)
+    if end_step is None:
+        end = begin + periods * freq
+    target = 0.5 if schedule == "m-by-n" else float(target_sparsity)
+    return dict(schedule=schedule, target_sparsity=target, initial_sparsity=float(initial_sparsity),
+                begin_step=begin, end_step=end, frequency=int(freq))
+
+
+def make_wrapper(settings):
+    """The `wrap(layer)` the model builder applies to prunable layers, or None."""
+    k = tfmot.sparsity.keras
+    schedule = settings["schedule"]
+    if schedule == "none":
+        return None
+    if schedule == "constant":
+        params = dict(pruning_schedule=k.ConstantSparsity(
+            settings["target_sparsity"], settings["begin_step"], frequency=settings["frequency"]))
+    elif schedule == "polynomial":
+        params = dict(pruning_schedule=k.PolynomialDecay(
+            settings["initial_sparsity"], settings["target_sparsity"], settings["begin_step"],
+            settings["end_step"], frequency=settings["frequency"]))
+    else:  # m-by-n: TF-MOT sets the 2:4 masks once, at step 1
+        params = dict(sparsity_m_by_n=(2, 4))
+
+    def wrap(layer):
+        return k.prune_low_magnitude(layer, **params)
+
+    return wrap
