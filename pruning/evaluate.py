@@ -14,6 +14,11 @@ from keras_models.backend import tf
 from keras_models.language_model import zero_states
 
 
+def perplexity(mean_nll):
+    """exp(mean NLL); inf rather than an OverflowError for a model gone wild."""
+    return math.exp(mean_nll) if mean_nll < 700 else float("inf")
+
+
 def make_eval_fn(model):
     @tf.function(reduce_retracing=True)
     def chunk(x, y, states):
@@ -42,7 +47,7 @@ def evaluate(model, stream, chunk_len=128, eval_fn=None):
         total_nll += float(nll)
         total_hits += int(hits)
         n += end - start
-    return dict(perplexity=math.exp(total_nll / n), r_at_3=total_hits / n, tokens=n, nll=total_nll)
+    return dict(perplexity=perplexity(total_nll / n), r_at_3=total_hits / n, tokens=n, nll=total_nll)
 
 
 def log_probs_sequence(model, ids):

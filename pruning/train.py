@@ -99,11 +99,11 @@ def main(argv=None):
             return 2
     from pruning import data
     try:
-        data.split_paths(config["data_dir"])  # fail before touching the run directory
+        corpus = data.load_corpus(config["data_dir"])  # bad data fails before the run dir is touched
         if not args.resume:
             rundir.prepare(args.out, force=args.force)
         from pruning.trainer import train  # TensorFlow loads only now
-        report = train(config)
+        report = train(config, corpus)
     except (data.DataError, rundir.RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

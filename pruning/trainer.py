@@ -25,7 +25,7 @@ from keras_models.backend import keras, tf, tfmot
 from keras_models.cost import count_params, layer_report, macs_per_token
 from keras_models.language_model import build_language_model, save_model, zero_states
 from pruning import data, rundir, schedules
-from pruning.evaluate import evaluate, make_eval_fn
+from pruning.evaluate import evaluate, make_eval_fn, perplexity
 
 
 class Diverged(RuntimeError):
@@ -96,10 +96,11 @@ def make_train_step(model, opt):
     return train_step
 
 
-def train(config, log=print):
-    """Run (or resume) training as `config` says; returns the report dict."""
+def train(config, corpus=None, log=print):
+    """Run (or resume) training as `config` says; returns the report dict.
+    `corpus` (from `data.load_corpus`) is read from config["data_dir"] if not given."""
     out = config["out"]
-    corpus = data.load_corpus(config["data_dir"])
+    corpus = corpus or data.load_corpus(config["data_dir"])
     vocab_path = os.path.join(out, rundir.VOCAB)
     if config.get("resumed") and os.path.exists(vocab_path):
         vocab = Vocab.load(vocab_path)
@@ -156,7 +157,7 @@ def train(config, log=print):
                 meta["step"] += 1
                 meta["epoch_loss"] += loss
                 meta["epoch_batches"] += 1
-                bar.update(b + 1, [("ppl", math.exp(meta["epoch_loss"] / meta["epoch_batches"]))])
+                bar.update(b + 1, [("ppl", perplexity(meta["epoch_loss"] / meta["epoch_batches"]))])
                 if meta["step"] % 50 == 0:
                     with writer.as_default():
                         tf.summary.scalar("train/loss", loss, step=meta["step"])
@@ -169,7 +170,9 @@ def train(config, log=print):
             meta["train_time"] += time.time() - t0
             pruning_cb.on_epoch_end(epoch)
             valid = evaluate(model, streams["valid"], eval_fn=eval_fn)
-            train_ppl = math.exp(meta["epoch_loss"] / max(1, meta["epoch_batches"]))
+            if not math.isfinite(valid["perplexity"]):
+                raise Diverged(f"validation perplexity became {valid['perplexity']} after epoch {epoch + 1}")
+            train_ppl = perplexity(meta["epoch_loss"] / max(1, meta["epoch_batches"]))
             meta["history"].append(dict(epoch=epoch + 1, train_perplexity=round(train_ppl, 3),
                                         valid_perplexity=round(valid["perplexity"], 3),
                                         valid_r_at_3=round(valid["r_at_3"], 4), step=meta["step"]))

@@ -1,0 +1,157 @@
+"""Training runs on a tiny corpus: schedules reach their targets, the run
+directory is complete, resume after SIGKILL, divergence, CLI errors."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from keras_models.language_model import load_model
+from pruning import rundir
+from pruning.train import main
+from pruning.trainer import train
+from tests.conftest import tiny_config, write_corpus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pruned_matrices(report):
+    return {(r["layer"], r["weight"]): r["sparsity"] for r in report["layers"]}
+
+
+@pytest.mark.parametrize("schedule,arch,tie", [("constant", "qrnn", True), ("polynomial", "lstm", False),
+                                               ("polynomial", "qrnn", False)])
+def test_schedule_reaches_target_sparsity(tiny_corpus, tmp_path, schedule, arch, tie):
+    out = tmp_path / "run"
+    rundir.prepare(str(out))
+    report = train(tiny_config(tiny_corpus, out, schedule=schedule, arch=arch, tie_embeddings=tie,
+                               target_sparsity=0.7), log=lambda *a: None)
+    assert report["status"] == "completed"
+    sparsity = pruned_matrices(report)
+    expected = {("rnn_0", "kernel"), ("rnn_1", "kernel")}
+    expected |= {("embedding", "embeddings")} if tie else {("output", "kernel")}
+    if arch == "lstm":
+        expected |= {("rnn_0", "recurrent_kernel"), ("rnn_1", "recurrent_kernel")}
+    for key in expected:
+        assert sparsity[key] == pytest.approx(0.7, abs=0.02), key
+    # the saved model is the stripped one, sparse as reported
+    model = load_model(str(out / "model"))
+    kernel = [l for l in model.layers if l.name == "rnn_0"][0].get_weights()[0]
+    assert np.mean(kernel == 0) == pytest.approx(sparsity[("rnn_0", "kernel")], abs=1e-6)
+    for name in ("config.json", "vocab.txt", "train_report.json", "model/spec.json",
+                 "model/weights.h5", "checkpoints/last.npz"):
+        assert (out / name).exists(), name
+    assert os.listdir(out / "logs")
+    assert report["test_perplexity"] < report["unigram_test_perplexity"] * 1.5
+
+
+def test_m_by_n_gives_two_of_four(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    rundir.prepare(str(out))
+    train(tiny_config(tiny_corpus, out, schedule="m-by-n", arch="qrnn", tie_embeddings=False,
+                      hidden=16, embed=8), log=lambda *a: None)
+    model = load_model(str(out / "model"))
+    kernel = [l for l in model.layers if l.name == "rnn_1"][0].get_weights()[0]  # (16, 24)
+    groups = (kernel != 0).T.reshape(kernel.shape[1], -1, 4)  # per output unit, 4 inputs a group
+    assert (groups.sum(-1) <= 2).all() and np.mean(kernel == 0) >= 0.5
+
+
+def test_no_schedule_stays_dense(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    rundir.prepare(str(out))
+    report = train(tiny_config(tiny_corpus, out, schedule="none", epochs=1), log=lambda *a: None)
+    assert report["params_nonzero"] == report["params_total"] and report["pruning_step"] is None
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "pruning.train", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--schedule", "bogus"], "unknown schedule 'bogus'"),
+    (["--arch", "gru"], "unknown architecture 'gru'"),
+    (["--target-sparsity", "1.0"], "--target-sparsity must be in [0, 1)"),
+    (["--target-sparsity", "-0.1"], "--target-sparsity must be in [0, 1)"),
+    (["--vocab-size", "2"], "--vocab-size must be at least 3"),
+])
+def test_bad_options_one_line_exit_2(tmp_path, capsys, args, message):
+    assert main(args + ["--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_data_and_existing_run_leave_everything(tmp_path, capsys):
+    d = write_corpus(tmp_path / "data")
+    with open(os.path.join(d, "test.txt"), "wb") as f:
+        f.write(b"caf\xe9\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("user's file")
+    assert main(["--data-dir", d, "--out", str(out), "--force"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "test.txt, line 1: not UTF-8" in err and "\n" not in err
+    assert (out / "keep.txt").read_text() == "user's file"  # nothing deleted though --force
+    write_corpus(tmp_path / "data")
+    assert main(["--data-dir", d, "--out", str(out)]) == 2
+    assert "already exists; use --resume" in capsys.readouterr().err
+    assert main(["--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["--resume", "--out", str(tmp_path / "nothing")]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    import pruning.trainer as t
+    real = t.make_train_step
+    def make(model, opt):
+        step = real(model, opt)
+        calls = [0]
+        def counted(*a):
+            calls[0] += 1
+            if calls[0] == int(os.environ["KILL_AT"]):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return step(*a)
+        return counted
+    t.make_train_step = make
+    from pruning.train import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tiny_corpus, tmp_path):
+    common = ["--data-dir", tiny_corpus, "--embed", "8", "--hidden", "12", "--epochs", "2",
+              "--batch-size", "4", "--bptt", "8", "--checkpoint-every", "10", "--dropout", "0",
+              "--schedule", "polynomial", "--target-sparsity", "0.6"]
+    whole = run_cli(*common, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    env = dict(os.environ, KILL_AT="17")  # mid-epoch, 7 steps after the checkpoint at step 10
+    killed = subprocess.run([sys.executable, "-c", KILLER, *common, "--out", str(tmp_path / "cut")],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9
+    assert not (tmp_path / "cut" / "train_report.json").exists()
+    resumed = run_cli("--resume", "--out", str(tmp_path / "cut"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming at epoch 1, batch 10, step 10" in resumed.stdout
+    a = json.loads((tmp_path / "whole" / "train_report.json").read_text())
+    b = json.loads((tmp_path / "cut" / "train_report.json").read_text())
+    assert b["steps"] == a["steps"] == 2 * a["steps_per_epoch"]
+    assert b["pruning_step"] == a["pruning_step"] == a["steps"]
+    assert b["params_nonzero"] == a["params_nonzero"]
+    assert b["valid_perplexity"] == pytest.approx(a["valid_perplexity"], rel=1e-3)
+
+
+def test_nan_loss_stops_with_status_diverged(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["--data-dir", tiny_corpus, "--out", str(out), "--embed", "8", "--hidden", "12",
+                 "--epochs", "2", "--batch-size", "4", "--bptt", "8", "--lr", "1e30",
+                 "--clip-norm", "0", "--checkpoint-every", "1000"])
+    report = json.loads((out / "train_report.json").read_text())
+    assert code == 1 and report["status"] == "diverged"
+    assert "diverged" in capsys.readouterr().out
+    assert not (out / "model").exists()
