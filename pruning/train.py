@@ -10,8 +10,8 @@ import sys
 
 DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_sparsity=0.0,
                 begin_step=None, end_step=None, prune_frequency=None, embed=256, hidden=512,
-                layers=2, window=2, zoneout=0.0, dropout=0.25, tie_embeddings=True, epochs=3,
-                batch_size=32, bptt=35, lr=0.002, clip_norm=0.25, seed=0, data_dir=None,
+                layers=2, window=2, zoneout=0.0, dropout=0.1, tie_embeddings=True, epochs=3,
+                batch_size=32, bptt=35, lr=0.004, clip_norm=0.25, seed=0, data_dir=None,
                 vocab_size=10000, checkpoint_every=200)
 
 
