@@ -1,2 +1,7 @@
-"""What a model IS: Keras (tf_keras) layers and model builders, nothing else."""
-from keras_models.backend import keras, tf, tfmot  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+"""What a model IS: Keras (tf_keras) layers and model builders, nothing else.
+
+Modules that need TensorFlow import it from `keras_models.backend`, which
+selects Keras 2 first; this package itself stays importable without
+TensorFlow so the CLIs can check their options before loading it.
+"""
+ARCHS = ("qrnn", "lstm")

@@ -17,10 +17,10 @@ import os
 import shutil
 import tempfile
 
+from keras_models import ARCHS
 from keras_models.backend import keras, tf
 from keras_models.qrnn import QRNN
 
-ARCHS = ("qrnn", "lstm")
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "weights.h5"
 

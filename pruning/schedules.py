@@ -15,8 +15,6 @@ min(100, (end - begin) // 20) steps, and `end_step` moved up to a whole number
 of periods after `begin_step` so that the last update reaches the target
 exactly (TF-MOT only prunes on steps begin + k * frequency).
 """
-from keras_models.backend import tfmot
-
 SCHEDULES = ("none", "constant", "polynomial", "m-by-n")
 
 
@@ -41,6 +39,7 @@ def resolve(schedule, total_steps, target_sparsity, initial_sparsity=0.0,
 
 def make_wrapper(settings):
     """The `wrap(layer)` the model builder applies to prunable layers, or None."""
+    from keras_models.backend import tfmot  # TensorFlow only when a model is built
     k = tfmot.sparsity.keras
     schedule = settings["schedule"]
     if schedule == "none":

@@ -57,7 +57,7 @@ def parser():
 def validate(c):
     """One-line message for the first bad option, or None."""
     from pruning.schedules import SCHEDULES
-    from keras_models.language_model import ARCHS
+    from keras_models import ARCHS
     if c["arch"] not in ARCHS:
         return f"unknown architecture {c['arch']!r}; choose from {', '.join(ARCHS)}"
     if c["schedule"] not in SCHEDULES:
