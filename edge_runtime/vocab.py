@@ -5,9 +5,8 @@
 alphabetically so the same corpus always gives the same file.
 """
 import collections
-import os
-import tempfile
 
+from edge_runtime.files import atomic_write_text
 from edge_runtime.text import EOS, UNK
 
 MIN_VOCAB_SIZE = 3  # <unk>, <eos> and at least one word
@@ -51,12 +50,7 @@ class Vocab:
         return [self.tokens[i] for i in ids]
 
     def save(self, path):
-        text = "".join(t + "\n" for t in self.tokens)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vocab-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(t + "\n" for t in self.tokens))
 
     @classmethod
     def load(cls, path):

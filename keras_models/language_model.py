@@ -15,8 +15,8 @@ the last recurrent layer has `embed` units.
 import json
 import os
 import shutil
-import tempfile
 
+from edge_runtime.files import make_temp_dir
 from keras_models import ARCHS
 from keras_models.backend import keras, tf
 from keras_models.qrnn import QRNN
@@ -140,9 +140,7 @@ def zero_states(model, batch_size):
 
 def save_model(model, directory):
     """Write spec.json + weights.h5 to `directory` atomically (temp dir, rename)."""
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".model-")
+    tmp = make_temp_dir(directory)
     try:
         with open(os.path.join(tmp, SPEC_FILE), "w") as f:
             json.dump(model.spec, f, indent=2)

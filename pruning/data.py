@@ -108,3 +108,11 @@ def unigram_perplexity(train_sentences, eval_stream, vocab):
     logp = {i: math.log((counts.get(i, 0) + 1) / total) for i in range(len(vocab))}
     targets = eval_stream[1:]
     return math.exp(-sum(logp[int(t)] for t in targets) / len(targets))
+
+
+def calibration_windows(stream, windows=16, length=64):
+    """`windows` evenly spaced runs of `length` ids from a stream: the text a
+    converter calibrates full-integer quantization with."""
+    length = min(length, len(stream))
+    starts = np.linspace(0, len(stream) - length, windows).astype(int)
+    return np.stack([stream[s:s + length] for s in starts]).astype(np.int32)

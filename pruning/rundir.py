@@ -2,7 +2,8 @@
 import json
 import os
 import shutil
-import tempfile
+
+from edge_runtime.files import atomic_write_bytes
 
 CONFIG = "config.json"
 VOCAB = "vocab.txt"
@@ -10,27 +11,12 @@ MODEL = "model"
 CHECKPOINTS = "checkpoints"
 CHECKPOINT = os.path.join(CHECKPOINTS, "last.npz")
 REPORT = "train_report.json"
+EVAL_DATA = "data.npz"
 LOGS = "logs"
 
 
 class RunDirError(ValueError):
     """A run directory that cannot be used as asked; one-line message."""
-
-
-def atomic_write_bytes(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_json(path, obj):

@@ -25,7 +25,7 @@ from keras_models.backend import keras, tf, tfmot
 from keras_models.cost import count_params, layer_report, macs_per_token
 from keras_models.language_model import build_language_model, save_model, zero_states
 from pruning import data, rundir, schedules
-from pruning.evaluate import evaluate, make_eval_fn, perplexity
+from keras_models.evaluate import evaluate, make_eval_fn, perplexity
 
 
 class Diverged(RuntimeError):
@@ -64,6 +64,16 @@ def _load_checkpoint(path, model, opt):
             v.assign(z[f"o{i}"])
         states = [z[f"s{i}"] for i in range(sum(1 for k in z.files if k.startswith("s")))]
     return meta, states
+
+
+def write_eval_data(path, streams):
+    """`data.npz`: the validation and test ids and a calibration sample of the
+    training ids, so conversion and evaluation need neither the corpus nor
+    the training code."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, valid=streams["valid"], test=streams["test"],
+                        calibration=data.calibration_windows(streams["train"]))
+    rundir.atomic_write_bytes(path, buf.getvalue())
 
 
 def pruning_wrappers(model):
@@ -108,6 +118,7 @@ def train(config, corpus=None, log=print):
         vocab = Vocab.build(corpus["train"], config["vocab_size"])
         vocab.save(vocab_path)
     streams = {s: data.to_stream(corpus[s], vocab) for s in data.SPLITS}
+    write_eval_data(os.path.join(out, rundir.EVAL_DATA), streams)
     xs, ys = data.batchify(streams["train"], config["batch_size"], config["bptt"])
     n_batches = len(xs)
     total_steps = n_batches * config["epochs"]

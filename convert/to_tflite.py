@@ -1,0 +1,307 @@
+"""python -m convert.to_tflite RUN_DIR: LiteRT step models and their manifest.
+
+Writes RUN_DIR/tflite/VARIANT.tflite for each precision, a copy of the
+vocabulary and manifest.json (see edge_runtime/manifest.py), then prints a
+table: variant, bytes, perplexity of the converted file on the run's
+validation tokens, change vs. the Keras model on the same tokens. The tflite/
+folder is built beside the old one and swapped in at the end; a variant that
+fails to convert leaves no file and is reported with the converter's message.
+Errors in the input: one line, exit status 2, nothing overwritten.
+"""
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+
+RUN_FILES = ("config.json", "vocab.txt", "data.npz", "model/spec.json", "model/weights.h5")
+TFLITE_DIR = "tflite"
+SPARSE_MODES = ("auto", "on", "off")
+
+
+class ConvertError(ValueError):
+    """Bad input to the converter; one-line message."""
+
+
+def check_run_dir(run_dir):
+    if not os.path.isdir(run_dir):
+        raise ConvertError(f"run directory {run_dir} does not exist")
+    missing = [f for f in RUN_FILES if not os.path.exists(os.path.join(run_dir, f))]
+    if missing:
+        raise ConvertError(f"run directory {run_dir} is incomplete: it lacks {', '.join(missing)} "
+                           "(did training finish?)")
+
+
+def _first_line(e):
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".strip()
+
+
+def _versions():
+    out = {}
+    for pkg in ("edgelm", "tensorflow", "tf-keras", "ai-edge-litert"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _tensor_details(details):
+    return {name: dict(shape=[int(x) for x in d["shape"]], dtype=d["dtype"].__name__,
+                       quantization=dict(scale=float(d["quantization"][0]),
+                                         zero_point=int(d["quantization"][1])))
+            for name, d in sorted(details.items())}
+
+
+def _try_xnnpack(path, states):
+    from edge_runtime.runner import StepModel
+    try:
+        StepModel(path, states, delegate="xnnpack").step(0)
+        return dict(ok=True, error=None)
+    except Exception as e:  # the delegate's failure to prepare, reported, not raised
+        return dict(ok=False, error=_first_line(e))
+
+
+@contextlib.contextmanager
+def captured_stderr(lines):
+    """Collect what C++ code writes to fd 2 (the converter's MLIR errors go
+    there, not into the exception) into `lines`."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
+
+
+def _convert(saved_dir, precision, sparse, feeds, int8_io):
+    """Bytes of one conversion, or ConvertError with the converter's own message."""
+    from convert.variants import make_converter
+    lines = []
+    try:
+        with captured_stderr(lines):
+            return make_converter(saved_dir, precision, sparse, feeds, int8_io).convert()
+    except Exception as e:
+        errors = [l.strip() for l in lines if "error:" in l]
+        raise ConvertError(errors[0] if errors else _first_line(e)) from None
+
+
+def _same_outputs(reference, path, states, ids):
+    """Does `path` give the log-probabilities `reference` gives (no delegate)
+    on `ids`, with no delegate and, where it loads, with XNNPACK? Sparse
+    encoding is meant to be lossless; LiteRT does not always keep that
+    promise (a sparse float16 file gave NaN under XNNPACK here)."""
+    from edge_runtime.runner import StepModel
+    ref = StepModel(reference, states, delegate="none")
+    expected = [ref.step(int(t)) for t in ids]
+    for delegate in ("none", "xnnpack"):
+        try:
+            model = StepModel(path, states, delegate=delegate)
+            got = [model.step(int(t)) for t in ids]
+        except Exception:
+            continue  # XNNPACK failing to prepare is recorded separately
+        for x, y in zip(expected, got):
+            if not (np.isfinite(y).all() and np.allclose(x, y, rtol=1e-3, atol=1e-3)):
+                return False
+    return True
+
+
+def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, states, check_ids):
+    """Convert one precision into out_dir; returns (manifest entry, path or None).
+
+    The dense file is always made; with sparse encoding `auto` or `on` the
+    sparse one too, checked against the dense one on `check_ids`. `auto`
+    keeps the sparse file only if it is smaller and gives the same outputs;
+    `on` fails the variant if it cannot be made or is not the same model.
+    `check_ids` holds every vocabulary id: a sparse file was seen here to give
+    inf for some rows only (a float16 file of a tied model).
+    """
+    from edge_runtime.files import atomic_write_bytes
+    from edge_runtime.manifest import sha256_file
+    from edge_runtime.runner import StepModel
+    base = dict(quantization=precision, int8_io=int8_io if precision == "int8" else None)
+    path = os.path.join(out_dir, f"{precision}.tflite")
+    try:
+        atomic_write_bytes(path, _convert(saved_dir, precision, False, feeds, int8_io))
+    except ConvertError as e:
+        return dict(base, status="failed", error=str(e)), None
+    sparse, sparse_note = False, None
+    if sparse_mode != "off":
+        trial = path + ".sparse"
+        try:
+            atomic_write_bytes(trial, _convert(saved_dir, precision, True, feeds, int8_io))
+            if not _same_outputs(path, trial, states, check_ids):
+                sparse_note = "the sparse file's outputs differ from the dense file's"
+            elif sparse_mode == "auto" and os.path.getsize(trial) >= os.path.getsize(path):
+                sparse_note = "not smaller than the dense file"
+            else:
+                sparse = True
+                os.replace(trial, path)
+        except ConvertError as e:
+            sparse_note = f"sparse conversion failed: {e}"
+        if os.path.exists(trial):
+            os.unlink(trial)
+        if sparse_mode == "on" and not sparse:
+            os.unlink(path)
+            return dict(base, status="failed", error=f"--sparse-encoding on: {sparse_note}"), None
+    runner = StepModel(path, states, delegate="none")
+    entry = dict(base, status="ok", file=os.path.basename(path), sha256=sha256_file(path),
+                 bytes=os.path.getsize(path), sparse_encoding=sparse, sparse_note=sparse_note,
+                 xnnpack=_try_xnnpack(path, states),
+                 inputs=_tensor_details(runner.inputs), outputs=_tensor_details(runner.outputs))
+    return entry, path
+
+
+def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_tokens=None,
+                force=False, log=print):
+    """Convert a run directory; returns the manifest dict."""
+    from convert.variants import PRECISIONS
+    check_run_dir(run_dir)
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad:
+        raise ConvertError(f"unknown precision {', '.join(bad)}")
+    final = os.path.join(run_dir, TFLITE_DIR)
+    if os.path.exists(final) and not force:
+        raise ConvertError(f"{final} already exists; use --force to replace it")
+
+    from convert.export import save_step_model, state_layout, step_function
+    from convert.variants import calibration_feeds
+    from edge_runtime.files import atomic_write_text, make_temp_dir
+    from edge_runtime.manifest import FILE, FORMAT_VERSION, sha256_file
+    from edge_runtime.runner import StepModel, evaluate_ids
+    from edge_runtime.vocab import Vocab
+    from keras_models.evaluate import evaluate
+    from keras_models.language_model import build_step_model, load_model
+
+    try:
+        model = load_model(os.path.join(run_dir, "model"))
+        vocab = Vocab.load(os.path.join(run_dir, "vocab.txt"))
+        with np.load(os.path.join(run_dir, "data.npz")) as z:
+            valid, windows = z["valid"], z["calibration"]
+    except Exception as e:
+        raise ConvertError(f"cannot load the run in {run_dir}: {_first_line(e)}") from None
+    if model.spec["vocab_size"] != len(vocab):
+        raise ConvertError(f"{run_dir}: the model has {model.spec['vocab_size']} outputs "
+                           f"but vocab.txt has {len(vocab)} tokens")
+    ids = valid[: eval_tokens + 1] if eval_tokens else valid
+    keras_eval = evaluate(model, ids)
+    log(f"Keras model: perplexity {keras_eval['perplexity']:.3f} on {keras_eval['tokens']} "
+        "validation tokens")
+
+    step = build_step_model(model.spec, model.get_weights())
+    states = state_layout(step)
+    work = make_temp_dir(final)
+    saved = os.path.join(work, ".saved_model")
+    try:
+        save_step_model(step, saved)
+        feeds = calibration_feeds(step_function(step), states, windows) if "int8" in precisions else None
+        shutil.copyfile(os.path.join(run_dir, "vocab.txt"), os.path.join(work, "vocab.txt"))
+        variants = {}
+        for precision in precisions:
+            log(f"converting {precision} ...")
+            entry, path = convert_variant(saved, precision, sparse_mode, feeds, int8_io, work,
+                                          states, np.concatenate([ids[:64], np.arange(len(vocab))]))
+            if path:
+                delegate = "xnnpack" if entry["xnnpack"]["ok"] else "none"
+                r = evaluate_ids(StepModel(path, states, delegate=delegate), ids)
+                entry.update(perplexity=round(r["perplexity"], 4), r_at_3=round(r["r_at_3"], 4),
+                             change_vs_keras=round(r["perplexity"] / keras_eval["perplexity"] - 1, 5),
+                             eval_delegate=delegate)
+            variants[precision] = entry
+        shutil.rmtree(saved)
+        manifest = dict(
+            format_version=FORMAT_VERSION,
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            run=os.path.abspath(run_dir), architecture=model.spec,
+            vocab=dict(file="vocab.txt", sha256=sha256_file(os.path.join(work, "vocab.txt")),
+                       size=len(vocab)),
+            signature="step", token_input="token", output="log_probs", states=states,
+            eval=dict(split="valid", tokens=keras_eval["tokens"],
+                      keras_perplexity=round(keras_eval["perplexity"], 4),
+                      keras_r_at_3=round(keras_eval["r_at_3"], 4)),
+            tools=_versions(), variants=variants)
+        atomic_write_text(os.path.join(work, FILE), json.dumps(manifest, indent=2) + "\n")
+        _swap_in(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _swap_in(new, final):
+    """Replace `final` by the finished folder `new` (the old one is kept until then)."""
+    old = None
+    if os.path.exists(final):
+        old = final + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(new, final)
+    if old:
+        shutil.rmtree(old)
+
+
+def print_table(manifest, out=sys.stdout):
+    keras_ppl = manifest["eval"]["keras_perplexity"]
+    print(f"\nperplexity on {manifest['eval']['tokens']} validation tokens; Keras: {keras_ppl:.3f}", file=out)
+    print("| variant | bytes | sparse | XNNPACK | perplexity | vs. Keras |", file=out)
+    print("|---|---|---|---|---|---|", file=out)
+    for name, v in manifest["variants"].items():
+        if v["status"] != "ok":
+            print(f"| {name} | failed: {v['error']} | | | | |", file=out)
+            continue
+        xnn = "yes" if v["xnnpack"]["ok"] else "no"
+        print(f"| {name} | {v['bytes']:,} | {'yes' if v['sparse_encoding'] else 'no'} | {xnn} | "
+              f"{v['perplexity']:.3f} | {100 * v['change_vs_keras']:+.2f}% |", file=out)
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m convert.to_tflite", description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", help="a run directory written by python -m pruning.train")
+    p.add_argument("--quantize", default="all",
+                   help="comma list of float32, float16, dynamic, int8, or all (default %(default)s)")
+    p.add_argument("--sparse-encoding", default="auto",
+                   help="auto (LiteRT's sparse format where it shrinks the file), on, off (default %(default)s)")
+    p.add_argument("--int8-io", default="float",
+                   help="int8 variant: float or int8 state/log-prob inputs and outputs (default %(default)s)")
+    p.add_argument("--eval-tokens", type=int, default=None,
+                   help="measure perplexity on the first N validation tokens (default: all of them)")
+    p.add_argument("--force", action="store_true", help="replace an existing tflite/ folder")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        from convert.variants import parse_precisions
+        precisions = parse_precisions(args.quantize)
+        if args.sparse_encoding not in SPARSE_MODES:
+            raise ConvertError(f"--sparse-encoding must be one of {', '.join(SPARSE_MODES)}")
+        if args.int8_io not in ("float", "int8"):
+            raise ConvertError("--int8-io must be float or int8")
+        if args.eval_tokens is not None and args.eval_tokens < 1:
+            raise ConvertError("--eval-tokens must be at least 1")
+        manifest = convert_run(args.run_dir, precisions, args.sparse_encoding, args.int8_io,
+                               args.eval_tokens, args.force)
+    except (ConvertError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print_table(manifest)
+    failed = [n for n, v in manifest["variants"].items() if v["status"] != "ok"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""`tflite/manifest.json`: what the converter made, read on the device.
+
+Format version 1:
+    format_version, created, architecture (the model spec), vocab
+    {file, sha256}, signature ("step"), token_input ("token"), output
+    ("log_probs"), states [{input, output, shape, dtype}], tools {...},
+    eval {split, tokens, keras_perplexity, keras_r_at_3},
+    variants {NAME: {status, file, sha256, bytes, quantization,
+              sparse_encoding, xnnpack {ok, error}, inputs, outputs,
+              perplexity, r_at_3, change_vs_keras, error}}
+Paths in it are relative to the manifest's folder, so `tflite/` can be
+copied to a device on its own.
+"""
+import hashlib
+import json
+import os
+
+FORMAT_VERSION = 1
+FILE = "manifest.json"
+
+
+class ManifestError(ValueError):
+    """A manifest or model the device cannot use; one-line message."""
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load(path):
+    """Read and check a manifest (a file, or a folder holding manifest.json)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, FILE)
+    if not os.path.exists(path):
+        raise ManifestError(f"no manifest at {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{path} is not a readable manifest: {e}") from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if not isinstance(version, int):
+        raise ManifestError(f"{path} has no format_version")
+    if version > FORMAT_VERSION:
+        raise ManifestError(f"{path} has format version {version}; this runtime reads up to "
+                            f"{FORMAT_VERSION}: update edge_runtime")
+    manifest["_dir"] = os.path.dirname(os.path.abspath(path))
+    return manifest
+
+
+def variant_path(manifest, name, check=True):
+    """Absolute path of a variant's .tflite file, its sha256 checked."""
+    variants = manifest.get("variants", {})
+    if name not in variants:
+        raise ManifestError(f"no variant {name!r}; the manifest has {', '.join(variants) or 'none'}")
+    v = variants[name]
+    if v.get("status") != "ok":
+        raise ManifestError(f"variant {name!r} failed to convert: {v.get('error', 'unknown error')}")
+    path = os.path.join(manifest["_dir"], v["file"])
+    if not os.path.exists(path):
+        raise ManifestError(f"model file {path} is missing")
+    if check and sha256_file(path) != v["sha256"]:
+        raise ManifestError(f"{path} does not match the manifest's sha256: refusing to load it")
+    return path
+
+
+def vocab_path(manifest, check=True):
+    path = os.path.join(manifest["_dir"], manifest["vocab"]["file"])
+    if not os.path.exists(path):
+        raise ManifestError(f"vocabulary file {path} is missing")
+    if check and sha256_file(path) != manifest["vocab"]["sha256"]:
+        raise ManifestError(f"{path} does not match the manifest's sha256: refusing to load it")
+    return path
