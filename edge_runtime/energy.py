@@ -1,0 +1,156 @@
+"""Energy of a piece of work, from a real sensor when the device has one.
+
+Sources, in order of preference:
+- `rapl`: Linux RAPL package counters, /sys/class/powercap/intel-rapl:N/energy_uj
+  (cumulative microjoules; wrap-around handled with max_energy_range_uj).
+- `hwmon-energy`: /sys/class/hwmon/hwmon*/energy*_input (cumulative microjoules).
+- `hwmon-power`: /sys/class/hwmon/hwmon*/power*_input (microwatts), sampled
+  in a thread while the work runs and integrated over time.
+- `pmic`: the Raspberry Pi 5 PMIC, `vcgencmd pmic_read_adc` (rail currents
+  and voltages), sampled and integrated the same way.
+- `estimate`: only when the user gives `--active-watts`: that power times the
+  process's CPU time. Labelled as an estimate.
+Otherwise there is no energy figure. These are whole-package or whole-board
+readings: other work on the device counts too, so measure on a quiet device.
+"""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+
+SAMPLE_SECONDS = 0.05
+
+
+def _read_int(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class _Counter:
+    """Cumulative counters (microjoules) read before and after."""
+
+    def __init__(self, source, paths, ranges=None):
+        self.source, self.paths, self.ranges = source, paths, ranges or [None] * len(paths)
+
+    def start(self):
+        self.before = [_read_int(p) for p in self.paths]
+
+    def stop(self):
+        total = 0
+        for before, path, rng in zip(self.before, self.paths, self.ranges):
+            after = _read_int(path)
+            delta = after - before
+            if delta < 0 and rng:
+                delta += rng  # the counter wrapped
+            total += delta
+        return total / 1e6
+
+
+class _Sampler:
+    """Instantaneous power (watts) sampled in a thread, integrated (trapezoid)."""
+
+    def __init__(self, source, read_watts):
+        self.source, self.read_watts = source, read_watts
+
+    def _run(self):
+        last_t, last_w = time.perf_counter(), self.read_watts()
+        while not self._stop.is_set():
+            self._stop.wait(SAMPLE_SECONDS)
+            t, w = time.perf_counter(), self.read_watts()
+            self.joules += 0.5 * (w + last_w) * (t - last_t)
+            last_t, last_w = t, w
+
+    def start(self):
+        self.joules, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.joules
+
+
+def _rapl(root):
+    zones = sorted(glob.glob(os.path.join(root, "sys/class/powercap/intel-rapl:[0-9]")))
+    paths = [os.path.join(z, "energy_uj") for z in zones]
+    paths = [p for p in paths if _read_int(p) is not None]  # unreadable without privileges
+    if not paths:
+        return None
+    ranges = [_read_int(os.path.join(os.path.dirname(p), "max_energy_range_uj")) for p in paths]
+    return _Counter("rapl", paths, ranges)
+
+
+def _hwmon(root):
+    energy = sorted(glob.glob(os.path.join(root, "sys/class/hwmon/hwmon*/energy*_input")))
+    energy = [p for p in energy if _read_int(p) is not None]
+    if energy:
+        return _Counter("hwmon-energy", energy)
+    power = sorted(glob.glob(os.path.join(root, "sys/class/hwmon/hwmon*/power*_input")))
+    power = [p for p in power if _read_int(p) is not None]
+    if power:
+        return _Sampler("hwmon-power", lambda: sum((_read_int(p) or 0) for p in power) / 1e6)
+    return None
+
+
+_PMIC_RE = re.compile(r"^\s*(\S+)_([AV])\s+\w+\(\d+\)=([0-9.eE+-]+)[AV]\s*$")
+
+
+def parse_pmic(text):
+    """Watts from `vcgencmd pmic_read_adc` output: sum of current x voltage per rail."""
+    amps, volts = {}, {}
+    for line in text.splitlines():
+        m = _PMIC_RE.match(line)
+        if m:
+            (amps if m.group(2) == "A" else volts)[m.group(1)] = float(m.group(3))
+    return sum(a * volts[rail] for rail, a in amps.items() if rail in volts)
+
+
+def _pmic():
+    exe = shutil.which("vcgencmd")
+    if not exe:
+        return None
+
+    def read():
+        out = subprocess.run([exe, "pmic_read_adc"], capture_output=True, text=True, timeout=5)
+        return parse_pmic(out.stdout)
+    try:
+        if read() <= 0:
+            return None
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return _Sampler("pmic", read)
+
+
+def find_sensor(root="/"):
+    """The best energy source on this device, or None."""
+    return _rapl(root) or _hwmon(root) or _pmic()
+
+
+class EnergyMeter:
+    """with EnergyMeter(...) as m: work()  ->  m.joules, m.source, m.estimate."""
+
+    def __init__(self, active_watts=None, root="/"):
+        self.sensor = find_sensor(root)
+        self.active_watts = active_watts
+        self.joules, self.source, self.estimate = None, None, False
+
+    def __enter__(self):
+        self._cpu0 = time.process_time()
+        if self.sensor:
+            self.sensor.start()
+        return self
+
+    def __exit__(self, *exc):
+        cpu = time.process_time() - self._cpu0
+        if self.sensor:
+            self.joules, self.source = self.sensor.stop(), self.sensor.source
+        elif self.active_watts is not None:
+            self.joules, self.source, self.estimate = self.active_watts * cpu, "estimate", True
+        return False

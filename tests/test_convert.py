@@ -1,0 +1,114 @@
+"""Conversion of a tiny trained run: the .tflite step models against the
+Keras step model, builtin ops only, the manifest, bad input."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from convert.to_tflite import main as convert_main
+from edge_runtime import manifest as mf
+from edge_runtime.runner import StepModel, evaluate_ids
+from keras_models.language_model import build_step_model, load_model, zero_states
+from pruning import rundir
+from pruning.trainer import train
+from tests.conftest import tiny_config
+
+from ai_edge_litert.interpreter import Interpreter
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """One tiny pruned QRNN run, converted to all four precisions."""
+    from tests.conftest import write_corpus
+    base = tmp_path_factory.mktemp("conv")
+    corpus = write_corpus(base / "data", sizes=(("train", 600), ("valid", 60), ("test", 60)))
+    out = base / "run"
+    rundir.prepare(str(out))
+    train(tiny_config(corpus, out, epochs=2, target_sparsity=0.5), log=lambda *a: None)
+    assert convert_main([str(out)]) == 0
+    return out
+
+
+def test_float32_log_probs_match_keras_step_model(converted):
+    model = load_model(str(converted / "model"))
+    step = build_step_model(model.spec, model.get_weights())
+    manifest = mf.load(str(converted / "tflite"))
+    lite = StepModel(mf.variant_path(manifest, "float32"), manifest["states"])
+    ids = np.load(converted / "data.npz")["valid"][:300]
+    states = zero_states(step, 1)
+    for t in ids:
+        out = step([np.array([[t]], np.int32)] + states)
+        states = [s.numpy() for s in out[1:]]
+        np.testing.assert_allclose(lite.step(int(t)), out[0].numpy()[0], atol=1e-4)
+
+
+def test_perplexities_agree_and_are_recorded(converted):
+    manifest = mf.load(str(converted / "tflite"))
+    keras_ppl = manifest["eval"]["keras_perplexity"]
+    tolerance = {"float32": 0.01, "float16": 0.01, "dynamic": 0.03, "int8": 0.03}
+    for name, v in manifest["variants"].items():
+        assert v["status"] == "ok", v
+        assert abs(v["perplexity"] / keras_ppl - 1) < tolerance[name], (name, v["perplexity"], keras_ppl)
+    # the device's own evaluation of the float32 file gives the converter's figure
+    ids = np.load(converted / "data.npz")["valid"]
+    lite = StepModel(mf.variant_path(manifest, "float32"), manifest["states"])
+    assert evaluate_ids(lite, ids)["perplexity"] == pytest.approx(manifest["variants"]["float32"]["perplexity"], rel=1e-4)
+
+
+def test_builtin_ops_only_and_step_signature(converted):
+    manifest = mf.load(str(converted / "tflite"))
+    for name in manifest["variants"]:
+        interp = Interpreter(model_path=mf.variant_path(manifest, name))
+        ops = {d["op_name"] for d in interp._get_ops_details()}
+        assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), (name, ops)
+        sig = interp.get_signature_list()["step"]
+        assert set(sig["inputs"]) == {"token"} | {s["input"] for s in manifest["states"]}
+        assert set(sig["outputs"]) == {"log_probs"} | {s["output"] for s in manifest["states"]}
+        assert manifest["variants"][name]["inputs"]["token"] == dict(
+            shape=[1], dtype="int32", quantization=dict(scale=0.0, zero_point=0))
+
+
+def test_manifest_contents(converted):
+    manifest = json.loads((converted / "tflite" / "manifest.json").read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["vocab"]["sha256"] == mf.sha256_file(str(converted / "tflite" / "vocab.txt"))
+    for name, v in manifest["variants"].items():
+        path = converted / "tflite" / v["file"]
+        assert v["bytes"] == os.path.getsize(path) and v["sha256"] == mf.sha256_file(str(path))
+        assert v["xnnpack"]["ok"] in (True, False) and isinstance(v["sparse_encoding"], bool)
+    assert sorted(os.listdir(converted / "tflite")) == sorted(
+        ["manifest.json", "vocab.txt"] + [f"{n}.tflite" for n in manifest["variants"]])
+
+
+def test_int8_io_quantizes_state_tensors(converted, tmp_path):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(converted, run, ignore=shutil.ignore_patterns("tflite"))
+    assert convert_main([str(run), "--quantize", "int8", "--int8-io", "int8"]) == 0
+    manifest = mf.load(str(run / "tflite"))
+    v = manifest["variants"]["int8"]
+    assert v["inputs"]["l0_c"]["dtype"] == "int8" and v["inputs"]["token"]["dtype"] == "int32"
+    assert abs(v["perplexity"] / manifest["eval"]["keras_perplexity"] - 1) < 0.05
+
+
+def test_bad_input_one_line_exit_2(converted, tmp_path, capsys):
+    def err(args):
+        assert convert_main(args) == 2
+        text = capsys.readouterr().err.strip()
+        assert text.startswith("error: ") and "\n" not in text
+        return text
+    assert "does not exist" in err([str(tmp_path / "nope")])
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    assert "is incomplete" in err([str(tmp_path / "half")])
+    assert "unknown precision int4" in err([str(converted), "--quantize", "float32,int4", "--force"])
+    before = (converted / "tflite" / "manifest.json").read_bytes()
+    assert "already exists; use --force" in err([str(converted)])
+    assert (converted / "tflite" / "manifest.json").read_bytes() == before
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(converted, broken, ignore=shutil.ignore_patterns("tflite"))
+    (broken / "model" / "weights.h5").write_bytes(b"not an h5 file")
+    assert "cannot load the run" in err([str(broken)])
+    assert not (broken / "tflite").exists()
