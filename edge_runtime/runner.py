@@ -71,19 +71,22 @@ class StepModel:
 
 
 def evaluate_ids(model, ids, progress=None):
-    """Perplexity and R@3 over an id stream (first id = context only).
+    """Perplexity and R@3 over an id stream, any iterable (first id = context).
 
     Same definition as training: exp(total NLL / predicted tokens); R@3
     counts a hit when fewer than 3 tokens score strictly higher.
     """
     model.reset()
     nll, hits, n = 0.0, 0, 0
-    for i in range(len(ids) - 1):
-        logp = model.step(int(ids[i]))
-        target = int(ids[i + 1])
+    it = iter(ids)
+    prev = next(it, None)
+    for target in it:
+        logp = model.step(int(prev))
+        target = int(target)
         nll -= float(logp[target])
         hits += int(np.count_nonzero(logp > logp[target]) < 3)
         n += 1
+        prev = target
         if progress is not None:
             progress(n)
     if n == 0:

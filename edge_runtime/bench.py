@@ -1,0 +1,62 @@
+"""`predict.py bench`: latency, throughput, load time, memory, energy of a step model.
+
+Latency is one `step` call (token in, log-probabilities and state out) after
+`warmup` steps, over `steps` steps (at least 1000 by default) fed with a
+fixed pseudo-random token sequence: median, p90, p99. The delegate is
+XNNPACK or none; `auto` tries XNNPACK and falls back to none when it fails to
+prepare (a sparse quantized FULLY_CONNECTED does), and says so.
+"""
+import os
+import time
+
+import numpy as np
+
+from edge_runtime import device
+from edge_runtime.energy import EnergyMeter
+from edge_runtime.runner import StepModel
+
+
+def load(path, states, threads=None, delegate="auto"):
+    """(StepModel, delegate used, note)."""
+    if delegate != "auto":
+        return StepModel(path, states, num_threads=threads, delegate=delegate), delegate, None
+    try:
+        model = StepModel(path, states, num_threads=threads, delegate="xnnpack")
+        model.step(0)
+        model.reset()
+        return model, "xnnpack", None
+    except Exception as e:  # XNNPACK failed to prepare
+        note = f"XNNPACK failed ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}); ran without a delegate"
+        return StepModel(path, states, num_threads=threads, delegate="none"), "none", note
+
+
+def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", active_watts=None,
+        sysfs_root="/"):
+    rss0 = device.current_rss_bytes()
+    t0 = time.perf_counter()
+    model, used, note = load(path, states, threads, delegate)
+    load_s = time.perf_counter() - t0
+    tokens = np.random.default_rng(0).integers(0, model.vocab_size, size=warmup + steps)
+    for t in tokens[:warmup]:
+        model.step(int(t))
+    rss = device.current_rss_bytes()
+    times = np.empty(steps)
+    with EnergyMeter(active_watts, sysfs_root) as meter:
+        start = time.perf_counter()
+        for i, t in enumerate(tokens[warmup:]):
+            s = time.perf_counter()
+            model.step(int(t))
+            times[i] = time.perf_counter() - s
+        total = time.perf_counter() - start
+    ms = times * 1e3
+    result = dict(file=os.path.basename(path), bytes=os.path.getsize(path), delegate=used,
+                  delegate_note=note, threads=threads, steps=steps, warmup=warmup,
+                  latency_ms=dict(median=round(float(np.median(ms)), 4),
+                                  p90=round(float(np.percentile(ms, 90)), 4),
+                                  p99=round(float(np.percentile(ms, 99)), 4)),
+                  tokens_per_second=round(steps / total, 1), load_s=round(load_s, 4),
+                  model_rss_bytes=None if rss is None or rss0 is None else rss - rss0,
+                  peak_rss_bytes=device.peak_rss_bytes(), energy_source=meter.source,
+                  energy_is_estimate=meter.estimate,
+                  energy_mj_per_token=None if meter.joules is None else round(meter.joules * 1e3 / steps, 6))
+    return result

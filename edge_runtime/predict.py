@@ -1,0 +1,311 @@
+"""predict.py: next-word suggestions, perplexity and benchmarks on the device.
+
+    python edge_runtime/predict.py suggest --model RUN/tflite --text "to be or not"
+    python edge_runtime/predict.py eval FILE [--raw]
+    python edge_runtime/predict.py bench [--variant all] [--threads 1] [--delegate auto]
+    python edge_runtime/predict.py pick --max-latency-ms 0.5 [--max-bytes N] [--max-energy-mj E]
+
+Needs only numpy and ai-edge-litert. Bad input: one line on stderr, exit 2;
+a budget no variant meets: exit 1.
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script: make the package importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from edge_runtime import bench as benchmark  # noqa: E402
+from edge_runtime import device  # noqa: E402
+from edge_runtime import manifest as mf  # noqa: E402
+from edge_runtime.files import atomic_write_text  # noqa: E402
+from edge_runtime.runner import StepModel, evaluate_ids  # noqa: E402
+from edge_runtime.text import EOS, UNK, tokenize  # noqa: E402
+from edge_runtime.textfile import TextError, iter_ids  # noqa: E402
+from edge_runtime.vocab import Vocab  # noqa: E402
+
+DEFAULT_MODEL = os.path.join("runs", "default", "tflite")
+PREFERRED = ("dynamic", "int8", "float16", "float32")
+
+
+class UsageError(ValueError):
+    pass
+
+
+def open_manifest(path):
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, mf.FILE)) \
+            and os.path.exists(os.path.join(path, "tflite", mf.FILE)):
+        path = os.path.join(path, "tflite")  # a run directory
+    return mf.load(path)
+
+
+def choose_variant(manifest, name):
+    ok = [n for n, v in manifest["variants"].items() if v.get("status") == "ok"]
+    if name:
+        return name
+    for n in PREFERRED:
+        if n in ok:
+            return n
+    raise UsageError("the manifest has no usable variant")
+
+
+def load(args):
+    manifest = open_manifest(args.model)
+    variant = choose_variant(manifest, args.variant)
+    path = mf.variant_path(manifest, variant)
+    vocab = Vocab.load(mf.vocab_path(manifest))
+    return manifest, variant, path, vocab
+
+
+def suggestions(logp, vocab, k):
+    """Top-k real words (not <unk>, <eos>) with their probabilities."""
+    order = [i for i in logp.argsort()[::-1][: k + 2] if vocab.tokens[i] not in (UNK, EOS)][:k]
+    return [(vocab.tokens[i], float(2.718281828459045 ** logp[i])) for i in order]
+
+
+def cmd_suggest(args):
+    manifest, variant, path, vocab = load(args)
+    model = StepModel(path, manifest["states"], num_threads=args.threads)
+    logp = model.step(vocab.eos_id)
+
+    def feed(text):
+        nonlocal logp
+        tokens = tokenize(text)
+        oov = [t for t in tokens if t not in vocab.index]
+        for i in vocab.encode(tokens):
+            logp = model.step(i)
+        return tokens, oov
+
+    def show(tokens, oov):
+        result = suggestions(logp, vocab, args.top_k)
+        if args.json:
+            print(json.dumps(dict(variant=variant, tokens=tokens, unknown_words=oov,
+                                  suggestions=[dict(word=w, probability=round(p, 6)) for w, p in result])))
+        else:
+            print("  ".join(f"{w} ({p:.1%})" for w, p in result)
+                  + (f"   [not in the vocabulary, read as <unk>: {', '.join(oov)}]" if oov else ""))
+
+    if args.text is not None:
+        if not tokenize(args.text):
+            raise UsageError("the input text is empty (no words in it)")
+        show(*feed(args.text))
+        return 0
+    print(f"{variant} model; type words, Enter for suggestions; the state is kept as you type. "
+          "Ctrl-D to quit.", file=sys.stderr)
+    for line in sys.stdin:
+        show(*feed(line))
+    return 0
+
+
+class Progress:
+    """A one-line progress bar on stderr, by bytes of the file read."""
+
+    def __init__(self, path):
+        self.size = os.path.getsize(path)
+        self.on = self.size > 1_000_000 and sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, tokens):
+        now = time.monotonic()
+        if self.on and now - self.last > 0.5:
+            self.last = now
+            print(f"\r{tokens:,} tokens", end="", file=sys.stderr, flush=True)
+
+    def done(self):
+        if self.on:
+            print(file=sys.stderr)
+
+
+def cmd_eval(args):
+    if not os.path.isfile(args.file):
+        raise UsageError(f"{args.file} does not exist")
+    manifest, variant, path, vocab = load(args)
+    delegate = "none" if args.delegate == "none" else "auto"
+    model, used, note = benchmark.load(path, manifest["states"], args.threads, delegate)
+    counts = {}
+    progress = Progress(args.file)
+    t0 = time.perf_counter()
+    try:
+        r = evaluate_ids(model, iter_ids(args.file, vocab, args.raw, args.errors, counts), progress)
+    except ValueError as e:
+        if isinstance(e, TextError):
+            raise
+        raise UsageError(f"{args.file} holds no words") from None
+    progress.done()
+    r.update(variant=variant, file=args.file, format="raw" if args.raw else "ptb",
+             oov=counts["oov"], sentences=counts["sentences"], delegate=used,
+             seconds=round(time.perf_counter() - t0, 2))
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(f"{variant}: perplexity {r['perplexity']:.3f}  R@3 {r['r_at_3']:.3f}  over {r['tokens']:,} "
+              f"predicted tokens ({r['sentences']:,} sentences, {r['oov']:,} words outside the "
+              f"vocabulary read as <unk>), {r['seconds']} s")
+    if note:
+        print(note, file=sys.stderr)
+    return 0
+
+
+def bench_dir(manifest):
+    return os.path.join(os.path.dirname(manifest["_dir"]), "bench")
+
+
+def bench_file(manifest, variant, threads, delegate):
+    host = device.describe()["hostname"] or "device"
+    return os.path.join(bench_dir(manifest), f"{variant}-{host}-t{threads or 'default'}-{delegate}.json")
+
+
+def run_bench(manifest, variant, args, save=True):
+    path = mf.variant_path(manifest, variant)
+    r = benchmark.run(path, manifest["states"], args.steps, args.warmup, args.threads,
+                      args.delegate, args.active_watts)
+    r.update(variant=variant, device=device.describe(),
+             perplexity=manifest["variants"][variant].get("perplexity"),
+             measured=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if save:
+        atomic_write_text(bench_file(manifest, variant, args.threads, args.delegate),
+                          json.dumps(r, indent=2) + "\n")
+    return r
+
+
+def cmd_bench(args):
+    if args.steps < 1 or args.warmup < 0:
+        raise UsageError("--steps must be at least 1 and --warmup not negative")
+    manifest = open_manifest(args.model)
+    names = ([n for n, v in manifest["variants"].items() if v.get("status") == "ok"]
+             if args.variant == "all" else [choose_variant(manifest, args.variant)])
+    rows = [run_bench(manifest, n, args, save=args.json) for n in names]
+    print(f"threads {args.threads or 'default'}, {args.steps} steps after {args.warmup} warm-up; "
+          f"{device.describe()['cpu']}")
+    print("| variant | bytes | delegate | median ms | p90 ms | p99 ms | tokens/s | load s | model RSS MB | peak RSS MB | mJ/token |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        energy = "n/a" if r["energy_mj_per_token"] is None else \
+            f"{r['energy_mj_per_token']:.4f}{' (estimate)' if r['energy_is_estimate'] else ''}"
+        lat = r["latency_ms"]
+        print(f"| {r['variant']} | {r['bytes']:,} | {r['delegate']} | {lat['median']:.4f} | {lat['p90']:.4f} | "
+              f"{lat['p99']:.4f} | {r['tokens_per_second']:.0f} | {r['load_s']:.3f} | "
+              f"{(r['model_rss_bytes'] or 0) / 2**20:.1f} | {r['peak_rss_bytes'] / 2**20:.0f} | {energy} |")
+        if r["delegate_note"]:
+            print(f"  {r['variant']}: {r['delegate_note']}")
+    if args.json:
+        print(f"results written to {bench_dir(manifest)}/")
+    return 0
+
+
+def cmd_pick(args):
+    if args.max_latency_ms is None and args.max_bytes is None and args.max_energy_mj is None:
+        raise UsageError("give at least one of --max-latency-ms, --max-bytes, --max-energy-mj")
+    candidates, reasons = [], []
+    for model_path in args.model_list or [DEFAULT_MODEL]:
+        manifest = open_manifest(model_path)
+        for name, v in manifest["variants"].items():
+            if v.get("status") != "ok":
+                continue
+            label = f"{model_path}:{name}"
+            if args.max_bytes is not None and v["bytes"] > args.max_bytes:
+                reasons.append(f"{label}: {v['bytes']:,} bytes > {args.max_bytes:,}")
+                continue
+            measured = None
+            if args.max_latency_ms is not None or args.max_energy_mj is not None:
+                f = bench_file(manifest, name, args.threads, args.delegate)
+                if os.path.exists(f):
+                    with open(f) as fh:
+                        measured = json.load(fh)
+                else:
+                    print(f"measuring {label} on this device ...", file=sys.stderr)
+                    measured = run_bench(manifest, name, args)
+            if args.max_latency_ms is not None and measured["latency_ms"]["median"] > args.max_latency_ms:
+                reasons.append(f"{label}: median latency {measured['latency_ms']['median']:.3f} ms > "
+                               f"{args.max_latency_ms} ms")
+                continue
+            if args.max_energy_mj is not None:
+                e = measured["energy_mj_per_token"]
+                if e is None:
+                    reasons.append(f"{label}: no energy figure on this device (no sensor; give --active-watts)")
+                    continue
+                if e > args.max_energy_mj:
+                    reasons.append(f"{label}: {e:.4f} mJ/token > {args.max_energy_mj}")
+                    continue
+            candidates.append((v["perplexity"], label, v, measured))
+    if not candidates:
+        print("no variant meets the budget:", file=sys.stderr)
+        for r in reasons:
+            print(f"  {r}", file=sys.stderr)
+        return 1
+    ppl, label, v, measured = min(candidates, key=lambda c: c[0])
+    why = [f"perplexity {ppl:.3f} (best of {len(candidates)} within budget)", f"{v['bytes']:,} bytes"]
+    if measured:
+        why.append(f"median latency {measured['latency_ms']['median']:.3f} ms")
+        if measured.get("energy_mj_per_token") is not None:
+            why.append(f"{measured['energy_mj_per_token']:.4f} mJ/token")
+    print(f"{label}: " + ", ".join(why))
+    return 0
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, multi=False):
+        if multi:
+            sp.add_argument("--model", dest="model_list", action="append",
+                            help=f"a tflite/ folder, manifest or run directory; repeatable (default {DEFAULT_MODEL})")
+        else:
+            sp.add_argument("--model", default=DEFAULT_MODEL,
+                            help="a tflite/ folder, its manifest.json, or a run directory (default %(default)s)")
+            sp.add_argument("--variant", default=None,
+                            help="float32, float16, dynamic, int8 (default: the first of dynamic, int8, float16, float32)")
+        sp.add_argument("--threads", type=int, default=None, help="interpreter threads (default: LiteRT's)")
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("suggest", help="next-word suggestions")
+    common(s)
+    s.add_argument("--text", help="the words typed so far (omit for an interactive prompt)")
+    s.add_argument("--top-k", type=int, default=3, help="how many suggestions (default %(default)s)")
+    s.set_defaults(func=cmd_suggest)
+
+    e = sub.add_parser("eval", help="perplexity and R@3 of a text file")
+    common(e)
+    e.add_argument("file")
+    e.add_argument("--raw", action="store_true", help="raw text, tokenized as in training (default: PTB format)")
+    e.add_argument("--errors", choices=("strict", "replace"), default="strict",
+                   help="bytes that are not UTF-8: stop with an error naming the line, or replace them")
+    e.add_argument("--delegate", choices=("auto", "none"), default="auto")
+    e.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="latency, memory and energy per step")
+    common(b)
+    p_pick = sub.add_parser("pick", help="the best variant within a budget")
+    common(p_pick, multi=True)
+    p_pick.add_argument("--max-latency-ms", type=float)
+    p_pick.add_argument("--max-bytes", type=int)
+    p_pick.add_argument("--max-energy-mj", type=float, help="per token")
+    for sp in (b, p_pick):
+        sp.add_argument("--steps", type=int, default=1000, help="timed steps (default %(default)s)")
+        sp.add_argument("--warmup", type=int, default=50, help="untimed steps first (default %(default)s)")
+        sp.add_argument("--delegate", choices=("auto", "xnnpack", "none"), default="auto",
+                        help="auto: XNNPACK, or none where XNNPACK fails (default %(default)s)")
+        sp.add_argument("--active-watts", type=float, default=None,
+                        help="with no energy sensor: estimate energy as this power x CPU time")
+    b.set_defaults(func=cmd_bench)
+    p_pick.set_defaults(func=cmd_pick)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, TextError, mf.ManifestError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
