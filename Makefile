@@ -1,9 +1,14 @@
 # Two commands do everything on a fresh machine (see README.md):
-#   make demo   set up .venv, train the default pruned QRNN on the embedded corpus
-#   make test   set up .venv, run the test suite
+#   make demo   set up .venv; train the default pruned QRNN on the embedded corpus,
+#               convert it to LiteRT, run it with the device runtime
+#   make test   set up .venv and .venv-edge; run the test suite, then the device
+#               runtime's tests and a smoke run in .venv-edge, which has no TensorFlow
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+EDGE_BIN := .venv-edge/bin
+DEMO := runs/demo
+SMOKE := runs/ci-edge
 
 .PHONY: demo test clean
 
@@ -13,11 +18,31 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[train,edge,dev]'
 	touch $@
 
-demo: $(BIN)/.installed
-	$(BIN)/python -m pruning.train --schedule polynomial --out runs/demo --force
+# The device's environment: ai-edge-litert and numpy (the `edge` extra), pytest.
+$(EDGE_BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-edge
+	$(EDGE_BIN)/pip install --quiet --upgrade pip
+	$(EDGE_BIN)/pip install --quiet -e '.[edge,dev]'
+	touch $@
 
-test: $(BIN)/.installed
+demo: $(BIN)/.installed
+	$(BIN)/python -m pruning.train --schedule polynomial --out $(DEMO) --force
+	$(BIN)/python -m convert.to_tflite $(DEMO) --force
+	gzip -dc pruning/corpus/shakespeare.test.txt.gz > $(DEMO)/test.txt
+	$(BIN)/python edge_runtime/predict.py suggest --model $(DEMO) --text "to be or not to"
+	$(BIN)/python edge_runtime/predict.py eval $(DEMO)/test.txt --model $(DEMO)
+	$(BIN)/python edge_runtime/predict.py bench --model $(DEMO) --variant all --threads 1
+
+test: $(BIN)/.installed $(EDGE_BIN)/.installed
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pruning.train --embed 16 --hidden 16 --epochs 1 --vocab-size 2000 \
+		--batch-size 64 --out $(SMOKE) --force
+	$(BIN)/python -m convert.to_tflite $(SMOKE) --eval-tokens 5000 --force
+	gzip -dc pruning/corpus/shakespeare.valid.txt.gz | head -300 > $(SMOKE)/sample.txt
+	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "to be or not to"
+	$(EDGE_BIN)/python edge_runtime/predict.py eval $(SMOKE)/sample.txt --model $(SMOKE)
+	$(EDGE_BIN)/python edge_runtime/predict.py bench --model $(SMOKE) --variant all --threads 1
+	EDGELM_TEST_MODEL=$(SMOKE)/tflite $(EDGE_BIN)/python -m pytest -q tests/edge
 
 clean:
-	rm -rf $(VENV) runs/demo
+	rm -rf $(VENV) .venv-edge $(DEMO) $(SMOKE)

@@ -1,0 +1,175 @@
+"""predict.py on a converted tiny model, with numpy and LiteRT only."""
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_runtime import manifest as mf
+from edge_runtime.predict import main
+from edge_runtime.runner import StepModel
+from edge_runtime.text import EOS
+from edge_runtime.vocab import Vocab
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ALLOWED = {"numpy", "ai_edge_litert", "edge_runtime"}
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_edge_runtime_imports_only_numpy_litert_and_stdlib():
+    for name in os.listdir(os.path.join(ROOT, "edge_runtime")):
+        if not name.endswith(".py"):
+            continue
+        tree = ast.parse(open(os.path.join(ROOT, "edge_runtime", name)).read())
+        for node in ast.walk(tree):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for mod in mods:
+                top = mod.split(".")[0]
+                assert top in ALLOWED or top in sys.stdlib_module_names, (name, mod)
+    code = ("import sys, edge_runtime.predict, edge_runtime.bench; "
+            "assert not any(m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras') for m in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_suggest_gives_the_models_top_words(tflite_dir, capsys):
+    manifest = mf.load(str(tflite_dir))
+    vocab = Vocab.load(mf.vocab_path(manifest))
+    words = [w for w in vocab.tokens if w.isalpha()][:3]
+    code, out, _ = run(capsys, "suggest", "--model", tflite_dir, "--variant", "float32",
+                       "--text", " ".join(words), "--top-k", "3", "--json")
+    assert code == 0
+    got = json.loads(out)["suggestions"]
+    model = StepModel(mf.variant_path(manifest, "float32"), manifest["states"])
+    logp = model.step(vocab.eos_id)
+    for w in words:
+        logp = model.step(vocab.index[w])
+    ranked = [vocab.tokens[i] for i in np.argsort(-logp) if vocab.tokens[i] not in ("<unk>", EOS)]
+    assert [g["word"] for g in got] == ranked[:3]
+    assert got[0]["probability"] == pytest.approx(float(np.exp(logp[vocab.index[ranked[0]]])), rel=1e-4)
+
+
+def test_suggest_reports_unknown_words_and_refuses_empty_text(tflite_dir, capsys):
+    code, out, _ = run(capsys, "suggest", "--model", tflite_dir, "--text", "the zyzzyva")
+    assert code == 0 and "zyzzyva" in out and "<unk>" in out
+    code, _, err = run(capsys, "suggest", "--model", tflite_dir, "--text", "  ,,, ")
+    assert code == 2 and err.strip() == "error: the input text is empty (no words in it)"
+
+
+def test_suggest_interactive_keeps_state(tflite_dir, monkeypatch, capsys):
+    import io
+    monkeypatch.setattr(sys, "stdin", io.StringIO("the\ncat\n"))
+    code, interactive, _ = run(capsys, "suggest", "--model", tflite_dir)
+    code2, once, _ = run(capsys, "suggest", "--model", tflite_dir, "--text", "the cat")
+    assert code == code2 == 0
+    assert interactive.strip().splitlines()[-1] == once.strip()
+
+
+def ptb_text(ids, vocab):
+    """Token ids (<eos> first) back to a PTB-format text."""
+    words = vocab.decode(ids[1:])
+    lines, cur = [], []
+    for w in words:
+        if w == EOS:
+            lines.append(" ".join(cur))
+            cur = []
+        else:
+            cur.append(w)
+    return "\n".join(lines) + "\n"
+
+
+def test_eval_agrees_with_the_converter(tflite_dir, tmp_path, capsys):
+    manifest = mf.load(str(tflite_dir))
+    vocab = Vocab.load(mf.vocab_path(manifest))
+    ids = np.load(os.path.join(os.path.dirname(tflite_dir), "data.npz"))["valid"]
+    f = tmp_path / "valid.txt"
+    f.write_text(ptb_text(ids, vocab))
+    code, out, _ = run(capsys, "eval", f, "--model", tflite_dir, "--variant", "float32", "--json")
+    r = json.loads(out)
+    assert code == 0 and r["tokens"] == len(ids) - 1
+    v = manifest["variants"]["float32"]
+    assert r["perplexity"] == pytest.approx(v["perplexity"], rel=1e-4)
+    # and the Keras figure recorded at conversion, within 1%
+    assert r["perplexity"] == pytest.approx(manifest["eval"]["keras_perplexity"], rel=0.01)
+
+
+def test_eval_raw_text_matches_its_ptb_form(tflite_dir, tmp_path, capsys):
+    raw = tmp_path / "raw.txt"
+    raw.write_text("The cat sat on the mat. A dog ran to the big red house!\nWith 2 green doors, the end.\n")
+    ptb = tmp_path / "ptb.txt"
+    ptb.write_text("the cat sat on the mat\na dog ran to the big red house\nwith N green doors the end\n")
+    _, a, _ = run(capsys, "eval", raw, "--raw", "--model", tflite_dir, "--json")
+    _, b, _ = run(capsys, "eval", ptb, "--model", tflite_dir, "--json")
+    ra, rb = json.loads(a), json.loads(b)
+    assert ra["perplexity"] == pytest.approx(rb["perplexity"]) and ra["oov"] == rb["oov"] >= 1
+
+
+def test_eval_bad_input(tflite_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"the cat\nthe \xff dog\n")
+    code, _, err = run(capsys, "eval", bad, "--model", tflite_dir)
+    assert code == 2 and "bad.txt, line 2: not UTF-8" in err and err.count("\n") == 1
+    code, out, _ = run(capsys, "eval", bad, "--model", tflite_dir, "--errors", "replace")
+    assert code == 0 and "perplexity" in out
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n")
+    code, _, err = run(capsys, "eval", empty, "--model", tflite_dir)
+    assert code == 2 and "holds no words" in err
+    code, _, err = run(capsys, "eval", tmp_path / "none.txt", "--model", tflite_dir)
+    assert code == 2 and "does not exist" in err
+
+
+def test_bench_writes_json_with_the_device(tflite_dir, capsys):
+    code, out, _ = run(capsys, "bench", "--model", tflite_dir, "--variant", "float32", "--threads", "1",
+                       "--steps", "1000", "--json")
+    assert code == 0 and "| float32 |" in out
+    files = os.listdir(os.path.join(os.path.dirname(tflite_dir), "bench"))
+    r = json.load(open(os.path.join(os.path.dirname(tflite_dir), "bench", files[0])))
+    lat = r["latency_ms"]
+    assert r["steps"] == 1000 and 0 < lat["median"] <= lat["p90"] <= lat["p99"]
+    assert r["delegate"] in ("xnnpack", "none") and r["threads"] == 1
+    assert {"machine", "cpu", "cores", "os", "python", "litert"} <= set(r["device"])
+    assert r["bytes"] == manifest_bytes(tflite_dir, "float32")
+
+
+def manifest_bytes(tflite_dir, name):
+    return mf.load(str(tflite_dir))["variants"][name]["bytes"]
+
+
+def test_pick_within_budget_and_says_why_not(tflite_dir, capsys):
+    manifest = mf.load(str(tflite_dir))
+    sizes = {n: v["bytes"] for n, v in manifest["variants"].items()}
+    small = min(sizes, key=sizes.get)
+    code, out, _ = run(capsys, "pick", "--model", tflite_dir, "--max-bytes", sizes[small])
+    assert code == 0 and out.startswith(f"{tflite_dir}:{small}:")
+    code, out, err = run(capsys, "pick", "--model", tflite_dir, "--max-bytes", 10)
+    assert code == 1 and "no variant meets the budget" in err and "bytes > 10" in err
+    code, out, err = run(capsys, "pick", "--model", tflite_dir, "--max-latency-ms", 1e6, "--steps", "50",
+                         "--warmup", "5")
+    best = min(manifest["variants"], key=lambda n: manifest["variants"][n]["perplexity"])
+    assert code == 0 and f":{best}:" in out and "median latency" in out
+
+
+def test_manifest_checks(tflite_dir, tmp_path, capsys):
+    import shutil
+    copy = tmp_path / "tflite"
+    shutil.copytree(tflite_dir, copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    with open(copy / m["variants"]["float32"]["file"], "ab") as f:
+        f.write(b"tampered")
+    code, _, err = run(capsys, "suggest", "--model", copy, "--variant", "float32", "--text", "the")
+    assert code == 2 and "does not match the manifest's sha256" in err
+    m["format_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(m))
+    code, _, err = run(capsys, "suggest", "--model", copy, "--text", "the")
+    assert code == 2 and "format version 99" in err
+    code, _, err = run(capsys, "suggest", "--model", tmp_path / "nothing", "--text", "the")
+    assert code == 2 and "no manifest" in err
