@@ -37,7 +37,7 @@ test: $(BIN)/.installed $(EDGE_BIN)/.installed
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m pruning.train --embed 16 --hidden 16 --epochs 1 --vocab-size 2000 \
 		--batch-size 64 --out $(SMOKE) --force
-	$(BIN)/python -m convert.to_tflite $(SMOKE) --eval-tokens 5000 --force
+	$(BIN)/python -m convert.to_tflite $(SMOKE) --force
 	gzip -dc pruning/corpus/shakespeare.valid.txt.gz | head -300 > $(SMOKE)/sample.txt
 	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "to be or not to"
 	$(EDGE_BIN)/python edge_runtime/predict.py eval $(SMOKE)/sample.txt --model $(SMOKE)

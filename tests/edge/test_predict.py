@@ -90,6 +90,7 @@ def test_eval_agrees_with_the_converter(tflite_dir, tmp_path, capsys):
     manifest = mf.load(str(tflite_dir))
     vocab = Vocab.load(mf.vocab_path(manifest))
     ids = np.load(os.path.join(os.path.dirname(tflite_dir), "data.npz"))["valid"]
+    assert manifest["eval"]["tokens"] == len(ids) - 1, "convert the test model without --eval-tokens"
     f = tmp_path / "valid.txt"
     f.write_text(ptb_text(ids, vocab))
     code, out, _ = run(capsys, "eval", f, "--model", tflite_dir, "--variant", "float32", "--json")
