@@ -254,7 +254,8 @@ def _swap_in(new, final):
         shutil.rmtree(old)
 
 
-def print_table(manifest, out=sys.stdout):
+def print_table(manifest, out=None):
+    out = out or sys.stdout  # looked up now: callers may have redirected it
     keras_ppl = manifest["eval"]["keras_perplexity"]
     print(f"\nperplexity on {manifest['eval']['tokens']} validation tokens; Keras: {keras_ppl:.3f}", file=out)
     print("| variant | bytes | sparse | XNNPACK | perplexity | vs. Keras |", file=out)

@@ -74,7 +74,8 @@ def evaluate_ids(model, ids, progress=None):
     """Perplexity and R@3 over an id stream, any iterable (first id = context).
 
     Same definition as training: exp(total NLL / predicted tokens); R@3
-    counts a hit when fewer than 3 tokens score strictly higher.
+    counts a hit when at most 3 tokens, the true one included, score at
+    least as high as the true one (ties, common in int8 outputs, count against).
     """
     model.reset()
     nll, hits, n = 0.0, 0, 0
@@ -84,7 +85,7 @@ def evaluate_ids(model, ids, progress=None):
         logp = model.step(int(prev))
         target = int(target)
         nll -= float(logp[target])
-        hits += int(np.count_nonzero(logp > logp[target]) < 3)
+        hits += int(np.count_nonzero(logp >= logp[target]) <= 3)  # ties count against
         n += 1
         prev = target
         if progress is not None:

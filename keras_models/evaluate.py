@@ -28,8 +28,9 @@ def make_eval_fn(model):
         idx = tf.stack([tf.range(tf.shape(y)[1]), y[0]], axis=1)
         nll = -tf.reduce_sum(tf.gather_nd(logp, idx))
         true_logit = tf.gather_nd(logits, idx)
-        rank = tf.reduce_sum(tf.cast(logits > true_logit[:, None], tf.int32), axis=1)
-        hits = tf.reduce_sum(tf.cast(rank < 3, tf.int32))
+        # tokens scoring at least the true one's, itself included: ties count against
+        rank = tf.reduce_sum(tf.cast(logits >= true_logit[:, None], tf.int32), axis=1)
+        hits = tf.reduce_sum(tf.cast(rank <= 3, tf.int32))
         return nll, hits, out[1:]
     return chunk
 

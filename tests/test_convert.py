@@ -112,3 +112,53 @@ def test_bad_input_one_line_exit_2(converted, tmp_path, capsys):
     (broken / "model" / "weights.h5").write_bytes(b"not an h5 file")
     assert "cannot load the run" in err([str(broken)])
     assert not (broken / "tflite").exists()
+
+
+def test_sparse_encoding_on_a_sparse_untied_model(tmp_path):
+    """90%-sparse matrices: the sparse file is smaller, computes the same
+    model, and the manifest says truly whether XNNPACK can run it."""
+    from tests.conftest import write_corpus
+    corpus = write_corpus(tmp_path / "data")
+    out = tmp_path / "run"
+    rundir.prepare(str(out))
+    train(tiny_config(corpus, out, schedule="constant", target_sparsity=0.9, begin_step=0,
+                      tie_embeddings=False, embed=32, hidden=64, epochs=1), log=lambda *a: None)
+    assert convert_main([str(out), "--quantize", "float32,dynamic", "--sparse-encoding", "off"]) == 0
+    dense = mf.load(str(out / "tflite"))
+    assert convert_main([str(out), "--quantize", "float32,dynamic", "--sparse-encoding", "on", "--force"]) == 0
+    sparse = mf.load(str(out / "tflite"))
+    for name in ("float32", "dynamic"):
+        v = sparse["variants"][name]
+        assert v["status"] == "ok" and v["sparse_encoding"] is True, v
+        assert v["bytes"] < dense["variants"][name]["bytes"]
+        assert v["perplexity"] == pytest.approx(dense["variants"][name]["perplexity"], rel=1e-3)
+        try:
+            StepModel(mf.variant_path(sparse, name), sparse["states"], delegate="xnnpack").step(0)
+            works = True
+        except Exception:
+            works = False
+        assert v["xnnpack"]["ok"] is works
+
+
+def test_a_failing_variant_is_reported_and_the_others_go_on(converted, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import convert.variants as variants
+    run = tmp_path / "run"
+    shutil.copytree(converted, run, ignore=shutil.ignore_patterns("tflite"))
+    real = variants.make_converter
+
+    class Broken:
+        def convert(self):
+            os.write(2, b"loc(\"x\"): error: 'tfl.fancy' op is not supported\n")  # as MLIR reports
+            raise RuntimeError("")
+
+    monkeypatch.setattr(variants, "make_converter",
+                        lambda d, precision, *a, **k: Broken() if precision == "float16" else real(d, precision, *a, **k))
+    assert convert_main([str(run), "--quantize", "float32,float16"]) == 1
+    manifest = mf.load(str(run / "tflite"))
+    assert manifest["variants"]["float32"]["status"] == "ok"
+    failed = manifest["variants"]["float16"]
+    assert failed["status"] == "failed" and "'tfl.fancy' op is not supported" in failed["error"]
+    assert not (run / "tflite" / "float16.tflite").exists()
+    assert "| float16 | failed: " in capsys.readouterr().out
