@@ -21,6 +21,15 @@ def write(path, value):
         f.write(f"{value}\n")
 
 
+def measure_sleep(seconds=0.4, **meter_args):
+    """(meter, elapsed seconds) for a sleep under an EnergyMeter."""
+    with EnergyMeter(**meter_args) as m:
+        t0 = time.perf_counter()
+        time.sleep(seconds)
+        elapsed = time.perf_counter() - t0
+    return m, elapsed
+
+
 @pytest.fixture
 def no_vcgencmd(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path / "emptybin"))
@@ -47,10 +56,7 @@ def test_hwmon_energy_counter(tmp_path, no_vcgencmd):
 
 def test_hwmon_power_is_integrated_over_time(tmp_path, no_vcgencmd):
     write(tmp_path / "sys/class/hwmon/hwmon0/power1_input", 2_000_000)  # 2 W
-    with EnergyMeter(root=str(tmp_path)) as m:
-        t0 = time.perf_counter()
-        time.sleep(0.4)
-        elapsed = time.perf_counter() - t0
+    m, elapsed = measure_sleep(root=str(tmp_path))
     assert m.source == "hwmon-power"
     assert m.joules == pytest.approx(2.0 * elapsed, rel=0.3)
 
@@ -66,10 +72,7 @@ def test_pmic_through_a_fake_vcgencmd(tmp_path, monkeypatch):
     exe.write_text("#!/bin/sh\n/bin/cat <<'EOF'\n" + PMIC_OUTPUT + "EOF\n")
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", str(bindir))
-    with EnergyMeter(root=str(tmp_path)) as m:
-        t0 = time.perf_counter()
-        time.sleep(0.4)
-        elapsed = time.perf_counter() - t0
+    m, elapsed = measure_sleep(root=str(tmp_path))
     assert m.source == "pmic"
     assert m.joules == pytest.approx(3.25 * elapsed, rel=0.3)
 
