@@ -137,7 +137,7 @@ def cmd_eval(args):
     progress.done()
     r.update(variant=variant, file=args.file, format="raw" if args.raw else "ptb",
              oov=counts["oov"], sentences=counts["sentences"], delegate=used,
-             seconds=round(time.perf_counter() - t0, 2))
+             seconds=round(time.perf_counter() - t0, 2), device=device.describe())
     if args.json:
         print(json.dumps(r, indent=2))
     else:
