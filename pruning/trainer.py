@@ -132,7 +132,6 @@ def train(config, corpus=None, log=print):
     model = _build(config, len(vocab), schedules.make_wrapper(settings))
     opt = keras.optimizers.Adam(config["lr"], global_clipnorm=config["clip_norm"] or None)
     opt.build(model.trainable_variables)
-    model.optimizer = opt  # UpdatePruningStep reads it
     pruning_cb = tfmot.sparsity.keras.UpdatePruningStep()
     pruning_cb.set_model(model)
     pruning_cb.on_train_begin()
