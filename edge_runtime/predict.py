@@ -9,8 +9,8 @@ Needs only numpy and ai-edge-litert. Bad input: one line on stderr, exit 2;
 a budget no variant meets: exit 1.
 """
 import argparse
-import glob
 import json
+import math
 import os
 import sys
 import time
@@ -63,7 +63,7 @@ def load(args):
 def suggestions(logp, vocab, k):
     """Top-k real words (not <unk>, <eos>) with their probabilities."""
     order = [i for i in logp.argsort()[::-1][: k + 2] if vocab.tokens[i] not in (UNK, EOS)][:k]
-    return [(vocab.tokens[i], float(2.718281828459045 ** logp[i])) for i in order]
+    return [(vocab.tokens[i], math.exp(float(logp[i]))) for i in order]
 
 
 def cmd_suggest(args):

@@ -8,8 +8,6 @@ figure is the one the device computes token by token:
 """
 import math
 
-import numpy as np
-
 from keras_models.backend import tf
 from keras_models.language_model import zero_states
 
@@ -49,9 +47,3 @@ def evaluate(model, stream, chunk_len=128, eval_fn=None):
         total_hits += int(hits)
         n += end - start
     return dict(perplexity=perplexity(total_nll / n), r_at_3=total_hits / n, tokens=n, nll=total_nll)
-
-
-def log_probs_sequence(model, ids):
-    """Log-probabilities (T, V) for a short id sequence at batch 1 (for tests)."""
-    out = model([np.asarray(ids, np.int32)[None, :]] + zero_states(model, 1), training=False)
-    return tf.nn.log_softmax(out[0][0]).numpy()

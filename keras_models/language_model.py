@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 
+import numpy as np
+
 from edge_runtime.files import make_temp_dir
 from keras_models import ARCHS
 from keras_models.backend import keras, tf
@@ -134,7 +136,6 @@ def state_shapes(model):
 
 
 def zero_states(model, batch_size):
-    import numpy as np
     return [np.zeros((batch_size,) + s, dtype=np.float32) for s in state_shapes(model)]
 
 

@@ -48,13 +48,6 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     def get_prunable_weights(self):
         return [self.kernel]
 
-    def state_shapes(self):
-        """Per-example shapes of the state tensors, in call order."""
-        shapes = [(self.units,)]
-        if self.window > 1:
-            shapes.append((self.window - 1, self.input_dim))
-        return shapes
-
     def call(self, inputs, training=None):
         """inputs = [x (B, T, D), c0 (B, H), (x_prev (B, window-1, D))] -> [h, c_T, (x_prev_T)]."""
         x, c0 = inputs[0], inputs[1]

@@ -18,7 +18,6 @@ import os
 import numpy as np
 
 from edge_runtime.text import split_ptb_line
-from edge_runtime.vocab import Vocab
 
 SPLITS = ("train", "valid", "test")
 LAYOUTS = ("ptb.{}.txt", "{}.txt")

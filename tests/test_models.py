@@ -3,7 +3,7 @@ costs, and the step model fed token by token against the sequence model."""
 import numpy as np
 import pytest
 
-from keras_models.backend import keras, tf
+from keras_models.backend import tf
 from keras_models.cost import count_params, layer_report, macs_per_token
 from keras_models.language_model import (build_language_model, build_step_model, load_model,
                                          save_model, zero_states)
