@@ -26,10 +26,16 @@ def weight_matrices(model):
         elif isinstance(inner, keras.layers.LSTM):
             out.append((name, "kernel", inner.cell.kernel.numpy(), True))
             out.append((name, "recurrent_kernel", inner.cell.recurrent_kernel.numpy(), True))
-        elif isinstance(inner, keras.layers.Dense):
+        elif hasattr(inner, "kernel"):  # Dense, QRNN, our LSTM
             out.append((name, "kernel", inner.kernel.numpy(), True))
-        elif hasattr(inner, "kernel"):  # QRNN and other custom recurrent layers
-            out.append((name, "kernel", inner.kernel.numpy(), True))
+            if hasattr(inner, "recurrent_kernel"):
+                out.append((name, "recurrent_kernel", inner.recurrent_kernel.numpy(), True))
+        # rank-one updates: (x . v) u costs len(u) + len(v) MACs; a lookup costs none
+        for w in inner.weights:
+            short = w.name.split("/")[-1].split(":")[0]
+            if short.endswith(("_u", "_v")):
+                used = tied or not isinstance(inner, keras.layers.Embedding)
+                out.append((name, short, w.numpy(), used))
     return out
 
 

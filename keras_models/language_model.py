@@ -11,6 +11,14 @@ unrolled so it converts to builtin LiteRT ops; it takes the trained weights.
 
 Tied embeddings (AWD recipe): the output layer uses the embedding matrix, so
 the last recurrent layer has `embed` units.
+
+Structured pruning builds the same graph with neuron gates (`gates=`, see
+`neuron_gates.py`): `gate_embedding` on the embedding dimensions (the first
+layer's input neurons) and `gate_rnn_i` on each layer's hidden units. The
+hidden units of one layer are the input neurons of the next, so one gate
+serves both. Tied, the last layer's hidden units are the embedding
+dimensions, and `gate_embedding` gates them too. `rank_one=True` (in the
+spec) adds the single-rank update to every weight matrix (`rank_one.py`).
 """
 import json
 import os
@@ -21,7 +29,10 @@ import numpy as np
 from edge_runtime.files import make_temp_dir
 from keras_models import ARCHS
 from keras_models.backend import keras, tf
+from keras_models.lstm import LSTM
+from keras_models.neuron_gates import NeuronGate
 from keras_models.qrnn import QRNN
+from keras_models.rank_one import RankOneDense, RankOneEmbedding
 
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "weights.h5"
@@ -34,9 +45,10 @@ class TiedOutput(keras.layers.Layer):
     weight, so it is saved and pruned once, with the embedding.
     """
 
-    def __init__(self, matrix_getter, vocab_size, **kwargs):
+    def __init__(self, matrix_getter, vocab_size, update_getter=None, **kwargs):
         super().__init__(**kwargs)
         self._matrix = matrix_getter
+        self._update = update_getter  # -> (u, v) of a rank-one embedding
         self.vocab_size = vocab_size
 
     def build(self, input_shape):
@@ -47,6 +59,9 @@ class TiedOutput(keras.layers.Layer):
         matrix = self._matrix()
         flat = tf.reshape(h, (-1, h.shape[-1]))
         logits = tf.matmul(flat, matrix, transpose_b=True) + self.bias
+        if self._update is not None:  # h (E + u v^T)^T = h E^T + (h . v) u^T
+            u, v = self._update()
+            logits += tf.reduce_sum(flat * v, axis=-1, keepdims=True) * u
         return tf.reshape(logits, tf.concat([tf.shape(h)[:-1], [self.vocab_size]], 0))
 
 
@@ -58,7 +73,7 @@ def default_hidden_sizes(layers, hidden, embed, tie_embeddings):
 
 
 def make_spec(arch, vocab_size, embed, hidden, layers, dropout=0.0, tie_embeddings=True,
-              window=2, zoneout=0.0, hidden_sizes=None):
+              window=2, zoneout=0.0, hidden_sizes=None, rank_one=False):
     """The architecture as a JSON-able dict (what `model/spec.json` holds)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
@@ -67,43 +82,58 @@ def make_spec(arch, vocab_size, embed, hidden, layers, dropout=0.0, tie_embeddin
         raise ValueError("tied embeddings need the last layer to have `embed` units")
     return dict(arch=arch, vocab_size=int(vocab_size), embed=int(embed),
                 hidden_sizes=[int(s) for s in sizes], dropout=float(dropout),
-                tie_embeddings=bool(tie_embeddings), window=int(window), zoneout=float(zoneout))
+                tie_embeddings=bool(tie_embeddings), window=int(window), zoneout=float(zoneout),
+                rank_one=bool(rank_one))
 
 
 def build_language_model(arch, vocab_size, embed, hidden=None, layers=None, dropout=0.0,
                          tie_embeddings=True, window=2, zoneout=0.0, hidden_sizes=None,
-                         batch_size=None, seq_len=None, step=False, wrap=None, name="lm"):
+                         rank_one=False, batch_size=None, seq_len=None, step=False, wrap=None,
+                         gates=None, name="lm"):
     """Build the model. `wrap(layer) -> layer` lets training wrap the prunable
-    layers (TF-MOT); the layer names stay the same inside the wrappers."""
+    layers (TF-MOT); the layer names stay the same inside the wrappers.
+    `gates`: NeuronGate options (kind, beta, gamma, zeta, init) for a gated model."""
     spec = make_spec(arch, vocab_size, embed, hidden, layers or len(hidden_sizes or []), dropout,
-                     tie_embeddings, window, zoneout, hidden_sizes)
+                     tie_embeddings, window, zoneout, hidden_sizes, rank_one)
     if step:
         batch_size, seq_len = 1, 1
     wrap = wrap or (lambda layer: layer)
     token = keras.Input(shape=(seq_len,), batch_size=batch_size, dtype=tf.int32, name="token")
     state_inputs, state_outputs = [], []
 
-    embedding = keras.layers.Embedding(spec["vocab_size"], spec["embed"], name="embedding")
+    r1 = spec["rank_one"]
+    embedding = (RankOneEmbedding if r1 else keras.layers.Embedding)(
+        spec["vocab_size"], spec["embed"], name="embedding")
     # Untied, the embedding is only a lookup table: nothing to gain by pruning it.
     x = (wrap(embedding) if spec["tie_embeddings"] else embedding)(token)
+    embed_gate = NeuronGate(spec["embed"], name="gate_embedding", **gates) if gates else None
+    x = embed_gate(x) if gates else x
     drop = spec["dropout"]
     x = keras.layers.Dropout(drop, name="embedding_dropout")(x) if drop and not step else x
     in_dim = spec["embed"]
-    for i, units in enumerate(spec["hidden_sizes"]):
+    sizes = spec["hidden_sizes"]
+    for i, units in enumerate(sizes):
+        gate = None
+        if gates:
+            tied_last = spec["tie_embeddings"] and i == len(sizes) - 1
+            gate = embed_gate if tied_last else NeuronGate(units, name=f"gate_rnn_{i}", **gates)
         if arch == "qrnn":
             k = spec["window"] if i == 0 else 1
-            layer = QRNN(units, window=k, zoneout=spec["zoneout"], name=f"rnn_{i}")
+            layer = QRNN(units, window=k, zoneout=spec["zoneout"], rank_one_update=r1, name=f"rnn_{i}")
             states = [keras.Input(shape=(units,), batch_size=batch_size, name=f"l{i}_c")]
             if k > 1:
                 states.append(keras.Input(shape=(k - 1, in_dim), batch_size=batch_size, name=f"l{i}_x_prev"))
             out = wrap(layer)([x] + states)
         else:
-            layer = keras.layers.LSTM(units, return_sequences=True, return_state=True,
-                                      unroll=step, name=f"rnn_{i}")
             states = [keras.Input(shape=(units,), batch_size=batch_size, name=f"l{i}_h"),
                       keras.Input(shape=(units,), batch_size=batch_size, name=f"l{i}_c")]
-            out = wrap(layer)(x, initial_state=states)
-        x = out[0]
+            if gates or r1:
+                out = LSTM(units, gate=gate, rank_one_update=r1, name=f"rnn_{i}")([x] + states)
+            else:
+                layer = keras.layers.LSTM(units, return_sequences=True, return_state=True,
+                                          unroll=step, name=f"rnn_{i}")
+                out = wrap(layer)(x, initial_state=states)
+        x = gate(out[0]) if gate is not None else out[0]
         state_inputs += states
         state_outputs += list(out[1:])
         if drop and not step:
@@ -112,7 +142,11 @@ def build_language_model(arch, vocab_size, embed, hidden=None, layers=None, drop
 
     if spec["tie_embeddings"]:
         # The getter resolves the (possibly wrapped) embedding's own variable.
-        logits = TiedOutput(lambda: embedding.embeddings, spec["vocab_size"], name="output")(x)
+        update = (lambda: (embedding.u, embedding.v)) if r1 else None
+        logits = TiedOutput(lambda: embedding.embeddings, spec["vocab_size"], update,
+                            name="output")(x)
+    elif r1:
+        logits = RankOneDense(spec["vocab_size"], name="output")(x)
     else:
         logits = wrap(keras.layers.Dense(spec["vocab_size"], name="output"))(x)
     if step:
@@ -128,6 +162,26 @@ def build_step_model(spec, weights):
     model = build_language_model(**spec, step=True, name="step")
     model.set_weights(weights)
     return model
+
+
+def named_weights(model):
+    """{layer name: [arrays]} for the layers with weights (through pruning wrappers)."""
+    out = {}
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if inner.weights and not isinstance(layer, NeuronGate):
+            out[inner.name] = [w.numpy() for w in inner.weights]
+    return out
+
+
+def set_named_weights(model, named):
+    """Set the listed layers' leading weights from `named` (gates and rank-one
+    updates, absent from a plain model's weights, keep their initial values)."""
+    for layer in model.layers:
+        if layer.name in named:
+            arrays = named[layer.name]
+            for var, a in zip(layer.weights[:len(arrays)], arrays):
+                var.assign(a)
 
 
 def state_shapes(model):

@@ -20,12 +20,14 @@ converted step model is plain element-wise ops.
 Zoneout (Krueger et al.; AWD-QRNN applies it to f): while training, each
 unit keeps its previous c with probability `zoneout` (f is set to 1).
 """
+from keras_models import rank_one
 from keras_models.backend import keras, tf, tfmot
 
 
 @keras.utils.register_keras_serializable("edgelm")
 class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
-    def __init__(self, units, window=1, zoneout=0.0, kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(self, units, window=1, zoneout=0.0, kernel_initializer="glorot_uniform",
+                 rank_one_update=False, **kwargs):
         super().__init__(**kwargs)
         if units < 1 or window < 1:
             raise ValueError("QRNN needs units >= 1 and window >= 1")
@@ -34,6 +36,7 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         self.units = int(units)
         self.window = int(window)
         self.zoneout = float(zoneout)
+        self.rank_one_update = bool(rank_one_update)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
@@ -43,6 +46,9 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
             "kernel", shape=(self.window * self.input_dim, 3 * self.units),
             initializer=self.kernel_initializer)
         self.bias = self.add_weight("bias", shape=(3 * self.units,), initializer="zeros")
+        if self.rank_one_update:
+            self.kernel_u, self.kernel_v = rank_one.add_update(
+                self, "kernel", self.window * self.input_dim, 3 * self.units)
         super().build(input_shape)
 
     def get_prunable_weights(self):
@@ -61,6 +67,8 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         else:
             x_win = x
         gates = tf.matmul(x_win, self.kernel) + self.bias  # (B, T, 3H)
+        if self.rank_one_update:
+            gates += rank_one.apply(x_win, self.kernel_u, self.kernel_v)
         z_pre, f_pre, o_pre = tf.split(gates, 3, axis=-1)
         z = tf.tanh(z_pre)
         o = tf.sigmoid(o_pre)
@@ -81,6 +89,7 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(units=self.units, window=self.window, zoneout=self.zoneout,
+                   rank_one_update=self.rank_one_update,
                    kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return cfg
 
