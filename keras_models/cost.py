@@ -66,3 +66,16 @@ def layer_report(model):
 def macs_per_token(model):
     rows = layer_report(model)
     return sum(r["macs"] for r in rows), sum(r["macs_nonzero"] for r in rows)
+
+
+def macs_from_spec(spec):
+    """Dense MACs per token of the model `spec` describes, from the shapes alone
+    (the same count as `macs_per_token` of the built model, rank-one updates aside)."""
+    total, in_dim = 0, spec["embed"]
+    for i, units in enumerate(spec["hidden_sizes"]):
+        if spec["arch"] == "qrnn":
+            total += (spec["window"] if i == 0 else 1) * in_dim * 3 * units
+        else:
+            total += in_dim * 4 * units + units * 4 * units
+        in_dim = units
+    return total + in_dim * spec["vocab_size"]

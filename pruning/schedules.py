@@ -1,4 +1,5 @@
-"""Magnitude-pruning schedules (TF-MOT) chosen by `--schedule`.
+"""Pruning schedules chosen by `--schedule`: TF-MOT magnitude pruning, and
+the structured ones (`l0`, `filter`; trained by `trainer.py`, see there).
 
 - none: dense training.
 - constant: `ConstantSparsity(target)` from `begin_step`, masks recomputed
@@ -8,6 +9,9 @@
   mask is held while training goes on.
 - m-by-n: 2:4 structured sparsity (`sparsity_m_by_n=(2, 4)`): in every group
   of 4 consecutive input weights of an output unit 2 are kept (50%).
+- l0: hard-concrete gates on neurons (`keras_models/neuron_gates.py`).
+- filter: whole hidden units removed, ranked by random / norm / activation;
+  gradually (begin/end/frequency as below) or at once from `--init-from`.
 
 Defaults from the run length T (steps): begin at 10% of T, end at 60% of T
 (the last 40% retrains with the mask held), masks recomputed every
@@ -15,7 +19,8 @@ min(100, (end - begin) // 20) steps, and `end_step` moved up to a whole number
 of periods after `begin_step` so that the last update reaches the target
 exactly (TF-MOT only prunes on steps begin + k * frequency).
 """
-SCHEDULES = ("none", "constant", "polynomial", "m-by-n")
+SCHEDULES = ("none", "constant", "polynomial", "m-by-n", "l0", "filter")
+MAGNITUDE = ("constant", "polynomial", "m-by-n")
 
 
 def resolve(schedule, total_steps, target_sparsity, initial_sparsity=0.0,
@@ -23,8 +28,8 @@ def resolve(schedule, total_steps, target_sparsity, initial_sparsity=0.0,
     """Fill in the defaults; returns the schedule settings as a dict."""
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
-    if schedule == "none":
-        return dict(schedule="none")
+    if schedule in ("none", "l0"):
+        return dict(schedule=schedule)
     begin = int(round(0.1 * total_steps)) if begin_step is None else int(begin_step)
     end = int(round(0.6 * total_steps)) if end_step is None else int(end_step)
     end = max(end, begin + 1)
@@ -32,6 +37,8 @@ def resolve(schedule, total_steps, target_sparsity, initial_sparsity=0.0,
     periods = -(-(end - begin) // freq)
     if end_step is None:
         end = begin + periods * freq
+    if schedule == "filter":
+        return dict(schedule=schedule, begin_step=begin, end_step=end, frequency=int(freq))
     target = 0.5 if schedule == "m-by-n" else float(target_sparsity)
     return dict(schedule=schedule, target_sparsity=target, initial_sparsity=float(initial_sparsity),
                 begin_step=begin, end_step=end, frequency=int(freq))
@@ -42,7 +49,7 @@ def make_wrapper(settings):
     from keras_models.backend import tfmot  # TensorFlow only when a model is built
     k = tfmot.sparsity.keras
     schedule = settings["schedule"]
-    if schedule == "none":
+    if schedule not in MAGNITUDE:
         return None
     if schedule == "constant":
         params = dict(pruning_schedule=k.ConstantSparsity(

@@ -3,6 +3,14 @@
 With no argument it trains a QRNN on the embedded Shakespeare corpus and
 writes runs/default. Errors in the input are one line on stderr, exit 2;
 a run whose loss became NaN exits 1 with status "diverged" in its report.
+
+Structured pruning: `--schedule l0` (L0 neuron gates, jointly with the
+weights or, with `--init-from RUN --freeze-weights`, on a trained model),
+`--schedule filter` (whole units by random / norm / activation rank,
+gradually while training or at once from `--init-from RUN`); the gated
+units are then removed and the smaller model optionally fine-tuned
+(`--finetune-epochs`). `--recover rank-one` adds and trains the single-rank
+update after any schedule.
 """
 import argparse
 import os
@@ -12,7 +20,11 @@ DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial
                 begin_step=None, end_step=None, prune_frequency=None, embed=256, hidden=512,
                 layers=2, window=2, zoneout=0.0, dropout=0.1, tie_embeddings=True, epochs=3,
                 batch_size=32, bptt=35, lr=0.004, clip_norm=0.25, seed=0, data_dir=None,
-                vocab_size=10000, checkpoint_every=200)
+                vocab_size=10000, checkpoint_every=200, init_from=None, l0_lambda=0.002,
+                l0_beta=2.0 / 3.0, l0_gamma=-0.1, l0_zeta=1.1, l0_init=3.0, gate_lr=0.02,
+                freeze_weights=False, target_units=0.5, rank_by="norm", finetune_epochs=0,
+                recover="none", recover_epochs=1)
+RECOVERY_ARCHS = ("qrnn", "lstm")  # architectures whose layers carry the rank-one update
 
 
 def parser():
@@ -21,7 +33,7 @@ def parser():
     a = p.add_argument
     a("--arch", default=d["arch"], help="qrnn or lstm (default %(default)s)")
     a("--schedule", default=d["schedule"],
-      help="pruning schedule: none, constant, polynomial, m-by-n (default %(default)s)")
+      help="pruning schedule: none, constant, polynomial, m-by-n, l0, filter (default %(default)s)")
     a("--target-sparsity", type=float, default=d["target_sparsity"],
       help="final share of zero weights, in [0, 1) (default %(default)s; m-by-n is always 0.5)")
     a("--initial-sparsity", type=float, default=d["initial_sparsity"],
@@ -38,7 +50,8 @@ def parser():
     a("--zoneout", type=float, default=d["zoneout"], help="QRNN: zoneout probability on the forget gate (default %(default)s)")
     a("--dropout", type=float, default=d["dropout"], help="dropout after the embedding and each layer (default %(default)s)")
     a("--no-tie", dest="tie_embeddings", action="store_false", help="separate output matrix instead of the embedding's")
-    a("--epochs", type=int, default=d["epochs"], help="(default %(default)s)")
+    a("--epochs", type=int, default=None,
+      help="training epochs (default 3; from --init-from: 1, and 0 for filter, which prunes at once)")
     a("--batch-size", type=int, default=d["batch_size"], help="parallel text streams (default %(default)s)")
     a("--bptt", type=int, default=d["bptt"], help="steps of truncated back-propagation (default %(default)s)")
     a("--lr", type=float, default=d["lr"], help="Adam learning rate (default %(default)s)")
@@ -48,6 +61,22 @@ def parser():
       help="folder with ptb.{train,valid,test}.txt or {train,valid,test}.txt (default: the embedded corpus)")
     a("--vocab-size", type=int, default=d["vocab_size"], help="most frequent training words kept, <unk> and <eos> included (default %(default)s)")
     a("--checkpoint-every", type=int, default=d["checkpoint_every"], help="steps between checkpoints (default %(default)s)")
+    a("--init-from", default=None, metavar="RUN", help="start from this run's trained model and vocabulary")
+    a("--l0-lambda", type=float, default=d["l0_lambda"],
+      help="l0: weight of the expected number of open gates in the loss (default %(default)s)")
+    a("--l0-beta", type=float, default=d["l0_beta"], help="l0: hard-concrete temperature (default 2/3)")
+    a("--l0-gamma", type=float, default=d["l0_gamma"], help="l0: stretch lower end (default %(default)s)")
+    a("--l0-zeta", type=float, default=d["l0_zeta"], help="l0: stretch upper end (default %(default)s)")
+    a("--l0-init", type=float, default=d["l0_init"], help="l0: initial log alpha, open gates (default %(default)s)")
+    a("--gate-lr", type=float, default=d["gate_lr"], help="l0: Adam learning rate of the gates (default %(default)s)")
+    a("--freeze-weights", action="store_true", help="l0: train only the gates (Tang & Lin); needs --init-from")
+    a("--target-units", type=float, default=d["target_units"],
+      help="filter: fraction of each layer's hidden units kept, in (0, 1] (default %(default)s)")
+    a("--rank-by", default=d["rank_by"], help="filter: random, norm or activation (default %(default)s)")
+    a("--finetune-epochs", type=int, default=d["finetune_epochs"],
+      help="l0/filter: epochs of training after the units are removed (default %(default)s)")
+    a("--recover", default=d["recover"], help="none or rank-one: train a u v^T update per matrix, weights frozen (default %(default)s)")
+    a("--recover-epochs", type=int, default=d["recover_epochs"], help="epochs of rank-one recovery (default %(default)s)")
     a("--out", default=os.path.join("runs", "default"), help="run directory (default %(default)s)")
     a("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its saved options")
     a("--force", action="store_true", help="replace an existing run directory")
@@ -67,7 +96,7 @@ def validate(c):
             return f"--{key.replace('_', '-')} must be in [0, 1), got {c[key]}"
     if c["vocab_size"] < 3:
         return f"--vocab-size must be at least 3 (<unk>, <eos> and a word), got {c['vocab_size']}"
-    for key in ("embed", "hidden", "layers", "window", "epochs", "batch_size", "bptt", "checkpoint_every"):
+    for key in ("embed", "hidden", "layers", "window", "batch_size", "bptt", "checkpoint_every"):
         if c[key] < 1:
             return f"--{key.replace('_', '-')} must be at least 1, got {c[key]}"
     if not 0.0 <= c["dropout"] < 1.0 or not 0.0 <= c["zoneout"] < 1.0:
@@ -76,6 +105,42 @@ def validate(c):
         return "--lr must be positive and --clip-norm not negative"
     if c["prune_frequency"] is not None and c["prune_frequency"] < 1:
         return "--prune-frequency must be at least 1"
+    return validate_structured(c)
+
+
+def validate_structured(c):
+    from pruning import rundir
+    from pruning.unit_ranking import RANKINGS
+    arch = c["arch"]
+    if c["init_from"]:
+        spec_path = os.path.join(c["init_from"], rundir.MODEL, "spec.json")
+        if not os.path.exists(spec_path) or not os.path.exists(os.path.join(c["init_from"], rundir.VOCAB)):
+            return f"--init-from {c['init_from']}: not a trained run directory (no {rundir.MODEL}/spec.json or {rundir.VOCAB})"
+        arch = rundir.read_json(spec_path)["arch"]
+    if c["epochs"] < (0 if c["init_from"] else 1):
+        return f"--epochs must be at least {0 if c['init_from'] else 1}, got {c['epochs']}"
+    if c["l0_lambda"] < 0:
+        return f"--l0-lambda must not be negative, got {c['l0_lambda']}"
+    if not (c["l0_beta"] > 0 and c["l0_gamma"] < 0 and c["l0_zeta"] > 1):
+        return "hard-concrete constants need --l0-beta > 0, --l0-gamma < 0 and --l0-zeta > 1"
+    if c["gate_lr"] <= 0:
+        return "--gate-lr must be positive"
+    if c["schedule"] == "l0" and c["epochs"] < 1:
+        return "--schedule l0 trains its gates: --epochs must be at least 1"
+    if c["freeze_weights"] and (c["schedule"] != "l0" or not c["init_from"]):
+        return "--freeze-weights learns L0 gates on a trained model: use it with --schedule l0 --init-from RUN"
+    if not 0.0 < c["target_units"] <= 1.0:
+        return f"--target-units must be in (0, 1], got {c['target_units']}"
+    if c["rank_by"] not in RANKINGS:
+        return f"unknown --rank-by {c['rank_by']!r}; choose from {', '.join(RANKINGS)}"
+    if c["finetune_epochs"] < 0 or c["recover_epochs"] < 1:
+        return "--finetune-epochs must not be negative and --recover-epochs must be at least 1"
+    if c["finetune_epochs"] and c["schedule"] not in ("l0", "filter"):
+        return "--finetune-epochs fine-tunes the model left after l0 or filter pruning; use --epochs otherwise"
+    if c["recover"] not in ("none", "rank-one"):
+        return f"unknown --recover {c['recover']!r}; choose from none, rank-one"
+    if c["recover"] != "none" and arch not in RECOVERY_ARCHS:
+        return f"--recover rank-one supports {', '.join(RECOVERY_ARCHS)}, not {arch}"
     return None
 
 
@@ -89,10 +154,12 @@ def main(argv=None):
         except rundir.RunDirError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        config = rundir.read_json(os.path.join(args.out, rundir.CONFIG))
+        config = dict(DEFAULTS, **rundir.read_json(os.path.join(args.out, rundir.CONFIG)))
         config.update(out=args.out, resumed=True)
         print(f"resuming {args.out} with its saved options")
     else:
+        if config["epochs"] is None:
+            config["epochs"] = (0 if config["schedule"] == "filter" else 1) if config["init_from"] else DEFAULTS["epochs"]
         problem = validate(config)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
@@ -119,7 +186,16 @@ def print_summary(report, out):
         print(f"valid perplexity {report['valid_perplexity']:.2f}")
     print(f"parameters {report['params_total']:,} total, {report['params_nonzero']:,} nonzero; "
           f"MACs/token {report['macs_per_token']:,} dense, {report['macs_per_token_nonzero']:,} nonzero")
-    print(f"{report['tokens_per_second']:.0f} tokens/s, wall time {report['wall_time_s']:.0f} s")
+    if "structure" in report:
+        b, a = report["structure"]["before"], report["structure"]["after"]
+        print(f"hidden units {b['hidden_sizes']} -> {a['hidden_sizes']}, embedding {b['embed']} -> {a['embed']}; "
+              f"MACs/token {report['structure']['macs_fraction']:.1%} of the dense model")
+    if "recovery" in report and report["status"] == "completed":
+        r = report["recovery"]
+        print(f"rank-one recovery: valid perplexity {r['valid_perplexity_before']:.2f} -> "
+              f"{report['valid_perplexity']:.2f} with {r['extra_params']:,} extra parameters")
+    speed = f"{report['tokens_per_second']:.0f} tokens/s, " if report["train_tokens"] else ""
+    print(f"{speed}wall time {report['wall_time_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The training loop: TF-MOT pruning, checkpoints, resume, the run directory.
+"""The training loop: pruning schedules, checkpoints, resume, the run directory.
 
 `train(config)` is what `python -m pruning.train` calls and what the tests
 call. A custom loop (not `model.fit`) because the recurrent state is carried
@@ -6,11 +6,16 @@ from batch to batch as explicit tensors, and a run killed mid-epoch must
 resume at the exact batch it stopped at. It shows Keras' progress bar and
 drives TF-MOT as its docs prescribe for custom loops (`UpdatePruningStep`).
 
-Checkpoints (`checkpoints/last.npz`, replaced atomically every
-`checkpoint_every` steps and at each epoch's end) hold the model with its
-pruning masks and step counters, the optimizer's slots, the recurrent
-state, and the position (epoch, batch): resuming continues with the same
-batches and the same pruning step count as an uninterrupted run.
+A run has up to three phases, each a loop over epochs with its own
+checkpoint (`checkpoints/{last,finetune,recover}.npz`, replaced atomically
+every `checkpoint_every` steps and at each epoch's end, holding weights with
+masks and gates, optimizer slots, recurrent state and position):
+1. train: dense, TF-MOT magnitude pruning, L0 gates (`l0`) or filter masks
+   (`filter`); then the masks are applied (magnitude) or the gated units are
+   removed physically (structured, `keras_models/surgery.py`);
+2. finetune (structured, `--finetune-epochs`): the smaller dense model;
+3. recover (`--recover rank-one`): only the rank-one updates are trained.
+`--init-from RUN` starts phase 1 from a trained run's model and vocabulary.
 """
 import io
 import json
@@ -23,9 +28,13 @@ import numpy as np
 from edge_runtime.vocab import Vocab
 from keras_models.backend import keras, tf, tfmot
 from keras_models.cost import count_params, layer_report, macs_per_token
-from keras_models.language_model import build_language_model, save_model, zero_states
-from pruning import data, rundir, schedules
+from keras_models import rank_one
 from keras_models.evaluate import evaluate, make_eval_fn, perplexity
+from keras_models.language_model import (build_language_model, load_model, make_spec, named_weights,
+                                         save_model, set_named_weights, zero_states)
+from keras_models.neuron_gates import gate_layers, gate_values
+from keras_models.surgery import shrink
+from pruning import data, rundir, schedules, unit_ranking
 
 
 class Diverged(RuntimeError):
@@ -37,16 +46,13 @@ def _optimizer_variables(opt):
     return list(v() if callable(v) else v)
 
 
-def _build(config, vocab_size, wrap=None):
-    return build_language_model(
-        config["arch"], vocab_size, config["embed"], config["hidden"], config["layers"],
-        dropout=config["dropout"], tie_embeddings=config["tie_embeddings"],
-        window=config["window"], zoneout=config["zoneout"], wrap=wrap)
+def _opt_variables(opts):
+    return [v for opt in opts for v in _optimizer_variables(opt)]
 
 
-def _save_checkpoint(path, model, opt, states, meta):
+def _save_checkpoint(path, model, opts, states, meta):
     arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
-    arrays.update({f"o{i}": v.numpy() for i, v in enumerate(_optimizer_variables(opt))})
+    arrays.update({f"o{i}": v.numpy() for i, v in enumerate(_opt_variables(opts))})
     arrays.update({f"s{i}": np.asarray(s) for i, s in enumerate(states)})
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     buf = io.BytesIO()
@@ -54,13 +60,12 @@ def _save_checkpoint(path, model, opt, states, meta):
     rundir.atomic_write_bytes(path, buf.getvalue())
 
 
-def _load_checkpoint(path, model, opt):
+def _load_checkpoint(path, model, opts):
     with np.load(path) as z:
         meta = json.loads(bytes(z["meta"]).decode())
         n_w = sum(1 for k in z.files if k.startswith("w"))
         model.set_weights([z[f"w{i}"] for i in range(n_w)])
-        opt_vars = _optimizer_variables(opt)
-        for i, v in enumerate(opt_vars):
+        for i, v in enumerate(_opt_variables(opts)):
             v.assign(z[f"o{i}"])
         states = [z[f"s{i}"] for i in range(sum(1 for k in z.files if k.startswith("s")))]
     return meta, states
@@ -92,66 +97,62 @@ def strip(pruned, plain):
     return plain
 
 
-def make_train_step(model, opt):
-    """One compiled step: (inputs, targets, states) -> (mean loss, new states)."""
+
+def make_train_step(model, opt, variables=None, penalty=None, gates=()):
+    """One compiled step: (inputs, targets, states) -> (mean cross-entropy, new states).
+
+    `opt` is an optimizer for `variables` (default: all trainable ones) or a
+    list of (optimizer, variables) pairs; `penalty()` is added to the loss
+    (the L0 term); `gates` draw their noise first.
+    """
+    groups = opt if isinstance(opt, list) else [(opt, variables or model.trainable_variables)]
+    all_vars = [v for _, vs in groups for v in vs]
+
     @tf.function
     def train_step(x, y, states):
+        for g in gates:
+            g.resample()
         with tf.GradientTape() as tape:
             outputs = model([x] + states, training=True)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+            ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
                 y, outputs[0], from_logits=True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        return loss, outputs[1:]
+            loss = ce + penalty() if penalty is not None else ce
+        grads = tape.gradient(loss, all_vars)
+        k = 0
+        for o, vs in groups:
+            o.apply_gradients(zip(grads[k:k + len(vs)], vs))
+            k += len(vs)
+        return ce, outputs[1:]
     return train_step
 
 
-def train(config, corpus=None, log=print):
-    """Run (or resume) training as `config` says; returns the report dict.
-    `corpus` (from `data.load_corpus`) is read from config["data_dir"] if not given."""
+def _adam(config, lr=None):
+    return keras.optimizers.Adam(lr or config["lr"], global_clipnorm=config["clip_norm"] or None)
+
+
+def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_step=None,
+         before_epoch=None):
+    """Run (or resume) `epochs` epochs of `train_step`; returns (status, meta).
+
+    `on_step(step)` runs before each step (filter pruning events),
+    `before_epoch(epoch)` after each epoch (TF-MOT's epoch hook)."""
     out = config["out"]
-    corpus = corpus or data.load_corpus(config["data_dir"])
-    vocab_path = os.path.join(out, rundir.VOCAB)
-    if config.get("resumed") and os.path.exists(vocab_path):
-        vocab = Vocab.load(vocab_path)
-    else:
-        vocab = Vocab.build(corpus["train"], config["vocab_size"])
-        vocab.save(vocab_path)
-    streams = {s: data.to_stream(corpus[s], vocab) for s in data.SPLITS}
-    write_eval_data(os.path.join(out, rundir.EVAL_DATA), streams)
-    xs, ys = data.batchify(streams["train"], config["batch_size"], config["bptt"])
-    n_batches = len(xs)
-    total_steps = n_batches * config["epochs"]
-    settings = schedules.resolve(
-        config["schedule"], total_steps, config["target_sparsity"], config["initial_sparsity"],
-        config["begin_step"], config["end_step"], config["prune_frequency"])
-    config["pruning"] = settings
-    rundir.write_json(os.path.join(out, rundir.CONFIG), config)
-
-    keras.utils.set_random_seed(config["seed"])
-    model = _build(config, len(vocab), schedules.make_wrapper(settings))
-    opt = keras.optimizers.Adam(config["lr"], global_clipnorm=config["clip_norm"] or None)
-    opt.build(model.trainable_variables)
-    pruning_cb = tfmot.sparsity.keras.UpdatePruningStep()
-    pruning_cb.set_model(model)
-    pruning_cb.on_train_begin()
-
-    ckpt_path = os.path.join(out, rundir.CHECKPOINT)
+    ckpt_path = os.path.join(out, rundir.CHECKPOINT if phase == "train"
+                             else os.path.join(rundir.CHECKPOINTS, f"{phase}.npz"))
     meta = dict(epoch=0, batch=0, step=0, wall=0.0, train_time=0.0, history=[])
     states = zero_states(model, config["batch_size"])
     if config.get("resumed") and os.path.exists(ckpt_path):
-        meta, states = _load_checkpoint(ckpt_path, model, opt)
-        log(f"resuming at epoch {meta['epoch'] + 1}, batch {meta['batch']}, step {meta['step']}")
-
-    train_step = make_train_step(model, opt)
-    writer = tf.summary.create_file_writer(os.path.join(out, rundir.LOGS))
+        meta, states = _load_checkpoint(ckpt_path, model, opts)
+        meta["resumed_wall"] = meta["wall"]
+        if meta["epoch"] < epochs:
+            log(f"{phase}: resuming at epoch {meta['epoch'] + 1}, batch {meta['batch']}, step {meta['step']}")
+    writer = tf.summary.create_file_writer(os.path.join(out, rundir.LOGS, phase))
     eval_fn = make_eval_fn(model)
-    status = "completed"
+    n_batches = len(xs)
     start = time.time() - meta["wall"]
-    tokens_per_batch = config["batch_size"] * config["bptt"]
     try:
-        for epoch in range(meta["epoch"], config["epochs"]):
-            log(f"Epoch {epoch + 1}/{config['epochs']}")
+        for epoch in range(meta["epoch"], epochs):
+            log(f"{phase}: epoch {epoch + 1}/{epochs}")
             bar = keras.utils.Progbar(n_batches, stateful_metrics=["ppl"])
             first = meta["batch"] if epoch == meta["epoch"] else 0
             if first == 0:
@@ -159,6 +160,8 @@ def train(config, corpus=None, log=print):
                 meta["epoch_loss"], meta["epoch_batches"] = 0.0, 0
             t0 = time.time()
             for b in range(first, n_batches):
+                if on_step is not None:
+                    on_step(meta["step"])
                 loss, new_states = train_step(xs[b], ys[b], [tf.constant(s) for s in states])
                 loss = float(loss)
                 if not math.isfinite(loss):
@@ -176,49 +179,235 @@ def train(config, corpus=None, log=print):
                     meta["train_time"] += time.time() - t0
                     t0 = time.time()
                     meta["wall"] = time.time() - start
-                    _save_checkpoint(ckpt_path, model, opt, states, meta)
+                    _save_checkpoint(ckpt_path, model, opts, states, meta)
             meta["train_time"] += time.time() - t0
-            pruning_cb.on_epoch_end(epoch)
-            valid = evaluate(model, streams["valid"], eval_fn=eval_fn)
-            if not math.isfinite(valid["perplexity"]):
-                raise Diverged(f"validation perplexity became {valid['perplexity']} after epoch {epoch + 1}")
+            if before_epoch is not None:
+                before_epoch(epoch)
+            r = evaluate(model, valid, eval_fn=eval_fn)
+            if not math.isfinite(r["perplexity"]):
+                raise Diverged(f"validation perplexity became {r['perplexity']} after epoch {epoch + 1}")
             train_ppl = perplexity(meta["epoch_loss"] / max(1, meta["epoch_batches"]))
-            meta["history"].append(dict(epoch=epoch + 1, train_perplexity=round(train_ppl, 3),
-                                        valid_perplexity=round(valid["perplexity"], 3),
-                                        valid_r_at_3=round(valid["r_at_3"], 4), step=meta["step"]))
-            log(f"epoch {epoch + 1}: train ppl {train_ppl:.2f}, valid ppl {valid['perplexity']:.2f}, "
-                f"valid R@3 {valid['r_at_3']:.3f}")
+            meta["history"].append(dict(phase=phase, epoch=epoch + 1, train_perplexity=round(train_ppl, 3),
+                                        valid_perplexity=round(r["perplexity"], 3),
+                                        valid_r_at_3=round(r["r_at_3"], 4), step=meta["step"]))
+            log(f"{phase} epoch {epoch + 1}: train ppl {train_ppl:.2f}, valid ppl {r['perplexity']:.2f}, "
+                f"valid R@3 {r['r_at_3']:.3f}")
             with writer.as_default():
-                tf.summary.scalar("valid/perplexity", valid["perplexity"], step=meta["step"])
+                tf.summary.scalar("valid/perplexity", r["perplexity"], step=meta["step"])
             meta.update(epoch=epoch + 1, batch=0, wall=time.time() - start)
-            _save_checkpoint(ckpt_path, model, opt, states, meta)
+            _save_checkpoint(ckpt_path, model, opts, states, meta)
     except Diverged as e:
-        status = "diverged"
         log(f"training diverged: {e}; the last good checkpoint is kept in {ckpt_path}")
-    writer.flush()
+        return "diverged", meta
+    finally:
+        writer.flush()
+    return "completed", meta
 
-    plain = strip(model, _build(config, len(vocab)))
-    pruning_steps = [int(l.pruning_step.numpy()) for l in pruning_wrappers(model)]
-    report = dict(status=status, arch=config["arch"], schedule=settings, vocab_size=len(vocab),
+
+def load_init(run):
+    """The trained model of run directory `run` (for --init-from)."""
+    model = load_model(os.path.join(run, rundir.MODEL))
+    if model.spec.get("rank_one"):
+        raise rundir.RunDirError(f"--init-from {run}: its model has rank-one updates; start from the run before recovery")
+    return model
+
+
+def _gate_options(config):
+    if config["schedule"] == "l0":
+        return dict(kind="l0", beta=config["l0_beta"], gamma=config["l0_gamma"],
+                    zeta=config["l0_zeta"], init=config["l0_init"])
+    if config["schedule"] == "filter":
+        return dict(kind="mask")
+    return None
+
+
+def apply_filter(model, config, fraction, batches, log=print):
+    """Set the filter masks of a gated (mask) model: keep `fraction` of each
+    layer's units, ranked by config["rank_by"] among the units still alive."""
+    spec = model.spec
+    alive = gate_values(model)
+    how = config["rank_by"]
+    if how == "norm":
+        scores = unit_ranking.norm_scores(spec, named_weights(model))
+    elif how == "activation":
+        scores = unit_ranking.activation_scores(model, spec, batches)
+    else:
+        scores = unit_ranking.random_scores(spec, config["seed"])
+    masks = unit_ranking.keep_masks(spec, scores, fraction, alive, warn=log)
+    for g in gate_layers(model):
+        g.mask.assign(masks[g.name[len("gate_"):]])
+
+
+def filter_fraction(settings, step):
+    """Units kept at `step` of gradual filter pruning: the removed share grows
+    from 0 to 1 - target between begin and end, cubically (TF-MOT's curve)."""
+    p = min(1.0, max(0.0, (step - settings["begin_step"]) / (settings["end_step"] - settings["begin_step"])))
+    return 1.0 - (1.0 - settings["target_units"]) * (1.0 - (1.0 - p) ** 3)
+
+
+def _structure(model):
+    return dict(embed=model.spec["embed"], hidden_sizes=list(model.spec["hidden_sizes"]),
+                params=count_params(model)[0], macs_per_token=macs_per_token(model)[0])
+
+
+def _eval(model, stream):
+    r = evaluate(model, stream)
+    return round(r["perplexity"], 3), round(r["r_at_3"], 4)
+
+
+def train(config, corpus=None, log=print):
+    """Run (or resume) training as `config` says; returns the report dict.
+    `corpus` (from `data.load_corpus`) is read from config["data_dir"] if not given."""
+    out = config["out"]
+    corpus = corpus or data.load_corpus(config["data_dir"])
+    init = load_init(config["init_from"]) if config.get("init_from") else None
+    vocab_path = os.path.join(out, rundir.VOCAB)
+    if config.get("resumed") and os.path.exists(vocab_path):
+        vocab = Vocab.load(vocab_path)
+    elif init is not None:
+        vocab = Vocab.load(os.path.join(config["init_from"], rundir.VOCAB))
+        vocab.save(vocab_path)
+    else:
+        vocab = Vocab.build(corpus["train"], config["vocab_size"])
+        vocab.save(vocab_path)
+    streams = {s: data.to_stream(corpus[s], vocab) for s in data.SPLITS}
+    write_eval_data(os.path.join(out, rundir.EVAL_DATA), streams)
+    xs, ys = data.batchify(streams["train"], config["batch_size"], config["bptt"])
+    n_batches = len(xs)
+    epochs = config["epochs"]
+    settings = schedules.resolve(
+        config["schedule"], n_batches * epochs, config["target_sparsity"], config["initial_sparsity"],
+        config["begin_step"], config["end_step"], config["prune_frequency"])
+    if config["schedule"] == "filter":
+        settings.update(target_units=config["target_units"], rank_by=config["rank_by"],
+                        one_shot=init is not None)
+    elif config["schedule"] == "l0":
+        settings.update(l0_lambda=config["l0_lambda"], freeze_weights=config["freeze_weights"],
+                        beta=config["l0_beta"], gamma=config["l0_gamma"], zeta=config["l0_zeta"])
+    config["pruning"] = settings
+    if init is not None:
+        base = dict(init.spec, dropout=config["dropout"])
+        config.update(arch=base["arch"], embed=base["embed"], tie_embeddings=base["tie_embeddings"],
+                      window=base["window"], hidden=max(base["hidden_sizes"]),
+                      layers=len(base["hidden_sizes"]), vocab_size=len(vocab))
+    else:
+        base = make_spec(config["arch"], len(vocab), config["embed"], config["hidden"], config["layers"],
+                         config["dropout"], config["tie_embeddings"], config["window"], config["zoneout"])
+    rundir.write_json(os.path.join(out, rundir.CONFIG), config)
+
+    keras.utils.set_random_seed(config["seed"])
+    schedule = config["schedule"]
+    structured = schedule in ("l0", "filter")
+    model = build_language_model(**base, wrap=schedules.make_wrapper(settings), gates=_gate_options(config))
+    if init is not None:
+        set_named_weights(model, named_weights(init))
+    gates = gate_layers(model)
+    on_step, before_epoch, penalty = None, None, None
+    if schedule == "l0":
+        gate_vars = [g.log_alpha for g in gates]
+        weight_vars = [] if config["freeze_weights"] else [
+            v for v in model.trainable_variables if all(v is not g for g in gate_vars)]
+        groups = [(_adam(config, config["gate_lr"]), gate_vars)]
+        if weight_vars:
+            groups.append((_adam(config), weight_vars))
+        lam = float(config["l0_lambda"])
+        penalty = lambda: lam * tf.add_n([g.penalty() for g in gates])  # noqa: E731
+        opts = [o for o, _ in groups]
+        for o, vs in groups:
+            o.build(vs)
+        train_step = make_train_step(model, groups, penalty=penalty, gates=gates)
+    else:
+        opts = [_adam(config)]
+        opts[0].build(model.trainable_variables)
+        train_step = make_train_step(model, opts[0])
+    if schedule == "filter":
+        probe = xs[:n_batches if init is not None else min(n_batches, 20)]
+
+        def on_step(step):
+            if settings["one_shot"] and step == 0:
+                apply_filter(model, config, settings["target_units"], probe, log)
+            elif not settings["one_shot"] and step >= settings["begin_step"] and step <= settings["end_step"] \
+                    and (step - settings["begin_step"]) % settings["frequency"] == 0:
+                apply_filter(model, config, filter_fraction(settings, step), probe, log)
+        if settings["one_shot"] and epochs == 0:  # no step will call it
+            on_step(0)
+    wrappers = pruning_wrappers(model)
+    if wrappers:
+        pruning_cb = tfmot.sparsity.keras.UpdatePruningStep()
+        pruning_cb.set_model(model)
+        pruning_cb.on_train_begin()
+        before_epoch = pruning_cb.on_epoch_end
+
+    started = time.time()
+    status, meta = _fit("train", model, opts, train_step, xs, ys, epochs, streams["valid"], config, log,
+                        on_step, before_epoch)
+    history, steps, train_time = list(meta["history"]), meta["step"], meta["train_time"]
+    earlier_wall = meta.get("resumed_wall", 0.0)  # time spent before a resume
+    report = dict(status=status, arch=base["arch"], schedule=settings, vocab_size=len(vocab),
                   data=config["data_dir"] or f"embedded:{data.EMBEDDED_NAME}",
-                  epochs_completed=meta["epoch"], steps=meta["step"], steps_per_epoch=n_batches,
-                  pruning_step=max(pruning_steps) if pruning_steps else None)
+                  init_from=config.get("init_from"), epochs_completed=meta["epoch"], steps=steps,
+                  steps_per_epoch=n_batches,
+                  pruning_step=max(int(l.pruning_step.numpy()) for l in wrappers) if wrappers else None)
+
+    plain_base = build_language_model(**base)
+    before = _structure(plain_base)
+    if structured:
+        gated_valid = _eval(model, streams["valid"]) if status == "completed" else None
+        spec, weights = shrink(base, named_weights(model), gate_values(model), warn=log)
+        plain = build_language_model(**spec)
+        set_named_weights(plain, weights)
+        after = _structure(plain)
+        report["structure"] = dict(before=before, after=after,
+                                   macs_fraction=round(after["macs_per_token"] / before["macs_per_token"], 4),
+                                   gated_valid_perplexity=gated_valid and gated_valid[0])
+        if schedule == "l0":
+            report["structure"]["expected_l0"] = round(float(tf.add_n([g.penalty() for g in gates])), 2)
+        log(f"units per layer {before['hidden_sizes']} -> {after['hidden_sizes']}, embedding "
+            f"{before['embed']} -> {after['embed']}, MACs/token {before['macs_per_token']:,} -> "
+            f"{after['macs_per_token']:,}")
+    else:
+        plain = strip(model, plain_base)
+
+    if status == "completed" and structured and config["finetune_epochs"]:
+        opts = [_adam(config)]
+        opts[0].build(plain.trainable_variables)
+        status, meta = _fit("finetune", plain, opts, make_train_step(plain, opts[0]), xs, ys,
+                            config["finetune_epochs"], streams["valid"], config, log)
+        history += meta["history"]
+        steps, train_time = steps + meta["step"], train_time + meta["train_time"]
+        earlier_wall += meta.get("resumed_wall", 0.0)
+    final = plain
+    if status == "completed" and config["recover"] == "rank-one":
+        final = build_language_model(**dict(plain.spec, rank_one=True))
+        set_named_weights(final, named_weights(plain))
+        updates = rank_one.update_variables(final)
+        opts = [_adam(config)]
+        opts[0].build(updates)
+        ppl_before = _eval(final, streams["valid"])
+        status, meta = _fit("recover", final, opts, make_train_step(final, opts[0], updates), xs, ys,
+                            config["recover_epochs"], streams["valid"], config, log)
+        history += meta["history"]
+        steps, train_time = steps + meta["step"], train_time + meta["train_time"]
+        earlier_wall += meta.get("resumed_wall", 0.0)
+        report["recovery"] = dict(method="rank-one", extra_params=int(sum(v.shape.num_elements() for v in updates)),
+                                  valid_perplexity_before=ppl_before[0], valid_r_at_3_before=ppl_before[1])
+    report["status"] = status
     if status == "completed":
-        save_model(plain, os.path.join(out, rundir.MODEL))
+        save_model(final, os.path.join(out, rundir.MODEL))
         for split in ("valid", "test"):
-            r = evaluate(plain, streams[split])
+            r = evaluate(final, streams[split])
             report[f"{split}_perplexity"] = round(r["perplexity"], 3)
             report[f"{split}_r_at_3"] = round(r["r_at_3"], 4)
             report[f"{split}_tokens"] = r["tokens"]
         report["unigram_test_perplexity"] = round(
             data.unigram_perplexity(corpus["train"], streams["test"], vocab), 3)
-    total, nonzero = count_params(plain)
-    macs, macs_nz = macs_per_token(plain)
-    trained_tokens = meta["step"] * tokens_per_batch
+    total, nonzero = count_params(final)
+    macs, macs_nz = macs_per_token(final)
+    trained_tokens = steps * config["batch_size"] * config["bptt"]
     report.update(params_total=total, params_nonzero=nonzero, macs_per_token=macs,
-                  macs_per_token_nonzero=macs_nz, layers=layer_report(plain),
-                  train_tokens=trained_tokens,
-                  tokens_per_second=round(trained_tokens / max(meta["train_time"], 1e-9), 1),
-                  wall_time_s=round(time.time() - start, 1), history=meta["history"])
+                  macs_per_token_nonzero=macs_nz, hidden_sizes=final.spec["hidden_sizes"],
+                  embed=final.spec["embed"], layers=layer_report(final), train_tokens=trained_tokens,
+                  tokens_per_second=round(trained_tokens / max(train_time, 1e-9), 1),
+                  wall_time_s=round(time.time() - started + earlier_wall, 1), history=history)
     rundir.write_json(os.path.join(out, rundir.REPORT), report)
     return report
