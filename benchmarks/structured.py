@@ -7,10 +7,11 @@ From one dense QRNN (the default model, `--schedule none`), at about 80%,
 - filter pruning, one shot (`--init-from`), units ranked random / norm /
   activation, `--target-units` chosen so the MACs land nearest the target;
 - L0 gates learned with the weights frozen (`--freeze-weights`, Tang & Lin)
-  on a quarter of the training text, `--l0-lambda` searched (log scale) until
+  on a quarter of the training text (gate learning rate 0.1), `--l0-lambda` searched (log scale) until
   the MACs are within 3 points of the target;
-- at 80% and 60%: each of the four again with `--recover rank-one`;
-- at 50% and 25%: L0 and activation-filter fine-tuned one epoch, and
+- the same with `--l0-penalty macs` (expected MACs instead of open gates);
+- at 80% and 60%: each of them again with `--recover rank-one`;
+- at 50% and 25%: both L0 and activation-filter fine-tuned one epoch, and
   magnitude pruning (`--schedule constant`, one epoch from the dense model)
   at the same number of nonzero parameters as the fine-tuned L0 model.
 Every result is an ordinary run directory: it is converted with
@@ -35,6 +36,10 @@ from pruning import data  # noqa: E402
 
 TARGETS = (0.8, 0.6, 0.5, 0.25)
 RANKINGS = ("random", "norm", "activation")
+# A gate closes (test-time z = 0) once log alpha < -2.4; from 3.0 that is 5.4 to go.
+# Adam moves about one learning rate a step, so 142 steps (a quarter epoch) need 0.1.
+GATE_LR = 0.1
+L0, L0_MACS = "L0 (frozen weights)", "L0, MACs penalty (frozen weights)"
 
 
 def run(*args):
@@ -82,12 +87,12 @@ def write_subset(root):
     return sub
 
 
-def l0_search(root, dense, subset, target, tries):
+def l0_search(root, dense, subset, target, tries, penalty):
     """Frozen-weight L0 runs at several lambdas until the MACs land within 0.03 of `target`."""
     def attempt(lam):
-        out = os.path.join(root, f"l0-lam{lam:.2e}")
-        r = train(out, "--schedule", "l0", "--init-from", dense, "--freeze-weights",
-                  "--l0-lambda", f"{lam:.2e}", "--data-dir", subset)
+        out = os.path.join(root, f"l0{'' if penalty == 'count' else penalty}-lam{lam:.2e}")
+        r = train(out, "--schedule", "l0", "--init-from", dense, "--freeze-weights", "--l0-penalty", penalty,
+                  "--l0-lambda", f"{lam:.2e}", "--gate-lr", str(GATE_LR), "--data-dir", subset)
         tries[out] = (lam, r["structure"]["macs_fraction"])
         return out
     for out, (lam, frac) in tries.items():  # earlier attempts (other targets) may do
@@ -105,8 +110,8 @@ def l0_search(root, dense, subset, target, tries):
             lam = lo[-1][0] * 4
         elif hi:
             lam = hi[0][0] / 4
-        else:
-            lam = 1e-3
+        else:  # the count penalty is about 768 gates, the MACs one a fraction
+            lam = 1e-3 if penalty == "count" else 1.0
         out = attempt(lam)
         if abs(tries[out][1] - target) <= 0.03:
             return out
@@ -153,7 +158,7 @@ def main():
     subset = write_subset(root)
     lat = not a.no_latency
     rows = [row(dense, "dense", 1.0, measure_latency=lat)]
-    tries = {}
+    tries = {"count": {}, "macs": {}}
     for t in TARGETS:
         pruned = {}
         for how in RANKINGS:
@@ -161,7 +166,8 @@ def main():
             train(out, "--schedule", "filter", "--init-from", dense, "--rank-by", how,
                   "--target-units", f"{units_for(spec, t):.3f}")
             pruned[f"filter {how}"] = out
-        pruned["L0 (frozen weights)"] = l0_search(root, dense, subset, t, tries)
+        pruned[L0] = l0_search(root, dense, subset, t, tries["count"], "count")
+        pruned[L0_MACS] = l0_search(root, dense, subset, t, tries["macs"], "macs")
         for method, out in pruned.items():
             rows.append(row(out, method, t, measure_latency=lat))
             if t in (0.8, 0.6):
@@ -169,11 +175,11 @@ def main():
                 train(rec, "--schedule", "none", "--init-from", out, "--epochs", "0", "--recover", "rank-one")
                 rows.append(row(rec, method + " + rank-one", t, measure_latency=lat))
         if t in (0.5, 0.25):
-            for method in ("L0 (frozen weights)", "filter activation"):
+            for method in (L0, L0_MACS, "filter activation"):
                 ft = pruned[method].rstrip("/") + f"-ft{int(t * 100)}"
                 train(ft, "--schedule", "none", "--init-from", pruned[method], "--epochs", "1")
                 rows.append(row(ft, method + " + 1 epoch fine-tuning", t, measure_latency=lat))
-            l0_ft = [r for r in rows if r["method"] == "L0 (frozen weights) + 1 epoch fine-tuning" and r["target"] == t][0]
+            l0_ft = [r for r in rows if r["method"] == L0 + " + 1 epoch fine-tuning" and r["target"] == t][0]
             dense_r = report(dense)
             sparsity = round(1 - l0_ft["params_nonzero"] / dense_r["params_total"], 4)
             mag = os.path.join(root, f"magnitude-{int(t * 100)}")

@@ -5,3 +5,4 @@ selects Keras 2 first; this package itself stays importable without
 TensorFlow so the CLIs can check their options before loading it.
 """
 ARCHS = ("qrnn", "lstm")
+L0_PENALTIES = ("count", "macs")  # see neuron_gates.l0_penalty

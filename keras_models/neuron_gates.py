@@ -102,3 +102,26 @@ def gate_values(model):
     """{group: test-time z} of a gated model: "embedding", "rnn_0", ... (the
     groups `surgery.shrink` takes)."""
     return {g.name[len("gate_"):]: g.test_values() for g in gate_layers(model)}
+
+
+def l0_penalty(model, kind="count"):
+    """The L0 term of the loss (before lambda) of a gated model.
+
+    count: the expected number of open gates (Louizos et al.; the papers).
+    macs:  the expected MACs per token as a fraction of the ungated model's,
+           from the expected open units per group (gates are independent, so
+           E[n_in * n_out] = E[n_in] E[n_out]; the LSTM's n_h^2 term is taken
+           as E[n_h]^2). Each gate then costs what its neuron costs: an
+           embedding dimension of a tied model reads and writes the 10k-word
+           output matrix, a first-layer unit far less.
+    """
+    from keras_models.cost import macs_from_spec
+    gates = {g.name[len("gate_"):]: g for g in gate_layers(model)}
+    if kind == "count":
+        return tf.add_n([g.penalty() for g in gates.values()])
+    spec = model.spec
+    last = len(spec["hidden_sizes"]) - 1
+    open_units = [gates["embedding" if spec["tie_embeddings"] and i == last else f"rnn_{i}"].penalty()
+                  for i in range(last + 1)]
+    expected = macs_from_spec(dict(spec, embed=gates["embedding"].penalty(), hidden_sizes=open_units))
+    return expected / float(macs_from_spec(spec))

@@ -21,7 +21,7 @@ DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial
                 layers=2, window=2, zoneout=0.0, dropout=0.1, tie_embeddings=True, epochs=3,
                 batch_size=32, bptt=35, lr=0.004, clip_norm=0.25, seed=0, data_dir=None,
                 vocab_size=10000, checkpoint_every=200, init_from=None, l0_lambda=0.002,
-                l0_beta=2.0 / 3.0, l0_gamma=-0.1, l0_zeta=1.1, l0_init=3.0, gate_lr=0.02,
+                l0_beta=2.0 / 3.0, l0_gamma=-0.1, l0_zeta=1.1, l0_init=3.0, gate_lr=0.02, l0_penalty="count",
                 freeze_weights=False, target_units=0.5, rank_by="norm", finetune_epochs=0,
                 recover="none", recover_epochs=1)
 RECOVERY_ARCHS = ("qrnn", "lstm")  # architectures whose layers carry the rank-one update
@@ -64,6 +64,8 @@ def parser():
     a("--init-from", default=None, metavar="RUN", help="start from this run's trained model and vocabulary")
     a("--l0-lambda", type=float, default=d["l0_lambda"],
       help="l0: weight of the expected number of open gates in the loss (default %(default)s)")
+    a("--l0-penalty", default=d["l0_penalty"],
+      help="l0: count (expected open gates, the papers') or macs (expected MACs per token / dense) (default %(default)s)")
     a("--l0-beta", type=float, default=d["l0_beta"], help="l0: hard-concrete temperature (default 2/3)")
     a("--l0-gamma", type=float, default=d["l0_gamma"], help="l0: stretch lower end (default %(default)s)")
     a("--l0-zeta", type=float, default=d["l0_zeta"], help="l0: stretch upper end (default %(default)s)")
@@ -111,6 +113,7 @@ def validate(c):
 def validate_structured(c):
     from pruning import rundir
     from pruning.unit_ranking import RANKINGS
+    from keras_models import L0_PENALTIES
     arch = c["arch"]
     if c["init_from"]:
         spec_path = os.path.join(c["init_from"], rundir.MODEL, "spec.json")
@@ -123,6 +126,8 @@ def validate_structured(c):
         return f"--l0-lambda must not be negative, got {c['l0_lambda']}"
     if not (c["l0_beta"] > 0 and c["l0_gamma"] < 0 and c["l0_zeta"] > 1):
         return "hard-concrete constants need --l0-beta > 0, --l0-gamma < 0 and --l0-zeta > 1"
+    if c["l0_penalty"] not in L0_PENALTIES:
+        return f"unknown --l0-penalty {c['l0_penalty']!r}; choose from {', '.join(L0_PENALTIES)}"
     if c["gate_lr"] <= 0:
         return "--gate-lr must be positive"
     if c["schedule"] == "l0" and c["epochs"] < 1:

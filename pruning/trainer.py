@@ -32,7 +32,7 @@ from keras_models import rank_one
 from keras_models.evaluate import evaluate, make_eval_fn, perplexity
 from keras_models.language_model import (build_language_model, load_model, make_spec, named_weights,
                                          save_model, set_named_weights, zero_states)
-from keras_models.neuron_gates import gate_layers, gate_values
+from keras_models.neuron_gates import gate_layers, gate_values, l0_penalty
 from keras_models.surgery import shrink
 from pruning import data, rundir, schedules, unit_ranking
 
@@ -282,7 +282,8 @@ def train(config, corpus=None, log=print):
         settings.update(target_units=config["target_units"], rank_by=config["rank_by"],
                         one_shot=init is not None)
     elif config["schedule"] == "l0":
-        settings.update(l0_lambda=config["l0_lambda"], freeze_weights=config["freeze_weights"],
+        settings.update(l0_lambda=config["l0_lambda"], l0_penalty=config["l0_penalty"],
+                        freeze_weights=config["freeze_weights"],
                         beta=config["l0_beta"], gamma=config["l0_gamma"], zeta=config["l0_zeta"])
     config["pruning"] = settings
     if init is not None:
@@ -311,7 +312,7 @@ def train(config, corpus=None, log=print):
         if weight_vars:
             groups.append((_adam(config), weight_vars))
         lam = float(config["l0_lambda"])
-        penalty = lambda: lam * tf.add_n([g.penalty() for g in gates])  # noqa: E731
+        penalty = lambda: lam * l0_penalty(model, config["l0_penalty"])  # noqa: E731
         opts = [o for o, _ in groups]
         for o, vs in groups:
             o.build(vs)
@@ -361,7 +362,7 @@ def train(config, corpus=None, log=print):
                                    macs_fraction=round(after["macs_per_token"] / before["macs_per_token"], 4),
                                    gated_valid_perplexity=gated_valid and gated_valid[0])
         if schedule == "l0":
-            report["structure"]["expected_l0"] = round(float(tf.add_n([g.penalty() for g in gates])), 2)
+            report["structure"]["expected_l0"] = round(float(l0_penalty(model)), 2)
         log(f"units per layer {before['hidden_sizes']} -> {after['hidden_sizes']}, embedding "
             f"{before['embed']} -> {after['embed']}, MACs/token {before['macs_per_token']:,} -> "
             f"{after['macs_per_token']:,}")

@@ -119,3 +119,25 @@ def test_rank_one_update_is_computed_as_a_rank_one_matrix(arch):
     tokens = rng.integers(0, 13, size=(2, 7)).astype(np.int32)
     np.testing.assert_allclose(_run(r1, tokens)[0], _run(plain, tokens)[0], atol=1e-4)
     assert len(rank_one.update_variables(r1)) == (6 if arch == "qrnn" else 12)  # u, v per matrix
+
+
+def test_macs_penalty_is_the_expected_macs_fraction():
+    """Against sampling: draw which gates are open (P = expected L0 of each),
+    count the MACs of the model left, average."""
+    from keras_models.cost import macs_from_spec, macs_per_token
+    from keras_models.neuron_gates import l0_penalty
+    rng = np.random.default_rng(4)
+    model = build_language_model("qrnn", 50, 6, 8, 2, window=2, gates=dict(kind="l0"))
+    plain = build_language_model("qrnn", 50, 6, 8, 2, window=2)
+    assert macs_from_spec(model.spec) == macs_per_token(plain)[0]
+    probs = {}
+    for g in gate_layers(model):
+        g.log_alpha.assign(rng.normal(0, 2, g.units).astype(np.float32))
+        probs[g.name[5:]] = expected_l0(g.log_alpha).numpy()
+    draws = []
+    for _ in range(20000):
+        n = {k: (rng.random(p.shape) < p).sum() for k, p in probs.items()}
+        draws.append(macs_from_spec(dict(model.spec, embed=n["embedding"], hidden_sizes=[n["rnn_0"], n["embedding"]])))
+    expected = np.mean(draws) / macs_from_spec(model.spec)
+    assert float(l0_penalty(model, "macs")) == pytest.approx(expected, rel=0.01)
+    assert float(l0_penalty(model, "count")) == pytest.approx(sum(p.sum() for p in probs.values()), rel=1e-5)
