@@ -178,9 +178,10 @@ def set_named_weights(model, named):
     """Set the listed layers' leading weights from `named` (gates and rank-one
     updates, absent from a plain model's weights, keep their initial values)."""
     for layer in model.layers:
-        if layer.name in named:
-            arrays = named[layer.name]
-            for var, a in zip(layer.weights[:len(arrays)], arrays):
+        inner = getattr(layer, "layer", layer)  # through a pruning wrapper
+        if inner.name in named:
+            arrays = named[inner.name]
+            for var, a in zip(inner.weights[:len(arrays)], arrays):
                 var.assign(a)
 
 

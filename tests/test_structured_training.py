@@ -190,3 +190,15 @@ def test_recover_rejects_an_architecture_without_the_update(tmp_path, capsys, co
     monkeypatch.setattr(train_cli, "RECOVERY_ARCHS", ("lstm",))
     assert train_cli.main(["--data-dir", corpus, "--out", str(tmp_path / "x"), "--recover", "rank-one"]) == 2
     assert "--recover rank-one supports lstm, not qrnn" in capsys.readouterr().err
+
+
+def test_magnitude_pruning_from_a_trained_run_starts_from_its_weights(corpus, dense, tmp_path):
+    """--init-from through TF-MOT's wrappers: with the sparsity reached at once and
+    no training after, the kept weights are the trained ones."""
+    out, r = _run(corpus, tmp_path, "m", schedule="constant", target_sparsity=0.5, init_from=str(dense),
+                  epochs=1, begin_step=0, lr=1e-12)
+    base = named_weights(load_model(str(dense / "model")))["rnn_0"][0]
+    pruned = named_weights(load_model(str(out / "model")))["rnn_0"][0]
+    kept = pruned != 0
+    assert 0.45 < 1 - kept.mean() < 0.55
+    np.testing.assert_allclose(pruned[kept], base[kept], rtol=1e-4)
