@@ -255,6 +255,36 @@ def _eval(model, stream):
     return round(r["perplexity"], 3), round(r["r_at_3"], 4)
 
 
+def _l0_training(model, config, gates):
+    """Optimizers and train step for L0 gates: the gates with their own learning
+    rate, the weights (unless frozen) with the usual one."""
+    gate_vars = [g.log_alpha for g in gates]
+    groups = [(_adam(config, config["gate_lr"]), gate_vars)]
+    if not config["freeze_weights"]:
+        groups.append((_adam(config), [v for v in model.trainable_variables
+                                       if all(v is not g for g in gate_vars)]))
+    for opt, variables in groups:
+        opt.build(variables)
+    lam, kind = float(config["l0_lambda"]), config["l0_penalty"]
+    step = make_train_step(model, groups, penalty=lambda: lam * l0_penalty(model, kind), gates=gates)
+    return [opt for opt, _ in groups], step
+
+
+def _filter_events(model, config, settings, xs, log):
+    """`on_step(step)` for filter pruning: all at once before the first step
+    (from a trained run), or gradually every `frequency` steps in [begin, end]."""
+    probe = xs if settings["one_shot"] else xs[:20]  # activation ranking's data
+
+    def on_step(step):
+        if settings["one_shot"]:
+            if step == 0:
+                apply_filter(model, config, settings["target_units"], probe, log)
+        elif settings["begin_step"] <= step <= settings["end_step"] and (
+                (step - settings["begin_step"]) % settings["frequency"] == 0 or step == settings["end_step"]):
+            apply_filter(model, config, filter_fraction(settings, step), probe, log)
+    return on_step
+
+
 def train(config, corpus=None, log=print):
     """Run (or resume) training as `config` says; returns the report dict.
     `corpus` (from `data.load_corpus`) is read from config["data_dir"] if not given."""
@@ -303,33 +333,15 @@ def train(config, corpus=None, log=print):
     if init is not None:
         set_named_weights(model, named_weights(init))
     gates = gate_layers(model)
-    on_step, before_epoch, penalty = None, None, None
+    on_step, before_epoch = None, None
     if schedule == "l0":
-        gate_vars = [g.log_alpha for g in gates]
-        weight_vars = [] if config["freeze_weights"] else [
-            v for v in model.trainable_variables if all(v is not g for g in gate_vars)]
-        groups = [(_adam(config, config["gate_lr"]), gate_vars)]
-        if weight_vars:
-            groups.append((_adam(config), weight_vars))
-        lam = float(config["l0_lambda"])
-        penalty = lambda: lam * l0_penalty(model, config["l0_penalty"])  # noqa: E731
-        opts = [o for o, _ in groups]
-        for o, vs in groups:
-            o.build(vs)
-        train_step = make_train_step(model, groups, penalty=penalty, gates=gates)
+        opts, train_step = _l0_training(model, config, gates)
     else:
         opts = [_adam(config)]
         opts[0].build(model.trainable_variables)
         train_step = make_train_step(model, opts[0])
     if schedule == "filter":
-        probe = xs[:n_batches if init is not None else min(n_batches, 20)]
-
-        def on_step(step):
-            if settings["one_shot"] and step == 0:
-                apply_filter(model, config, settings["target_units"], probe, log)
-            elif not settings["one_shot"] and step >= settings["begin_step"] and step <= settings["end_step"] \
-                    and (step - settings["begin_step"]) % settings["frequency"] == 0:
-                apply_filter(model, config, filter_fraction(settings, step), probe, log)
+        on_step = _filter_events(model, config, settings, xs, log)
         if settings["one_shot"] and epochs == 0:  # no step will call it
             on_step(0)
     wrappers = pruning_wrappers(model)
