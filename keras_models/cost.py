@@ -28,8 +28,9 @@ def weight_matrices(model):
             out.append((name, "recurrent_kernel", inner.cell.recurrent_kernel.numpy(), True))
         elif hasattr(inner, "kernel"):  # Dense, QRNN, our LSTM
             out.append((name, "kernel", inner.kernel.numpy(), True))
-            if hasattr(inner, "recurrent_kernel"):
-                out.append((name, "recurrent_kernel", inner.recurrent_kernel.numpy(), True))
+            for extra in ("recurrent_kernel", "output_kernel"):  # LSTM, H-LSTM
+                if hasattr(inner, extra):
+                    out.append((name, extra, getattr(inner, extra).numpy(), True))
         # rank-one updates: (x . v) u costs len(u) + len(v) MACs; a lookup costs none
         for w in inner.weights:
             short = w.name.split("/")[-1].split(":")[0]
@@ -75,6 +76,8 @@ def macs_from_spec(spec):
     for i, units in enumerate(spec["hidden_sizes"]):
         if spec["arch"] == "qrnn":
             total += (spec["window"] if i == 0 else 1) * in_dim * 3 * units
+        elif spec["arch"] == "hlstm":
+            total += (in_dim + units) * 4 * spec["gate_hidden"] + 4 * spec["gate_hidden"] * units
         else:
             total += in_dim * 4 * units + units * 4 * units
         in_dim = units

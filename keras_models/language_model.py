@@ -29,6 +29,7 @@ import numpy as np
 from edge_runtime.files import make_temp_dir
 from keras_models import ARCHS
 from keras_models.backend import keras, tf
+from keras_models.hlstm import HLSTM
 from keras_models.lstm import LSTM
 from keras_models.neuron_gates import NeuronGate
 from keras_models.qrnn import QRNN
@@ -73,28 +74,33 @@ def default_hidden_sizes(layers, hidden, embed, tie_embeddings):
 
 
 def make_spec(arch, vocab_size, embed, hidden, layers, dropout=0.0, tie_embeddings=True,
-              window=2, zoneout=0.0, hidden_sizes=None, rank_one=False):
+              window=2, zoneout=0.0, hidden_sizes=None, rank_one=False, gate_hidden=None):
     """The architecture as a JSON-able dict (what `model/spec.json` holds)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
     sizes = list(hidden_sizes) if hidden_sizes else default_hidden_sizes(layers, hidden, embed, tie_embeddings)
     if tie_embeddings and sizes[-1] != embed:
         raise ValueError("tied embeddings need the last layer to have `embed` units")
+    if arch == "hlstm" and not (gate_hidden and gate_hidden >= 1):
+        raise ValueError("an H-LSTM needs gate_hidden >= 1")
     return dict(arch=arch, vocab_size=int(vocab_size), embed=int(embed),
                 hidden_sizes=[int(s) for s in sizes], dropout=float(dropout),
                 tie_embeddings=bool(tie_embeddings), window=int(window), zoneout=float(zoneout),
-                rank_one=bool(rank_one))
+                rank_one=bool(rank_one), gate_hidden=int(gate_hidden) if arch == "hlstm" else None)
 
 
 def build_language_model(arch, vocab_size, embed, hidden=None, layers=None, dropout=0.0,
                          tie_embeddings=True, window=2, zoneout=0.0, hidden_sizes=None,
-                         rank_one=False, batch_size=None, seq_len=None, step=False, wrap=None,
-                         gates=None, name="lm"):
+                         rank_one=False, gate_hidden=None, batch_size=None, seq_len=None, step=False,
+                         wrap=None, gates=None, masks=False, name="lm"):
     """Build the model. `wrap(layer) -> layer` lets training wrap the prunable
     layers (TF-MOT); the layer names stay the same inside the wrappers.
-    `gates`: NeuronGate options (kind, beta, gamma, zeta, init) for a gated model."""
+    `gates`: NeuronGate options (kind, beta, gamma, zeta, init) for a gated model;
+    `masks`: H-LSTM layers with weight masks (grow-and-prune)."""
     spec = make_spec(arch, vocab_size, embed, hidden, layers or len(hidden_sizes or []), dropout,
-                     tie_embeddings, window, zoneout, hidden_sizes, rank_one)
+                     tie_embeddings, window, zoneout, hidden_sizes, rank_one, gate_hidden)
+    if arch == "hlstm" and (gates or rank_one):
+        raise ValueError("neuron gates and rank-one updates are not implemented for the H-LSTM")
     if step:
         batch_size, seq_len = 1, 1
     wrap = wrap or (lambda layer: layer)
@@ -127,7 +133,11 @@ def build_language_model(arch, vocab_size, embed, hidden=None, layers=None, drop
         else:
             states = [keras.Input(shape=(units,), batch_size=batch_size, name=f"l{i}_h"),
                       keras.Input(shape=(units,), batch_size=batch_size, name=f"l{i}_c")]
-            if gates or r1:
+            if arch == "hlstm":
+                layer = HLSTM(units, spec["gate_hidden"], dropout=0.0 if step else drop, masked=masks,
+                              name=f"rnn_{i}")
+                out = wrap(layer)([x] + states)
+            elif gates or r1:
                 out = LSTM(units, gate=gate, rank_one_update=r1, name=f"rnn_{i}")([x] + states)
             else:
                 layer = keras.layers.LSTM(units, return_sequences=True, return_state=True,

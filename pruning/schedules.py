@@ -12,6 +12,7 @@ the structured ones (`l0`, `filter`; trained by `trainer.py`, see there).
 - l0: hard-concrete gates on neurons (`keras_models/neuron_gates.py`).
 - filter: whole hidden units removed, ranked by random / norm / activation;
   gradually (begin/end/frequency as below) or at once from `--init-from`.
+- grow-prune: masks on the H-LSTM gate matrices (`pruning/grow_prune.py`).
 
 Defaults from the run length T (steps): begin at 10% of T, end at 60% of T
 (the last 40% retrains with the mask held), masks recomputed every
@@ -19,7 +20,7 @@ min(100, (end - begin) // 20) steps, and `end_step` moved up to a whole number
 of periods after `begin_step` so that the last update reaches the target
 exactly (TF-MOT only prunes on steps begin + k * frequency).
 """
-SCHEDULES = ("none", "constant", "polynomial", "m-by-n", "l0", "filter")
+SCHEDULES = ("none", "constant", "polynomial", "m-by-n", "l0", "filter", "grow-prune")
 MAGNITUDE = ("constant", "polynomial", "m-by-n")
 
 
@@ -30,6 +31,8 @@ def resolve(schedule, total_steps, target_sparsity, initial_sparsity=0.0,
         raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     if schedule in ("none", "l0"):
         return dict(schedule=schedule)
+    if schedule == "grow-prune":
+        return dict(schedule=schedule, target_sparsity=float(target_sparsity))
     begin = int(round(0.1 * total_steps)) if begin_step is None else int(begin_step)
     end = int(round(0.6 * total_steps)) if end_step is None else int(end_step)
     end = max(end, begin + 1)

@@ -23,17 +23,20 @@ DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial
                 vocab_size=10000, checkpoint_every=200, init_from=None, l0_lambda=0.002,
                 l0_beta=2.0 / 3.0, l0_gamma=-0.1, l0_zeta=1.1, l0_init=3.0, gate_lr=0.02, l0_penalty="count",
                 freeze_weights=False, target_units=0.5, rank_by="norm", finetune_epochs=0,
-                recover="none", recover_epochs=1)
-RECOVERY_ARCHS = ("qrnn", "lstm")  # architectures whose layers carry the rank-one update
+                recover="none", recover_epochs=1, gate_hidden=256, seed_density=0.3,
+                grow_fraction=0.5, grow_batches=20, gp_cycles=2)
+RECOVERY_ARCHS = ("qrnn", "lstm")  # architectures whose layers carry the rank-one update (not hlstm)
 
 
 def parser():
     d = DEFAULTS
     p = argparse.ArgumentParser(prog="python -m pruning.train", description=__doc__.split("\n\n")[0])
     a = p.add_argument
-    a("--arch", default=d["arch"], help="qrnn or lstm (default %(default)s)")
+    a("--arch", default=d["arch"], help="qrnn, lstm or hlstm (default %(default)s)")
+    a("--gate-hidden", type=int, default=d["gate_hidden"],
+      help="hlstm: hidden units of each gate's MLP (default %(default)s)")
     a("--schedule", default=d["schedule"],
-      help="pruning schedule: none, constant, polynomial, m-by-n, l0, filter (default %(default)s)")
+      help="pruning schedule: none, constant, polynomial, m-by-n, l0, filter, grow-prune (default %(default)s)")
     a("--target-sparsity", type=float, default=d["target_sparsity"],
       help="final share of zero weights, in [0, 1) (default %(default)s; m-by-n is always 0.5)")
     a("--initial-sparsity", type=float, default=d["initial_sparsity"],
@@ -79,6 +82,13 @@ def parser():
       help="l0/filter: epochs of training after the units are removed (default %(default)s)")
     a("--recover", default=d["recover"], help="none or rank-one: train a u v^T update per matrix, weights frozen (default %(default)s)")
     a("--recover-epochs", type=int, default=d["recover_epochs"], help="epochs of rank-one recovery (default %(default)s)")
+    a("--seed-density", type=float, default=d["seed_density"],
+      help="grow-prune: share of each gate matrix active at the start, in (0, 1] (default %(default)s)")
+    a("--grow-fraction", type=float, default=d["grow_fraction"],
+      help="grow-prune: share of the dormant connections each growth activates, in (0, 1] (default %(default)s)")
+    a("--grow-batches", type=int, default=d["grow_batches"],
+      help="grow-prune: batches over which growth accumulates gradients (default %(default)s)")
+    a("--gp-cycles", type=int, default=d["gp_cycles"], help="grow-prune: grow/prune cycles (default %(default)s)")
     a("--out", default=os.path.join("runs", "default"), help="run directory (default %(default)s)")
     a("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its saved options")
     a("--force", action="store_true", help="replace an existing run directory")
@@ -120,6 +130,17 @@ def validate_structured(c):
         if not os.path.exists(spec_path) or not os.path.exists(os.path.join(c["init_from"], rundir.VOCAB)):
             return f"--init-from {c['init_from']}: not a trained run directory (no {rundir.MODEL}/spec.json or {rundir.VOCAB})"
         arch = rundir.read_json(spec_path)["arch"]
+    if c["gate_hidden"] < 1:
+        return f"--gate-hidden must be at least 1, got {c['gate_hidden']}"
+    for key in ("seed_density", "grow_fraction"):
+        if not 0.0 < c[key] <= 1.0:
+            return f"--{key.replace('_', '-')} must be in (0, 1], got {c[key]}"
+    if c["grow_batches"] < 1 or c["gp_cycles"] < 1:
+        return "--grow-batches and --gp-cycles must be at least 1"
+    if c["schedule"] == "grow-prune" and arch != "hlstm":
+        return f"--schedule grow-prune needs the masks of --arch hlstm, not {arch}"
+    if c["schedule"] in ("l0", "filter") and arch == "hlstm":
+        return f"--schedule {c['schedule']} supports qrnn and lstm, not hlstm"
     if c["epochs"] < (0 if c["init_from"] else 1):
         return f"--epochs must be at least {0 if c['init_from'] else 1}, got {c['epochs']}"
     if c["l0_lambda"] < 0:

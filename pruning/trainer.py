@@ -34,7 +34,7 @@ from keras_models.language_model import (build_language_model, load_model, make_
                                          save_model, set_named_weights, zero_states)
 from keras_models.neuron_gates import gate_layers, gate_values, l0_penalty
 from keras_models.surgery import shrink
-from pruning import data, rundir, schedules, unit_ranking
+from pruning import data, grow_prune, rundir, schedules, unit_ranking
 
 
 class Diverged(RuntimeError):
@@ -87,31 +87,29 @@ def pruning_wrappers(model):
 
 
 def strip(pruned, plain):
-    """Copy a wrapped (pruned) model's weights, masks applied, into `plain`."""
+    """Copy a pruned model's weights, masks applied, into `plain`."""
     for layer in pruning_wrappers(pruned):
         layer.pruning_obj.weight_mask_op()  # weights = weights * mask
-    by_name = {getattr(l, "layer", l).name: getattr(l, "layer", l) for l in pruned.layers}
-    for layer in plain.layers:
-        if layer.weights:
-            layer.set_weights(by_name[layer.name].get_weights())
+    set_named_weights(plain, named_weights(pruned))  # grow-and-prune masks: already applied
     return plain
 
 
 
-def make_train_step(model, opt, variables=None, penalty=None, gates=()):
+def make_train_step(model, opt, variables=None, penalty=None, before=(), after=()):
     """One compiled step: (inputs, targets, states) -> (mean cross-entropy, new states).
 
     `opt` is an optimizer for `variables` (default: all trainable ones) or a
     list of (optimizer, variables) pairs; `penalty()` is added to the loss
-    (the L0 term); `gates` draw their noise first.
+    (the L0 term); the callables in `before` run first (gate noise), those in
+    `after` last (re-applying grow-and-prune masks).
     """
     groups = opt if isinstance(opt, list) else [(opt, variables or model.trainable_variables)]
     all_vars = [v for _, vs in groups for v in vs]
 
     @tf.function
     def train_step(x, y, states):
-        for g in gates:
-            g.resample()
+        for fn in before:
+            fn()
         with tf.GradientTape() as tape:
             outputs = model([x] + states, training=True)
             ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
@@ -122,6 +120,8 @@ def make_train_step(model, opt, variables=None, penalty=None, gates=()):
         for o, vs in groups:
             o.apply_gradients(zip(grads[k:k + len(vs)], vs))
             k += len(vs)
+        for fn in after:
+            fn()
         return ce, outputs[1:]
     return train_step
 
@@ -266,8 +266,28 @@ def _l0_training(model, config, gates):
     for opt, variables in groups:
         opt.build(variables)
     lam, kind = float(config["l0_lambda"]), config["l0_penalty"]
-    step = make_train_step(model, groups, penalty=lambda: lam * l0_penalty(model, kind), gates=gates)
+    step = make_train_step(model, groups, penalty=lambda: lam * l0_penalty(model, kind),
+                           before=[g.resample for g in gates])
     return [opt for opt, _ in groups], step
+
+
+def _grow_prune(model, config, settings, xs, ys, valid, log):
+    """`on_step(step)` for grow-and-prune, keeping a per-event history (validation
+    perplexity before the event, active connections after) in the run directory."""
+    path = os.path.join(config["out"], rundir.CHECKPOINTS, "grow_prune.json")
+    gp = grow_prune.GrowPrune(model, settings, list(zip(xs, ys)), config["lr"], config["seed"], log)
+    gp.seed()  # a resumed run's checkpoint replaces the seed masks
+    history = rundir.read_json(path) if config.get("resumed") and os.path.exists(path) else []
+
+    def on_step(step):
+        event = gp.events.get(step)
+        if event:
+            ppl = _eval(model, valid)
+            gp.on_train_batch_begin(step)
+            history.append(dict(step=step, event=event, valid_perplexity_before=ppl[0], active=gp.active()))
+            rundir.write_json(path, history)
+    on_step.history = history
+    return on_step
 
 
 def _filter_events(model, config, settings, xs, log):
@@ -311,6 +331,10 @@ def train(config, corpus=None, log=print):
     if config["schedule"] == "filter":
         settings.update(target_units=config["target_units"], rank_by=config["rank_by"],
                         one_shot=init is not None)
+    elif config["schedule"] == "grow-prune":
+        settings.update(seed_density=config["seed_density"], grow_fraction=config["grow_fraction"],
+                        grow_batches=config["grow_batches"], cycles=config["gp_cycles"],
+                        total_steps=n_batches * epochs)
     elif config["schedule"] == "l0":
         settings.update(l0_lambda=config["l0_lambda"], l0_penalty=config["l0_penalty"],
                         freeze_weights=config["freeze_weights"],
@@ -323,13 +347,15 @@ def train(config, corpus=None, log=print):
                       layers=len(base["hidden_sizes"]), vocab_size=len(vocab))
     else:
         base = make_spec(config["arch"], len(vocab), config["embed"], config["hidden"], config["layers"],
-                         config["dropout"], config["tie_embeddings"], config["window"], config["zoneout"])
+                         config["dropout"], config["tie_embeddings"], config["window"], config["zoneout"],
+                         gate_hidden=config["gate_hidden"])
     rundir.write_json(os.path.join(out, rundir.CONFIG), config)
 
     keras.utils.set_random_seed(config["seed"])
     schedule = config["schedule"]
     structured = schedule in ("l0", "filter")
-    model = build_language_model(**base, wrap=schedules.make_wrapper(settings), gates=_gate_options(config))
+    model = build_language_model(**base, wrap=schedules.make_wrapper(settings), gates=_gate_options(config),
+                                 masks=schedule == "grow-prune")
     if init is not None:
         set_named_weights(model, named_weights(init))
     gates = gate_layers(model)
@@ -339,7 +365,10 @@ def train(config, corpus=None, log=print):
     else:
         opts = [_adam(config)]
         opts[0].build(model.trainable_variables)
-        train_step = make_train_step(model, opts[0])
+        masked = grow_prune.masked_layers(model)
+        train_step = make_train_step(model, opts[0], after=[l.apply_masks for l in masked])
+    if schedule == "grow-prune":
+        on_step = _grow_prune(model, config, settings, xs, ys, streams["valid"], log)
     if schedule == "filter":
         on_step = _filter_events(model, config, settings, xs, log)
         if settings["one_shot"] and epochs == 0:  # no step will call it
@@ -362,6 +391,8 @@ def train(config, corpus=None, log=print):
                   steps_per_epoch=n_batches,
                   pruning_step=max(int(l.pruning_step.numpy()) for l in wrappers) if wrappers else None)
 
+    if schedule == "grow-prune":
+        report["grow_prune"] = on_step.history
     plain_base = build_language_model(**base)
     before = _structure(plain_base)
     if structured:
