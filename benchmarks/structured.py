@@ -27,6 +27,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -194,11 +195,17 @@ def main():
             r["speedup"] = round(base["latency_ms"] / r["latency_ms"], 2)
     print_tables(rows, lat)
     if lat:
-        os.makedirs(os.path.dirname(a.json), exist_ok=True)
-        with open(a.json, "w") as f:
-            json.dump(dict(machine=platform.platform(), processor=platform.processor(), cpus=os.cpu_count(),
-                           python=platform.python_version(), rows=rows), f, indent=2)
-        print(f"wrote {a.json}")
+        write_results(a.json, rows)
+
+
+def write_results(path, rows):
+    """The rows and a description of the machine, as JSON."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(dict(date=time.strftime("%Y-%m-%d"), machine=platform.platform(),
+                       processor=platform.processor(), cpus=os.cpu_count(),
+                       python=platform.python_version(), rows=rows), f, indent=2)
+    print(f"wrote {path}")
 
 
 def print_tables(rows, lat):
