@@ -29,3 +29,23 @@ def tiny_config(data_dir, out, **overrides):
                   batch_size=4, bptt=8, checkpoint_every=10)
     config.update(overrides)
     return config
+
+
+def assert_float32_tflite_matches_keras(run_dir, tokens=30):
+    """Convert `run_dir` to float32 and feed its first validation tokens to the
+    .tflite and to the Keras step model: log-probabilities agree to 1e-4."""
+    import numpy as np
+    from convert.to_tflite import main as convert_main
+    from edge_runtime import manifest as mf
+    from edge_runtime.runner import StepModel
+    from keras_models.language_model import build_step_model, load_model, zero_states
+    assert convert_main([str(run_dir), "--quantize", "float32"]) == 0
+    model = load_model(os.path.join(run_dir, "model"))
+    step = build_step_model(model.spec, model.get_weights())
+    manifest = mf.load(os.path.join(run_dir, "tflite"))
+    lite = StepModel(mf.variant_path(manifest, "float32"), manifest["states"])
+    states = zero_states(step, 1)
+    for t in np.load(os.path.join(run_dir, "data.npz"))["valid"][:tokens]:
+        out = step([np.array([[t]], np.int32)] + states)
+        states = [s.numpy() for s in out[1:]]
+        np.testing.assert_allclose(lite.step(int(t)), out[0].numpy()[0], atol=1e-4)

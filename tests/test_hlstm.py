@@ -3,16 +3,13 @@ on constructed examples and a tiny run; conversion; bad input."""
 import numpy as np
 import pytest
 
-from convert.to_tflite import main as convert_main
-from edge_runtime import manifest as mf
-from edge_runtime.runner import StepModel
 from keras_models.backend import keras, tf
 from keras_models.hlstm import HLSTM
-from keras_models.language_model import (build_language_model, build_step_model, load_model, named_weights,
+from keras_models.language_model import (build_language_model, named_weights,
                                          set_named_weights, zero_states)
 from pruning import grow_prune, rundir, train as train_cli
 from pruning.trainer import make_train_step, train
-from tests.conftest import tiny_config, write_corpus
+from tests.conftest import assert_float32_tflite_matches_keras, tiny_config, write_corpus
 
 
 def sigmoid(x):
@@ -140,16 +137,7 @@ def test_grow_prune_run_ends_at_the_target_sparsity_and_converts(tmp_path):
     for row in r["layers"]:
         if row["weight"] in ("kernel", "output_kernel"):
             assert row["sparsity"] == pytest.approx(0.7, abs=0.005)
-    assert convert_main([str(out), "--quantize", "float32"]) == 0
-    model = load_model(str(out / "model"))
-    step = build_step_model(model.spec, model.get_weights())
-    manifest = mf.load(str(out / "tflite"))
-    lite = StepModel(mf.variant_path(manifest, "float32"), manifest["states"])
-    states = zero_states(step, 1)
-    for t in np.load(out / "data.npz")["valid"][:30]:
-        o = step([np.array([[t]], np.int32)] + states)
-        states = [s.numpy() for s in o[1:]]
-        np.testing.assert_allclose(lite.step(int(t)), o[0].numpy()[0], atol=1e-4)
+    assert_float32_tflite_matches_keras(out, 30)
 
 
 @pytest.mark.parametrize("args,message", [

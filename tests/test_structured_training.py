@@ -6,16 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from convert.to_tflite import main as convert_main
-from edge_runtime import manifest as mf
-from edge_runtime.runner import StepModel
 from keras_models.backend import keras, tf
-from keras_models.language_model import (build_language_model, build_step_model, load_model,
+from keras_models.language_model import (build_language_model, load_model,
                                          named_weights, set_named_weights, zero_states)
 from keras_models import rank_one
 from pruning import rundir, train as train_cli, unit_ranking
 from pruning.trainer import make_train_step, train
-from tests.conftest import tiny_config, write_corpus
+from tests.conftest import assert_float32_tflite_matches_keras, tiny_config, write_corpus
 
 QUIET = dict(log=lambda *a: None)
 
@@ -130,16 +127,7 @@ def test_gradual_filter_lstm_with_finetuning_and_recovery_converts(corpus, tmp_p
     assert [h["phase"] for h in r["history"]] == ["train", "train", "finetune", "recover"]
     v = r["vocab_size"]  # u + v per matrix: embedding, 2 x (kernel, recurrent), output
     assert r["recovery"]["extra_params"] == (v + 8) + (8 + 24) + 3 * (6 + 24) + (6 + v)
-    assert convert_main([str(out), "--quantize", "float32"]) == 0
-    model = load_model(str(out / "model"))
-    step = build_step_model(model.spec, model.get_weights())
-    manifest = mf.load(str(out / "tflite"))
-    lite = StepModel(mf.variant_path(manifest, "float32"), manifest["states"])
-    states = zero_states(step, 1)
-    for t in np.load(out / "data.npz")["valid"][:40]:
-        o = step([np.array([[t]], np.int32)] + states)
-        states = [s.numpy() for s in o[1:]]
-        np.testing.assert_allclose(lite.step(int(t)), o[0].numpy()[0], atol=1e-4)
+    assert_float32_tflite_matches_keras(out, 40)
 
 
 def test_rank_one_recovery_trains_only_the_update_and_lowers_the_loss():
