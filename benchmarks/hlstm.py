@@ -4,7 +4,7 @@
 
 1. One H-LSTM layer against two LSTM layers at about the same number of
    parameters (both tied to the 256-d embedding, 10k vocabulary, 3 epochs,
-   no pruning, every weight uniform in +-0.1): LSTM 512 + 256 units; H-LSTM 256 units with gate MLPs of
+   no pruning): LSTM 512 + 256 units; H-LSTM 256 units with gate MLPs of
    `--gate-hidden` 768 (the same 2.36M recurrent weights).
 2. The H-LSTM pruned to 75% sparsity of its gate matrices by grow-and-prune
    (seed density 0.3, growth 0.5 of the dormant connections, 2 cycles) and by
@@ -20,19 +20,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.structured import ROOT, measure, train, write_results  # noqa: E402
 
-# Keras' initialisers leave LSTMs stuck near the unigram model on this corpus (README,
-# "Known limitation"); every weight uniform in +-0.1 (Zaremba's) trains them.
-INIT = ["--init-scale", "0.1"]
 RUNS = [
-    ("LSTM 2 layers (512, 256)", "lstm", ["--arch", "lstm", "--schedule", "none", *INIT]),
+    ("LSTM 2 layers (512, 256)", "lstm", ["--arch", "lstm", "--schedule", "none"]),
     ("H-LSTM 1 layer (256, gate MLPs 768)", "hlstm",
-     ["--arch", "hlstm", "--layers", "1", "--gate-hidden", "768", "--schedule", "none", *INIT]),
+     ["--arch", "hlstm", "--layers", "1", "--gate-hidden", "768", "--schedule", "none"]),
     ("H-LSTM, grow-and-prune to 75% sparsity", "hlstm-gp75",
      ["--arch", "hlstm", "--layers", "1", "--gate-hidden", "768", "--schedule", "grow-prune",
-      "--target-sparsity", "0.75", *INIT]),
+      "--target-sparsity", "0.75"]),
     ("H-LSTM, polynomial magnitude pruning to 75%", "hlstm-poly75",
      ["--arch", "hlstm", "--layers", "1", "--gate-hidden", "768", "--schedule", "polynomial",
-      "--target-sparsity", "0.75", *INIT]),
+      "--target-sparsity", "0.75"]),
 ]
 
 
