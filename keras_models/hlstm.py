@@ -15,6 +15,7 @@ The x part of W1 is applied to the whole sequence at once; the recurrence
 is a `tf.scan`, and T = 1 (the step model) needs no loop.
 """
 from keras_models.backend import keras, tf, tfmot
+from keras_models.lstm import run_cell
 
 
 @keras.utils.register_keras_serializable("edgelm")
@@ -74,11 +75,7 @@ class HLSTM(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
             c = tf.sigmoid(pre[1]) * c + tf.sigmoid(pre[0]) * tf.tanh(pre[2])
             return tf.sigmoid(pre[3]) * tf.tanh(c), c
 
-        if x.shape[1] == 1:  # the step model: builtin ops only
-            h, c = cell((h0, c0), xw[:, 0])
-            return [h[:, None], h, c]
-        hs, cs = tf.scan(cell, tf.transpose(xw, [1, 0, 2]), initializer=(h0, c0))
-        return [tf.transpose(hs, [1, 0, 2]), hs[-1], cs[-1]]
+        return run_cell(cell, xw, h0, c0)
 
     def get_config(self):
         cfg = super().get_config()

@@ -55,13 +55,19 @@ class LSTM(keras.layers.Layer):
             c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(cand)
             return tf.sigmoid(o) * tf.tanh(c), c
 
-        if x.shape[1] == 1:  # the step model: no loop, builtin ops only
-            h, c = cell((h0, c0), xw[:, 0])
-            return [h[:, None], h, c]
-        hs, cs = tf.scan(cell, tf.transpose(xw, [1, 0, 2]), initializer=(h0, c0))
-        return [tf.transpose(hs, [1, 0, 2]), hs[-1], cs[-1]]
+        return run_cell(cell, xw, h0, c0)
 
     def get_config(self):
         cfg = super().get_config()
         cfg.update(units=self.units, rank_one_update=self.rank_one_update)
         return cfg
+
+
+def run_cell(cell, xw, h0, c0):
+    """Apply `cell((h, c), xw_t) -> (h, c)` over the time axis of xw (B, T, .);
+    -> [h (B, T, H), h_T, c_T]. T = 1 (the step model) needs no loop: builtin ops only."""
+    if xw.shape[1] == 1:
+        h, c = cell((h0, c0), xw[:, 0])
+        return [h[:, None], h, c]
+    hs, cs = tf.scan(cell, tf.transpose(xw, [1, 0, 2]), initializer=(h0, c0))
+    return [tf.transpose(hs, [1, 0, 2]), hs[-1], cs[-1]]

@@ -22,6 +22,7 @@ import numpy as np
 
 from keras_models.backend import keras, tf
 from keras_models.hlstm import HLSTM
+from keras_models.language_model import zero_states
 
 
 def masked_layers(model):
@@ -114,7 +115,6 @@ class GrowPrune(keras.callbacks.Callback):
         for _, m in pairs:  # open every mask: dL/dW is then dL/d(W * mask), masked W being 0
             m.assign(tf.ones_like(m))
         acc = [np.zeros(m.shape, np.float64) for _, m in pairs]
-        from keras_models.language_model import zero_states
         states = [tf.constant(s) for s in zero_states(self.model, self.batches[0][0].shape[0])]
         n = self.settings["grow_batches"]
         for b in range(n):
