@@ -19,12 +19,12 @@ import sys
 DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_sparsity=0.0,
                 begin_step=None, end_step=None, prune_frequency=None, embed=256, hidden=512,
                 layers=2, window=2, zoneout=0.0, dropout=0.1, tie_embeddings=True, epochs=3,
-                batch_size=32, bptt=35, lr=0.004, clip_norm=0.25, seed=0, data_dir=None,
+                batch_size=32, bptt=35, lr=None, clip_norm=0.25, seed=0, data_dir=None,
                 vocab_size=10000, checkpoint_every=200, init_from=None, l0_lambda=0.002,
                 l0_beta=2.0 / 3.0, l0_gamma=-0.1, l0_zeta=1.1, l0_init=3.0, gate_lr=0.02, l0_penalty="count",
                 freeze_weights=False, target_units=0.5, rank_by="norm", finetune_epochs=0,
                 recover="none", recover_epochs=1, gate_hidden=256, seed_density=0.3,
-                grow_fraction=0.5, grow_batches=20, gp_cycles=2, optimizer="adam", lr_decay=1.0,
+                grow_fraction=0.5, grow_batches=20, gp_cycles=2, optimizer=None, lr_decay=1.0,
                 decay_after=0, init_scale=None, recipe=None)
 # Published recipes, as option values (options given on the command line win).
 RECIPES = {
@@ -67,12 +67,15 @@ def parser():
       help="training epochs (default 3; from --init-from: 1, and 0 for filter, which prunes at once)")
     a("--batch-size", type=int, default=d["batch_size"], help="parallel text streams (default %(default)s)")
     a("--bptt", type=int, default=d["bptt"], help="steps of truncated back-propagation (default %(default)s)")
-    a("--lr", type=float, default=d["lr"], help="learning rate (default %(default)s)")
-    a("--optimizer", default=d["optimizer"], help="adam or sgd (default %(default)s)")
+    a("--lr", type=float, default=None, help="learning rate (default: the architecture's, below)")
+    a("--optimizer", default=None,
+      help="adam or sgd (default by architecture: qrnn adam at 0.004; lstm and hlstm sgd at 20 with "
+           "--init-scale 0.1, as Adam leaves them stuck near the unigram model)")
     a("--lr-decay", type=float, default=d["lr_decay"],
       help="multiply the learning rate by this every epoch after --decay-after (default %(default)s: none)")
     a("--decay-after", type=int, default=d["decay_after"], help="epochs at the full learning rate (default %(default)s)")
-    a("--init-scale", type=float, default=None, help="initialise every weight uniform in [-S, S] (default: Keras' initialisers)")
+    a("--init-scale", type=float, default=None, help="initialise every weight uniform in [-S, S]; 0: Keras' initialisers "
+                                                            "(default: the architecture's, above)")
     a("--recipe", default=None, help=f"a published recipe's options: {', '.join(RECIPES)} (options given here win)")
     a("--clip-norm", type=float, default=d["clip_norm"], help="global gradient-norm clip, 0 for none (default %(default)s)")
     a("--seed", type=int, default=d["seed"], help="(default %(default)s)")
@@ -129,14 +132,14 @@ def validate(c):
             return f"--{key.replace('_', '-')} must be at least 1, got {c[key]}"
     if not 0.0 <= c["dropout"] < 1.0 or not 0.0 <= c["zoneout"] < 1.0:
         return "--dropout and --zoneout must be in [0, 1)"
-    if c["lr"] <= 0 or c["clip_norm"] < 0:
+    if (c["lr"] is not None and c["lr"] <= 0) or c["clip_norm"] < 0:
         return "--lr must be positive and --clip-norm not negative"
-    if c["optimizer"] not in ("adam", "sgd"):
+    if c["optimizer"] not in (None, "adam", "sgd"):
         return f"unknown --optimizer {c['optimizer']!r}; choose from adam, sgd"
     if not 0 < c["lr_decay"] <= 1 or c["decay_after"] < 0:
         return "--lr-decay must be in (0, 1] and --decay-after not negative"
-    if c["init_scale"] is not None and c["init_scale"] <= 0:
-        return "--init-scale must be positive"
+    if c["init_scale"] is not None and c["init_scale"] < 0:
+        return "--init-scale must not be negative"
     if c["prune_frequency"] is not None and c["prune_frequency"] < 1:
         return "--prune-frequency must be at least 1"
     return validate_structured(c)

@@ -155,3 +155,27 @@ def test_nan_loss_stops_with_status_diverged(tiny_corpus, tmp_path, capsys):
     assert code == 1 and report["status"] == "diverged"
     assert "diverged" in capsys.readouterr().out
     assert not (out / "model").exists()
+
+
+def test_optimizer_and_initialisation_default_by_architecture(tmp_path):
+    """Unset options take the architecture's defaults (LSTMs: SGD 20, uniform
+    +-0.1; the QRNN: Adam 0.004); options given win; --init-from's arch counts."""
+    corpus = write_corpus(tmp_path / "data")
+    tiny = ["--data-dir", corpus, "--embed", "8", "--hidden", "8", "--epochs", "1", "--batch-size", "4",
+            "--bptt", "5", "--schedule", "none"]
+
+    def options(name, *args):
+        assert main(tiny + ["--out", str(tmp_path / name)] + list(args)) == 0
+        c = json.loads((tmp_path / name / "config.json").read_text())
+        return c["optimizer"], c["lr"], c["init_scale"]
+
+    assert options("q") == ("adam", 0.004, 0.0)
+    assert options("l", "--arch", "lstm") == ("sgd", 20.0, 0.1)
+    assert options("h", "--arch", "hlstm", "--layers", "1", "--gate-hidden", "4") == ("sgd", 20.0, 0.1)
+    assert options("la", "--arch", "lstm", "--optimizer", "adam", "--lr", "0.01", "--init-scale", "0") == \
+        ("adam", 0.01, 0.0)
+    assert options("fine", "--init-from", str(tmp_path / "l"), "--schedule", "polynomial")[:2] == ("sgd", 20.0)
+    from pruning.trainer import fill_training_defaults
+    config = dict(optimizer=None, lr=0.5, init_scale=None)
+    fill_training_defaults(config, "lstm")
+    assert config == dict(optimizer="sgd", lr=0.5, init_scale=0.1)
