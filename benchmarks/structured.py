@@ -75,12 +75,12 @@ def units_for(spec, target):
     return min((abs(fraction(u / 200) - target), u / 200) for u in range(1, 201))[1]
 
 
-def write_subset(root):
+def write_subset(root, data_dir=None):
     """A quarter of the training and validation text (for the lambda search); all the test text."""
     sub = os.path.join(root, "subset")
     if not os.path.exists(os.path.join(sub, "test.txt")):
         os.makedirs(sub, exist_ok=True)
-        corpus = data.load_corpus(None)
+        corpus = data.load_corpus(data_dir)
         for split in data.SPLITS:
             sents = corpus[split] if split == "test" else corpus[split][:len(corpus[split]) // 4]
             with open(os.path.join(sub, f"{split}.txt"), "w", encoding="utf-8") as f:
@@ -121,15 +121,29 @@ def l0_search(root, dense, subset, target, tries, penalty):
 
 def measure(path):
     """Dynamic-range LiteRT step latency (ms, median, 1 thread) and file bytes of a run."""
-    found = glob.glob(os.path.join(path, "bench", "dynamic-*-t1-*.json"))
-    if not found:
-        run("-m", "convert.to_tflite", path, "--quantize", "dynamic", "--eval-tokens", "5000", "--force")
-        run(os.path.join("edge_runtime", "predict.py"), "bench", "--model", path,
-            "--variant", "dynamic", "--threads", "1", "--json")
-        found = glob.glob(os.path.join(path, "bench", "dynamic-*-t1-*.json"))
-    with open(found[0]) as f:
-        b = json.load(f)
-    return b["latency_ms"]["median"], b["bytes"]
+    m = measure_variants(path, ("dynamic",))["dynamic"]
+    return m["latency_ms"], m["bytes"]
+
+
+def measure_variants(path, variants):
+    """{variant: latency_ms (median, 1 thread), bytes, perplexity and r_at_3 of the .tflite on
+    the first 5000 validation tokens}; converts and times what has not been yet."""
+    def found(v):
+        return glob.glob(os.path.join(path, "bench", f"{v}-*-t1-*.json"))
+    if not all(found(v) for v in variants):
+        run("-m", "convert.to_tflite", path, "--quantize", ",".join(variants), "--eval-tokens", "5000", "--force")
+        for v in variants:
+            run(os.path.join("edge_runtime", "predict.py"), "bench", "--model", path,
+                "--variant", v, "--threads", "1", "--json")
+    with open(os.path.join(path, "tflite", "manifest.json")) as f:
+        manifest = json.load(f)["variants"]
+    out = {}
+    for v in variants:
+        with open(sorted(found(v))[-1]) as f:
+            b = json.load(f)
+        out[v] = dict(latency_ms=b["latency_ms"]["median"], bytes=b["bytes"],
+                      perplexity=manifest[v]["perplexity"], r_at_3=manifest[v]["r_at_3"])
+    return out
 
 
 def row(path, method, target, base_ms=None, measure_latency=True):
