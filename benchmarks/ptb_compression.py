@@ -5,7 +5,8 @@
 Needs the trained `runs/ptb/zaremba-small` (`python benchmarks/ptb.py run`).
 From it:
 - magnitude pruning (TF-MOT polynomial) to 50, 80 and 90% of the prunable
-  matrices, one epoch of SGD at 1.0 (the recipe's rate around its 6th epoch);
+  matrices, one epoch of SGD at 1.0 (the recipe's rate around its 6th epoch),
+  and the dense model given the same epoch, for a fair comparison;
 - at about 80% and 60% of the dense MACs per token: whole-unit pruning, one
   shot, ranked random / norm / activation (`--target-units` chosen so the MACs
   land nearest the target), and L0 gates learned on the frozen weights with
@@ -59,6 +60,9 @@ def main():
     subset = write_subset(work, data_dir)
     lat = not a.no_latency
     rows = [row(dense, "dense 2x200 LSTM", 1.0, lat)]
+    more = os.path.join(work, "dense-1-more-epoch")  # what the magnitude rows' extra epoch alone gives
+    train(more, "--init-from", dense, "--data-dir", data_dir, "--schedule", "none", *FINETUNE)
+    rows.append(row(more, "dense + the same extra epoch", 1.0, lat))
     for s in SPARSITIES:
         out = os.path.join(work, f"magnitude-{int(s * 100)}")
         train(out, "--init-from", dense, "--data-dir", data_dir, "--schedule", "polynomial",
