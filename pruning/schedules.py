@@ -65,6 +65,8 @@ def make_wrapper(settings):
         params = dict(sparsity_m_by_n=(2, 4))
 
     def wrap(layer):
+        if settings.get("scope") == "recurrent" and not layer.name.startswith("rnn_"):
+            return layer  # the embedding / output matrix stays dense
         return k.prune_low_magnitude(layer, **params)
 
     return wrap

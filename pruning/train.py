@@ -25,7 +25,7 @@ DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial
                 freeze_weights=False, target_units=0.5, rank_by="norm", finetune_epochs=0,
                 recover="none", recover_epochs=1, gate_hidden=256, seed_density=0.3,
                 grow_fraction=0.5, grow_batches=20, gp_cycles=2, optimizer=None, lr_decay=1.0,
-                decay_after=0, init_scale=None, recipe=None)
+                decay_after=0, init_scale=None, recipe=None, prune_scope="all")
 # Published recipes, as option values (options given on the command line win).
 RECIPES = {
     # Zaremba, Sutskever & Vinyals 2014, small PTB model: SGD at 1.0 on the loss summed over the
@@ -53,6 +53,9 @@ def parser():
       help="polynomial: sparsity at --begin-step (default %(default)s)")
     a("--begin-step", type=int, default=None, help="first pruning step (default: 10%% of the run)")
     a("--end-step", type=int, default=None, help="polynomial: step the target is reached (default: 60%% of the run)")
+    a("--prune-scope", default=d["prune_scope"],
+      help="magnitude schedules: all (recurrent matrices and the output / tied embedding matrix) or "
+           "recurrent (the recurrent matrices only, what grow-prune masks) (default %(default)s)")
     a("--prune-frequency", type=int, default=None,
       help="steps between mask updates (default: min(100, pruning span / 20))")
     a("--embed", type=int, default=d["embed"], help="embedding size (default %(default)s)")
@@ -140,6 +143,8 @@ def validate(c):
         return "--lr-decay must be in (0, 1] and --decay-after not negative"
     if c["init_scale"] is not None and c["init_scale"] < 0:
         return "--init-scale must not be negative"
+    if c["prune_scope"] not in ("all", "recurrent"):
+        return f"unknown --prune-scope {c['prune_scope']!r}; choose from all, recurrent"
     if c["prune_frequency"] is not None and c["prune_frequency"] < 1:
         return "--prune-frequency must be at least 1"
     return validate_structured(c)

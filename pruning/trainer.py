@@ -358,6 +358,8 @@ def train(config, corpus=None, log=print):
     settings = schedules.resolve(
         config["schedule"], n_batches * epochs, config["target_sparsity"], config["initial_sparsity"],
         config["begin_step"], config["end_step"], config["prune_frequency"])
+    if config["schedule"] in schedules.MAGNITUDE:
+        settings.update(scope=config.get("prune_scope", "all"))  # runs before the option: all
     if config["schedule"] == "filter":
         settings.update(target_units=config["target_units"], rank_by=config["rank_by"],
                         one_shot=init is not None)

@@ -48,6 +48,20 @@ def test_schedule_reaches_target_sparsity(tiny_corpus, tmp_path, schedule, arch,
     assert report["test_perplexity"] < report["unigram_test_perplexity"] * 1.5
 
 
+
+def test_recurrent_scope_leaves_the_tied_embedding_dense(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    rundir.prepare(str(out))
+    report = train(tiny_config(tiny_corpus, out, schedule="polynomial", arch="qrnn", target_sparsity=0.7,
+                               prune_scope="recurrent"), log=lambda *a: None)
+    sparsity = pruned_matrices(report)
+    assert sparsity[("rnn_0", "kernel")] == pytest.approx(0.7, abs=0.02)
+    assert sparsity[("rnn_1", "kernel")] == pytest.approx(0.7, abs=0.02)
+    assert sparsity[("embedding", "embeddings")] == 0
+    model = load_model(str(out / "model"))
+    embedding = [l for l in model.layers if l.name == "embedding"][0].get_weights()[0]
+    assert (embedding != 0).all()
+
 def test_m_by_n_gives_two_of_four(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     rundir.prepare(str(out))
@@ -77,6 +91,7 @@ def run_cli(*args):
     (["--target-sparsity", "1.0"], "--target-sparsity must be in [0, 1)"),
     (["--target-sparsity", "-0.1"], "--target-sparsity must be in [0, 1)"),
     (["--vocab-size", "2"], "--vocab-size must be at least 3"),
+    (["--prune-scope", "output"], "unknown --prune-scope 'output'"),
 ])
 def test_bad_options_one_line_exit_2(tmp_path, capsys, args, message):
     assert main(args + ["--out", str(tmp_path / "r")]) == 2
