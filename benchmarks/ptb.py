@@ -14,6 +14,7 @@ resumable (`--resume`), each converted and timed like the other benchmarks.
 """
 import argparse
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -147,6 +148,7 @@ def run_all(a):
                          history=rep["history"]))
     if a.no_latency:
         return 0
+    rows = merged(a.json, rows)
     print("| model | test ppl | test R@3 | params (nonzero) | MACs/token | dynamic bytes | dynamic ms | wall time |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -155,6 +157,22 @@ def run_all(a):
               f"{r['macs']:,} | {r['dynamic_bytes']:,} | {r['latency_ms']:.3f} | {r['wall_time_s'] / 60:.0f} min |")
     write_results(a.json, rows)
     return 0
+
+
+def merged(path, rows):
+    """The rows measured now and, from the JSON, those of runs not measured now
+    (an earlier `--only`), in the order of RUNS."""
+    kept = []
+    if os.path.exists(path):
+        with open(path) as f:
+            now = {r["run"] for r in rows}
+            kept = [r for r in json.load(f)["rows"] if r["run"] not in now]
+    order = [n for _, n, _ in RUNS]
+
+    def rank(row):
+        name = os.path.basename(row["run"])
+        return order.index(name) if name in order else len(order)
+    return sorted(kept + rows, key=rank)
 
 
 if __name__ == "__main__":

@@ -215,10 +215,12 @@ def main():
 def write_results(path, rows):
     """The rows and a description of the machine, as JSON."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
         json.dump(dict(date=time.strftime("%Y-%m-%d"), machine=platform.platform(),
                        processor=platform.processor(), cpus=os.cpu_count(),
                        python=platform.python_version(), rows=rows), f, indent=2)
+    os.replace(tmp, path)
     print(f"wrote {path}")
 
 

@@ -53,6 +53,16 @@ def test_run_command_errors_are_one_line(tmp_path, capsys):
     assert "no PTB in" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "ptb").exists()
 
+
+def test_results_of_an_earlier_only_run_are_kept_in_order(tmp_path):
+    path = str(tmp_path / "ptb.json")
+    assert ptb.merged(path, [{"run": "runs/ptb/qrnn-small", "v": 1}]) == [{"run": "runs/ptb/qrnn-small", "v": 1}]
+    with open(path, "w") as f:
+        json.dump({"rows": [{"run": "runs/ptb/qrnn-small", "v": 1}, {"run": "runs/ptb/qrnn-default", "v": 2}]}, f)
+    got = ptb.merged(path, [{"run": "runs/ptb/qrnn-default", "v": 3}, {"run": "runs/ptb/zaremba-small", "v": 4}])
+    assert got == [{"run": "runs/ptb/zaremba-small", "v": 4}, {"run": "runs/ptb/qrnn-small", "v": 1},
+                   {"run": "runs/ptb/qrnn-default", "v": 3}]
+
 def test_zaremba_learning_rate_is_halved_every_epoch_after_the_fourth():
     config = dict(lr_decay=0.5, decay_after=4)
     assert [lr_factor(config, e) for e in range(7)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]
