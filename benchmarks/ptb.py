@@ -91,6 +91,7 @@ RUNS = [  # (label, run name, pruning.train options)
      ["--recipe", "zaremba-small", "--arch", "hlstm", "--layers", "1", "--gate-hidden", "400",
       "--schedule", "grow-prune", "--seed-density", "0.5", "--target-sparsity", "0.33"]),
 ]
+NAMES = [name for _, name, _ in RUNS]
 
 
 def main(argv=None):
@@ -103,7 +104,7 @@ def main(argv=None):
     r = sub.add_parser("run", help="train the reference recipes on PTB")
     r.add_argument("--root", default=os.path.join(ROOT, "runs", "ptb"))
     r.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "ptb.json"))
-    r.add_argument("--only", help="comma-separated run names of: " + ", ".join(n for _, n, _ in RUNS))
+    r.add_argument("--only", help="comma-separated run names of: " + ", ".join(NAMES))
     r.add_argument("--no-latency", action="store_true", help="train only (latency needs a quiet machine)")
     a = p.parse_args(argv)
     if a.cmd == "data":
@@ -119,10 +120,10 @@ def main(argv=None):
 
 def run_all(a):
     from benchmarks.structured import measure, report, run, write_results
-    only = a.only.split(",") if a.only else [n for _, n, _ in RUNS]
-    unknown = sorted(set(only) - {n for _, n, _ in RUNS})
+    only = a.only.split(",") if a.only else NAMES
+    unknown = sorted(set(only) - set(NAMES))
     if unknown:
-        print(f"error: no run named {', '.join(unknown)}; choose from {', '.join(n for _, n, _ in RUNS)}",
+        print(f"error: no run named {', '.join(unknown)}; choose from {', '.join(NAMES)}",
               file=sys.stderr)
         return 2
     data_dir = os.path.join(a.root, "data")
@@ -169,11 +170,9 @@ def merged(path, rows):
         with open(path) as f:
             now = {r["run"] for r in rows}
             kept = [r for r in json.load(f)["rows"] if r["run"] not in now]
-    order = [n for _, n, _ in RUNS]
-
     def rank(row):
         name = os.path.basename(row["run"])
-        return order.index(name) if name in order else len(order)
+        return NAMES.index(name) if name in NAMES else len(NAMES)
     return sorted(kept + rows, key=rank)
 
 

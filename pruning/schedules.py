@@ -66,7 +66,7 @@ def make_wrapper(settings):
 
     def wrap(layer):
         if settings.get("scope") == "recurrent" and not layer.name.startswith("rnn_"):
-            return layer  # the embedding / output matrix stays dense
+            return layer  # the embedding / output matrix stays dense (recurrent layers are rnn_<i>)
         return k.prune_low_magnitude(layer, **params)
 
     return wrap

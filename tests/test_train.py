@@ -48,7 +48,6 @@ def test_schedule_reaches_target_sparsity(tiny_corpus, tmp_path, schedule, arch,
     assert report["test_perplexity"] < report["unigram_test_perplexity"] * 1.5
 
 
-
 def test_recurrent_scope_leaves_the_tied_embedding_dense(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     rundir.prepare(str(out))
@@ -61,6 +60,7 @@ def test_recurrent_scope_leaves_the_tied_embedding_dense(tiny_corpus, tmp_path):
     model = load_model(str(out / "model"))
     embedding = [l for l in model.layers if l.name == "embedding"][0].get_weights()[0]
     assert (embedding != 0).all()
+
 
 def test_m_by_n_gives_two_of_four(tiny_corpus, tmp_path):
     out = tmp_path / "run"
