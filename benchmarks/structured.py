@@ -125,13 +125,15 @@ def measure(path):
     return m["latency_ms"], m["bytes"]
 
 
-def measure_variants(path, variants):
+def measure_variants(path, variants, retime=False):
     """{variant: latency_ms (median, 1 thread), bytes, perplexity and r_at_3 of the .tflite on
-    the first 5000 validation tokens}; converts and times what has not been yet."""
+    the first 5000 validation tokens}; converts and times what has not been yet
+    (`retime`: times again what has been)."""
     def found(v):
         return glob.glob(os.path.join(path, "bench", f"{v}-*-t1-*.json"))
-    if not all(found(v) for v in variants):
-        run("-m", "convert.to_tflite", path, "--quantize", ",".join(variants), "--eval-tokens", "5000", "--force")
+    if retime or not all(found(v) for v in variants):
+        if not all(found(v) for v in variants):
+            run("-m", "convert.to_tflite", path, "--quantize", ",".join(variants), "--eval-tokens", "5000", "--force")
         for v in variants:
             run(os.path.join("edge_runtime", "predict.py"), "bench", "--model", path,
                 "--variant", v, "--threads", "1", "--json")

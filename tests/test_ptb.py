@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from benchmarks import ptb
+from benchmarks import ptb, ptb_compression, structured
 from pruning import train as train_cli
 from pruning.trainer import lr_factor
 
@@ -51,6 +51,31 @@ def test_run_command_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "no PTB in" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "ptb").exists()
+
+
+def test_compression_needs_the_trained_reference_run(tmp_path, capsys):
+    assert ptb_compression.main(["--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no trained" in err and "ptb.py run --only zaremba-small" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit):  # one pass either trains only or times again, not both
+        ptb_compression.main(["--root", str(tmp_path), "--no-latency", "--retime"])
+
+
+def test_retime_benches_again_without_converting_again(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    (run_dir / "bench").mkdir(parents=True)
+    (run_dir / "tflite").mkdir()
+    (run_dir / "tflite" / "manifest.json").write_text(json.dumps(
+        {"variants": {"dynamic": {"perplexity": 140.0, "r_at_3": 0.35}}}))
+    (run_dir / "bench" / "dynamic-vm-t1-auto.json").write_text(json.dumps(
+        {"latency_ms": {"median": 0.1}, "bytes": 123}))
+    calls = []
+    monkeypatch.setattr(structured, "run", lambda *args: calls.append(args))
+    assert structured.measure_variants(str(run_dir), ("dynamic",)) == {
+        "dynamic": dict(latency_ms=0.1, bytes=123, perplexity=140.0, r_at_3=0.35)}
+    assert calls == []  # converted and timed already: reused
+    structured.measure_variants(str(run_dir), ("dynamic",), retime=True)
+    assert [c[1] for c in calls] == ["bench"] and "--variant" in calls[0]
 
 
 def test_results_of_an_earlier_only_run_are_kept_in_order(tmp_path):
