@@ -17,8 +17,11 @@ From it:
   a quarter of the training text;
 - each unit-pruned model again with `--recover rank-one` (u v^T per matrix,
   one epoch of Adam 0.004 over a quarter of the training text, weights frozen).
+The H-LSTM that `ptb.py run --only hlstm-gp` grew and pruned to the LSTM's
+nonzero count joins the table when it is there.
 Every model is converted to dynamic-range and int8 LiteRT and timed with
-`predict.py bench` (1 thread, XNNPACK, median of 1000 steps); the .tflite
+`predict.py bench` (1 thread, XNNPACK, median of 1000 steps; the middle of
+three such runs); the .tflite
 perplexity is over the first 5000 validation tokens. Finished runs are reused;
 `--retime` times every file again in one pass, nothing else running.
 """
@@ -73,6 +76,9 @@ def main(argv=None):
     def row(path, method, target=None):
         return measured_row(path, method, target, lat, a.retime)
     rows = [row(dense, "dense 2x200 LSTM", 1.0)]
+    hlstm = os.path.join(root, "hlstm-gp")  # trained by ptb.py (same recipe); its files are made here
+    if os.path.exists(os.path.join(hlstm, "train_report.json")):
+        rows.append(row(hlstm, "H-LSTM 1x200, grow-and-prune (ptb.py)", None))
     more = os.path.join(work, "dense-1-more-epoch")  # what the magnitude rows' extra epoch alone gives
     train(more, "--init-from", dense, "--data-dir", data_dir, "--schedule", "none", *FINETUNE)
     rows.append(row(more, "dense + the same extra epoch", 1.0))

@@ -61,7 +61,7 @@ def test_compression_needs_the_trained_reference_run(tmp_path, capsys):
         ptb_compression.main(["--root", str(tmp_path), "--no-latency", "--retime"])
 
 
-def test_retime_benches_again_without_converting_again(tmp_path, monkeypatch):
+def test_retime_benches_three_times_keeps_the_middle_and_does_not_convert_again(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     (run_dir / "bench").mkdir(parents=True)
     (run_dir / "tflite").mkdir()
@@ -69,13 +69,21 @@ def test_retime_benches_again_without_converting_again(tmp_path, monkeypatch):
         {"variants": {"dynamic": {"perplexity": 140.0, "r_at_3": 0.35}}}))
     (run_dir / "bench" / "dynamic-vm-t1-auto.json").write_text(json.dumps(
         {"latency_ms": {"median": 0.1}, "bytes": 123}))
-    calls = []
-    monkeypatch.setattr(structured, "run", lambda *args: calls.append(args))
+    calls, medians = [], iter([0.3, 0.1, 0.2])
+
+    def fake_run(*args):  # a bench run writes its result file, as predict.py does
+        calls.append(args)
+        (run_dir / "bench" / "dynamic-vm-t1-auto.json").write_text(json.dumps(
+            {"latency_ms": {"median": next(medians)}, "bytes": 123}))
+    monkeypatch.setattr(structured, "run", fake_run)
     assert structured.measure_variants(str(run_dir), ("dynamic",)) == {
         "dynamic": dict(latency_ms=0.1, bytes=123, perplexity=140.0, r_at_3=0.35)}
     assert calls == []  # converted and timed already: reused
-    structured.measure_variants(str(run_dir), ("dynamic",), retime=True)
-    assert [c[1] for c in calls] == ["bench"] and "--variant" in calls[0]
+    got = structured.measure_variants(str(run_dir), ("dynamic",), retime=True)
+    assert [c[1] for c in calls] == ["bench"] * 3 and "--variant" in calls[0]
+    assert got["dynamic"]["latency_ms"] == 0.2  # the middle of three runs, kept on disk too
+    kept = json.loads((run_dir / "bench" / "dynamic-vm-t1-auto.json").read_text())
+    assert kept["bench_runs"] == [0.3, 0.1, 0.2]
 
 
 def test_results_of_an_earlier_only_run_are_kept_in_order(tmp_path):
