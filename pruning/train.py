@@ -34,6 +34,11 @@ RECIPES = {
     "zaremba-small": dict(arch="lstm", layers=2, hidden=200, embed=200, tie_embeddings=False, dropout=0.0,
                           batch_size=20, bptt=20, optimizer="sgd", lr=20.0, clip_norm=0.25, lr_decay=0.5,
                           decay_after=4, init_scale=0.1, epochs=13, schedule="none", vocab_size=10000),
+    # The medium model (published 82.7): 2x650, dropout 0.5 on the non-recurrent connections, 35 steps
+    # (so lr 35 and clip 5 / 35), uniform +-0.05, lr divided by 1.2 every epoch after the 6th; 39 epochs.
+    "zaremba-medium": dict(arch="lstm", layers=2, hidden=650, embed=650, tie_embeddings=False, dropout=0.5,
+                           batch_size=20, bptt=35, optimizer="sgd", lr=35.0, clip_norm=5 / 35, lr_decay=1 / 1.2,
+                           decay_after=6, init_scale=0.05, epochs=39, schedule="none", vocab_size=10000),
 }
 RECOVERY_ARCHS = ("qrnn", "lstm")  # architectures whose layers carry the rank-one update (not hlstm)
 

@@ -113,6 +113,13 @@ def test_recipe_sets_options_and_explicit_ones_win(tiny_corpus, tmp_path):
     assert (config["hidden"], config["epochs"], config["tie_embeddings"], config["dropout"]) == (8, 1, False, 0.0)
 
 
+@pytest.mark.parametrize("name", sorted(train_cli.RECIPES))
+def test_recipes_make_the_papers_updates_on_our_per_token_loss(name):
+    # Zaremba et al.: SGD at 1.0 and clip 5 on the loss summed over the BPTT steps; ours is the mean
+    r = train_cli.RECIPES[name]
+    assert r["lr"] == pytest.approx(1.0 * r["bptt"]) and r["clip_norm"] == pytest.approx(5 / r["bptt"])
+
+
 def test_unknown_recipe_and_missing_split_are_one_line_errors(tiny_corpus, tmp_path, capsys):
     assert train_cli.main(["--recipe", "zaremba-huge", "--out", str(tmp_path / "x")]) == 2
     assert "unknown recipe 'zaremba-huge'" in capsys.readouterr().err
