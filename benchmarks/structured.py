@@ -121,9 +121,9 @@ def l0_search(root, dense, subset, target, tries, penalty):
     return min(tries, key=lambda o: abs(tries[o][1] - target))
 
 
-def measure(path):
+def measure(path, retime=False):
     """Dynamic-range LiteRT step latency (ms, median, 1 thread) and file bytes of a run."""
-    m = measure_variants(path, ("dynamic",))["dynamic"]
+    m = measure_variants(path, ("dynamic",), retime)["dynamic"]
     return m["latency_ms"], m["bytes"]
 
 

@@ -51,6 +51,8 @@ def test_run_command_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "no PTB in" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "ptb").exists()
+    with pytest.raises(SystemExit):  # one pass either trains only or times again, not both
+        ptb.main(["run", "--root", root, "--no-latency", "--retime"])
 
 
 def test_compression_needs_the_trained_reference_run(tmp_path, capsys):
