@@ -44,11 +44,12 @@ FINETUNE = ["--epochs", "1", "--lr", "1", "--batch-size", "32", "--bptt", "35", 
 RECOVER = ["--schedule", "none", "--epochs", "0", "--recover", "rank-one", "--optimizer", "adam", "--lr", "0.004"]
 
 
-def measured_row(path, method, target, latency, retime):
+def row(path, method, target, a):
+    """A table row; with the dynamic and int8 files measured unless `a.no_latency`."""
     out = structured.row(path, method, target, measure_latency=False)
     out["macs_nonzero"] = report(path)["macs_per_token_nonzero"]
-    if latency:
-        out.update(measure_variants(path, VARIANTS, retime))
+    if not a.no_latency:
+        out.update(measure_variants(path, VARIANTS, a.retime))
     return out
 
 
@@ -59,7 +60,7 @@ def main(argv=None):
     when = p.add_mutually_exclusive_group()
     when.add_argument("--no-latency", action="store_true", help="train only (latency needs a quiet machine)")
     when.add_argument("--retime", action="store_true",
-                   help="time every model again, back to back (each was first timed between trainings)")
+                      help="time every model again, back to back (each was first timed between trainings)")
     a = p.parse_args(argv)
     root = os.path.abspath(a.root)
     dense, data_dir = os.path.join(root, "zaremba-small"), os.path.join(root, "data")
@@ -72,21 +73,18 @@ def main(argv=None):
     work = os.path.join(root, "compress")
     subset = write_subset(work, data_dir)
     lat = not a.no_latency
-
-    def row(path, method, target=None):
-        return measured_row(path, method, target, lat, a.retime)
-    rows = [row(dense, "dense 2x200 LSTM", 1.0)]
+    rows = [row(dense, "dense 2x200 LSTM", 1.0, a)]
     hlstm = os.path.join(root, "hlstm-gp")  # trained by ptb.py (same recipe); its files are made here
     if os.path.exists(os.path.join(hlstm, "train_report.json")):
-        rows.append(row(hlstm, "H-LSTM 1x200, grow-and-prune (ptb.py)", None))
+        rows.append(row(hlstm, "H-LSTM 1x200, grow-and-prune (ptb.py)", None, a))
     more = os.path.join(work, "dense-1-more-epoch")  # what the magnitude rows' extra epoch alone gives
     train(more, "--init-from", dense, "--data-dir", data_dir, "--schedule", "none", *FINETUNE)
-    rows.append(row(more, "dense + the same extra epoch", 1.0))
+    rows.append(row(more, "dense + the same extra epoch", 1.0, a))
     for s in SPARSITIES:
         out = os.path.join(work, f"magnitude-{int(s * 100)}")
         train(out, "--init-from", dense, "--data-dir", data_dir, "--schedule", "polynomial",
               "--target-sparsity", str(s), *FINETUNE)
-        rows.append(row(out, f"magnitude {s:.0%}", None))
+        rows.append(row(out, f"magnitude {s:.0%}", None, a))
     tries = {"count": {}, "macs": {}}
     for t in TARGETS:
         pruned = {}
@@ -98,10 +96,10 @@ def main(argv=None):
         pruned["L0, count penalty"] = l0_search(work, dense, subset, t, tries["count"], "count")
         pruned["L0, MACs penalty"] = l0_search(work, dense, subset, t, tries["macs"], "macs")
         for method, out in pruned.items():
-            rows.append(row(out, method, t))
+            rows.append(row(out, method, t, a))
             rec = out.rstrip("/") + "-rank1"
             train(rec, "--init-from", out, "--data-dir", subset, *RECOVER)
-            rows.append(row(rec, method + " + rank-one", t))
+            rows.append(row(rec, method + " + rank-one", t, a))
     for r in rows:
         r["macs_fraction"] = round(r["macs"] / rows[0]["macs"], 3)
     print_table(rows, lat)

@@ -133,9 +133,10 @@ def measure_variants(path, variants, retime=False):
     (`retime`: times again what has been)."""
     def found(v):
         return glob.glob(os.path.join(path, "bench", f"{v}-*-t1-*.json"))
-    if retime or not all(found(v) for v in variants):
-        if not all(found(v) for v in variants):
-            run("-m", "convert.to_tflite", path, "--quantize", ",".join(variants), "--eval-tokens", "5000", "--force")
+    timed = all(found(v) for v in variants)
+    if not timed:
+        run("-m", "convert.to_tflite", path, "--quantize", ",".join(variants), "--eval-tokens", "5000", "--force")
+    if retime or not timed:
         for v in variants:
             bench_median_of(path, v)
     with open(os.path.join(path, "tflite", "manifest.json")) as f:
@@ -232,12 +233,9 @@ def main():
 def write_results(path, rows):
     """The rows and a description of the machine, as JSON."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(dict(date=time.strftime("%Y-%m-%d"), machine=platform.platform(),
-                       processor=platform.processor(), cpus=os.cpu_count(),
-                       python=platform.python_version(), rows=rows), f, indent=2)
-    os.replace(tmp, path)
+    rundir.write_json(path, dict(date=time.strftime("%Y-%m-%d"), machine=platform.platform(),
+                                 processor=platform.processor(), cpus=os.cpu_count(),
+                                 python=platform.python_version(), rows=rows))
     print(f"wrote {path}")
 
 
