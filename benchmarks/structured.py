@@ -21,7 +21,6 @@ nothing else running.
 Runs already done are reused (the script resumes where it stopped).
 """
 import argparse
-import glob
 import json
 import math
 import os
@@ -33,6 +32,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from edge_runtime import manifest as mf  # noqa: E402
+from edge_runtime.predict import bench_file  # noqa: E402
 from keras_models.cost import macs_from_spec  # noqa: E402  (no TensorFlow needed)
 from pruning import data, rundir  # noqa: E402
 
@@ -131,35 +132,49 @@ def measure_variants(path, variants, retime=False):
     """{variant: latency_ms (median, 1 thread), bytes, perplexity and r_at_3 of the .tflite on
     the first 5000 validation tokens}; converts and times what has not been yet
     (`retime`: times again what has been)."""
-    def found(v):
-        return glob.glob(os.path.join(path, "bench", f"{v}-*-t1-*.json"))
-    timed = all(found(v) for v in variants)
+    timed = all(bench_result(path, v) for v in variants)
     if not timed:
         run("-m", "convert.to_tflite", path, "--quantize", ",".join(variants), "--eval-tokens", "5000", "--force")
     if retime or not timed:
         for v in variants:
             bench_median_of(path, v)
-    with open(os.path.join(path, "tflite", "manifest.json")) as f:
-        manifest = json.load(f)["variants"]
+    manifest = mf.load(os.path.join(path, "tflite"))["variants"]
     out = {}
     for v in variants:
-        with open(sorted(found(v))[-1]) as f:
-            b = json.load(f)
+        b = bench_result(path, v)
         out[v] = dict(latency_ms=b["latency_ms"]["median"], bytes=b["bytes"],
                       perplexity=manifest[v]["perplexity"], r_at_3=manifest[v]["r_at_3"])
     return out
+
+
+def bench_path(path, variant):
+    """Where `predict.py bench --threads 1 --json` writes this machine's result for `variant`."""
+    return bench_file(mf.load(os.path.join(path, "tflite")), variant, 1, "auto")
+
+
+def bench_result(path, variant):
+    """This machine's bench result for the file the manifest names now, or None: a result
+    from another host, or for an earlier conversion (another sha256), is not this file's."""
+    try:
+        manifest = mf.load(os.path.join(path, "tflite"))
+    except mf.ManifestError:
+        return None
+    f = bench_file(manifest, variant, 1, "auto")
+    if variant not in manifest["variants"] or not os.path.exists(f):
+        return None
+    b = rundir.read_json(f)
+    return b if b.get("sha256") == manifest["variants"][variant].get("sha256") else None
 
 
 def bench_median_of(path, variant, runs=BENCH_RUNS):
     """Time `variant` `runs` times and keep the bench result of the middle one: a
     single 1000-step median here is now and then 25% off when a neighbour is busy."""
     results = []
+    written = bench_path(path, variant)
     for _ in range(runs):
         run(os.path.join("edge_runtime", "predict.py"), "bench", "--model", path,
             "--variant", variant, "--threads", "1", "--json")
-        written = sorted(glob.glob(os.path.join(path, "bench", f"{variant}-*-t1-*.json")))[-1]
-        with open(written) as f:
-            results.append(json.load(f))
+        results.append(rundir.read_json(written))
     middle = sorted(results, key=lambda b: b["latency_ms"]["median"])[runs // 2]
     rundir.write_json(written, dict(middle, bench_runs=[b["latency_ms"]["median"] for b in results]))
 

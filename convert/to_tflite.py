@@ -9,14 +9,13 @@ fails to convert leaves no file and is reported with the converter's message.
 Errors in the input: one line, exit status 2, nothing overwritten.
 """
 import argparse
-import contextlib
 import datetime
 import importlib.metadata
 import json
 import os
 import shutil
 import sys
-import tempfile
+import warnings
 
 import numpy as np
 
@@ -32,6 +31,10 @@ class ConvertError(ValueError):
 def check_run_dir(run_dir):
     if not os.path.isdir(run_dir):
         raise ConvertError(f"run directory {run_dir} does not exist")
+    above = os.path.dirname(os.path.abspath(run_dir))
+    if os.path.basename(os.path.abspath(run_dir)) == TFLITE_DIR and os.path.exists(os.path.join(above, "config.json")):
+        raise ConvertError(f"{run_dir} is the tflite/ folder a conversion wrote; give the run directory "
+                           f"above it: {os.path.relpath(above)}")
     missing = [f for f in RUN_FILES if not os.path.exists(os.path.join(run_dir, f))]
     if missing:
         raise ConvertError(f"run directory {run_dir} is incomplete: it lacks {', '.join(missing)} "
@@ -69,30 +72,16 @@ def _try_xnnpack(path, states):
         return dict(ok=False, error=_first_line(e))
 
 
-@contextlib.contextmanager
-def captured_stderr(lines):
-    """Collect what C++ code writes to fd 2 (the converter's MLIR errors go
-    there, not into the exception) into `lines`."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
-
-
 def _convert(saved_dir, precision, sparse, feeds, int8_io):
     """Bytes of one conversion, or ConvertError with the converter's own message."""
     from convert.variants import make_converter
+    from edge_runtime.quiet import captured_stderr
     lines = []
     try:
-        with captured_stderr(lines):
+        with captured_stderr(lines), warnings.catch_warnings():
+            # full-int8 calibration runs TensorFlow's own tf.lite.Interpreter, which warns that it
+            # is deprecated; edgelm runs its files with ai-edge-litert
+            warnings.filterwarnings("ignore", "\\s*Warning: tf.lite.Interpreter is deprecated", UserWarning)
             return make_converter(saved_dir, precision, sparse, feeds, int8_io).convert()
     except Exception as e:
         errors = [l.strip() for l in lines if "error:" in l]
@@ -100,26 +89,30 @@ def _convert(saved_dir, precision, sparse, feeds, int8_io):
 
 
 def _same_outputs(reference, path, states, ids):
-    """Does `path` give the log-probabilities `reference` gives on `ids`, under
-    each delegate both load with (none; XNNPACK)? Sparse encoding is meant to
-    be lossless; LiteRT does not always keep that promise (a sparse float16
-    file gave NaN under XNNPACK here)."""
+    """None if `path` gives the log-probabilities `reference` gives on `ids`
+    under each delegate the reference loads with (none; XNNPACK), else why
+    not. Sparse encoding is meant to be lossless; LiteRT does not always keep
+    that promise (a sparse float16 file gave NaN under XNNPACK here). A file
+    that does not load without a delegate, which every valid file does, is
+    not the same model; XNNPACK failing to prepare is recorded separately."""
     from edge_runtime.runner import StepModel
     for delegate in ("none", "xnnpack"):
         try:
             ref = StepModel(reference, states, delegate=delegate)
             expected = [ref.step(int(t)) for t in ids]
         except Exception:
-            continue
+            continue  # the reference itself does not run here
         try:
             model = StepModel(path, states, delegate=delegate)
             got = [model.step(int(t)) for t in ids]
-        except Exception:
-            continue  # XNNPACK failing to prepare is recorded separately
+        except Exception as e:
+            if delegate == "none":
+                return f"it does not run: {_first_line(e)}"
+            continue
         for x, y in zip(expected, got):
             if not (np.isfinite(y).all() and np.allclose(x, y, rtol=1e-4, atol=1e-4)):
-                return False
-    return True
+                return f"its outputs differ from the dense file's (delegate {delegate})"
+    return None
 
 
 def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, states, check_ids):
@@ -144,8 +137,9 @@ def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, 
         trial = path + ".sparse"
         try:
             atomic_write_bytes(trial, _convert(saved_dir, precision, True, feeds, int8_io))
-            if not _same_outputs(path, trial, states, check_ids):
-                sparse_note = "the sparse file's outputs differ from the dense file's"
+            differs = _same_outputs(path, trial, states, check_ids)
+            if differs:
+                sparse_note = f"the sparse file is not the same model: {differs}"
             elif sparse_mode == "auto" and os.path.getsize(trial) >= os.path.getsize(path):
                 sparse_note = "not smaller than the dense file"
             else:
@@ -180,7 +174,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
 
     from convert.export import save_step_model, state_layout, step_function
     from convert.variants import calibration_feeds
-    from edge_runtime.files import atomic_write_text, make_temp_dir
+    from edge_runtime.files import atomic_write_text, make_temp_dir, replace_dir
     from edge_runtime.manifest import FILE, FORMAT_VERSION, sha256_file
     from edge_runtime.runner import StepModel, evaluate_ids
     from edge_runtime.vocab import Vocab
@@ -198,7 +192,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
         raise ConvertError(f"{run_dir}: the model has {model.spec['vocab_size']} outputs "
                            f"but vocab.txt has {len(vocab)} tokens")
     ids = valid[: eval_tokens + 1] if eval_tokens else valid
-    keras_eval = evaluate(model, ids)
+    keras_eval = evaluate(model, ids, vocab.never_suggested)
     log(f"Keras model: perplexity {keras_eval['perplexity']:.3f} on {keras_eval['tokens']} "
         "validation tokens")
 
@@ -217,7 +211,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
                                           states, ids[:64])
             if path:
                 delegate = "xnnpack" if entry["xnnpack"]["ok"] else "none"
-                r = evaluate_ids(StepModel(path, states, delegate=delegate), ids)
+                r = evaluate_ids(StepModel(path, states, delegate=delegate), ids, vocab.never_suggested)
                 entry.update(perplexity=round(r["perplexity"], 4), r_at_3=round(r["r_at_3"], 4),
                              change_vs_keras=round(r["perplexity"] / keras_eval["perplexity"] - 1, 5),
                              eval_delegate=delegate)
@@ -235,23 +229,11 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
                       keras_r_at_3=round(keras_eval["r_at_3"], 4)),
             tools=_versions(), variants=variants)
         atomic_write_text(os.path.join(work, FILE), json.dumps(manifest, indent=2) + "\n")
-        _swap_in(work, final)
+        replace_dir(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return manifest
-
-
-def _swap_in(new, final):
-    """Replace `final` by the finished folder `new` (the old one is kept until then)."""
-    old = None
-    if os.path.exists(final):
-        old = final + ".old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(new, final)
-    if old:
-        shutil.rmtree(old)
 
 
 def print_table(manifest, out=None):
@@ -272,20 +254,24 @@ def print_table(manifest, out=None):
 def parser():
     p = argparse.ArgumentParser(prog="python -m convert.to_tflite", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="a run directory written by python -m pruning.train")
-    p.add_argument("--quantize", default="all",
-                   help="comma list of float32, float16, dynamic, int8, or all (default %(default)s)")
-    p.add_argument("--sparse-encoding", default="auto",
-                   help="auto (LiteRT's sparse format where it shrinks the file), on, off (default %(default)s)")
-    p.add_argument("--int8-io", default="float",
+    p.add_argument("--quantize", default="all", metavar="{all,float32,float16,dynamic,int8[,...]}",
+                   help="the precisions, a comma list, or all (default %(default)s)")
+    p.add_argument("--sparse-encoding", default="auto", metavar="{" + ",".join(SPARSE_MODES) + "}",
+                   help="LiteRT's sparse format: auto (where it shrinks the file and the outputs stay "
+                        "the same), on (required), off (default %(default)s)")
+    p.add_argument("--int8-io", default="float", metavar="{float,int8}",
                    help="int8 variant: float or int8 state/log-prob inputs and outputs (default %(default)s)")
     p.add_argument("--eval-tokens", type=int, default=None,
                    help="measure perplexity on the first N validation tokens (default: all of them)")
     p.add_argument("--force", action="store_true", help="replace an existing tflite/ folder")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
     return p
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    from edge_runtime import quiet
+    quiet.configure(args.verbose)
     try:
         from convert.variants import parse_precisions
         precisions = parse_precisions(args.quantize)
@@ -300,6 +286,10 @@ def main(argv=None):
     except (ConvertError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # convert_run has removed its work folder
+        print(f"interrupted: nothing written; {os.path.join(args.run_dir, TFLITE_DIR)} is as it was",
+              file=sys.stderr)
+        return 130
     print_table(manifest)
     failed = [n for n, v in manifest["variants"].items() if v["status"] != "ok"]
     return 1 if failed else 0

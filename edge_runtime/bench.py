@@ -4,7 +4,9 @@ Latency is one `step` call (token in, log-probabilities and state out) after
 `warmup` steps, over `steps` steps (at least 1000 by default) fed with a
 fixed pseudo-random token sequence: median, p90, p99. The delegate is
 XNNPACK or none; `auto` tries XNNPACK and falls back to none when it fails to
-prepare (a sparse quantized FULLY_CONNECTED does), and says so.
+prepare (a sparse quantized FULLY_CONNECTED does), and says so. Energy:
+total and above idle per token (`energy.py`). The result names the file's
+sha256, so a figure is never taken for another file's.
 """
 import os
 import time
@@ -12,7 +14,8 @@ import time
 import numpy as np
 
 from edge_runtime import device
-from edge_runtime.energy import EnergyMeter
+from edge_runtime.energy import IDLE_SECONDS, EnergyMeter
+from edge_runtime.manifest import sha256_file
 from edge_runtime.runner import StepModel
 
 
@@ -31,7 +34,7 @@ def load(path, states, threads=None, delegate="auto"):
 
 
 def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", active_watts=None,
-        sysfs_root="/"):
+        sysfs_root="/", idle_seconds=IDLE_SECONDS):
     rss0 = device.current_rss_bytes()
     t0 = time.perf_counter()
     model, used, note = load(path, states, threads, delegate)
@@ -41,7 +44,7 @@ def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", acti
         model.step(int(t))
     rss = device.current_rss_bytes()
     times = np.empty(steps)
-    with EnergyMeter(active_watts, sysfs_root) as meter:
+    with EnergyMeter(active_watts, sysfs_root, idle_seconds) as meter:
         start = time.perf_counter()
         for i, t in enumerate(tokens[warmup:]):
             s = time.perf_counter()
@@ -58,5 +61,9 @@ def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", acti
                   model_rss_bytes=None if rss is None or rss0 is None else rss - rss0,
                   peak_rss_bytes=device.peak_rss_bytes(), energy_source=meter.source,
                   energy_is_estimate=meter.estimate,
-                  energy_mj_per_token=None if meter.joules is None else round(meter.joules * 1e3 / steps, 6))
+                  energy_mj_per_token=None if meter.joules is None else round(meter.joules * 1e3 / steps, 6),
+                  idle_watts=None if meter.idle_watts is None else round(meter.idle_watts, 4),
+                  energy_above_idle_mj_per_token=None if meter.joules_above_idle is None
+                  else round(meter.joules_above_idle * 1e3 / steps, 6),
+                  sha256=sha256_file(path))
     return result

@@ -1,17 +1,25 @@
 """Energy of a piece of work, from a real sensor when the device has one.
 
-Sources, in order of preference:
-- `rapl`: Linux RAPL package counters, /sys/class/powercap/intel-rapl:N/energy_uj
-  (cumulative microjoules; wrap-around handled with max_energy_range_uj).
-- `hwmon-energy`: /sys/class/hwmon/hwmon*/energy*_input (cumulative microjoules).
-- `hwmon-power`: /sys/class/hwmon/hwmon*/power*_input (microwatts), sampled
+Exactly one package- or board-level source is read, never several that
+overlap (a per-core counter is part of its package's):
+- `rapl`: Linux RAPL package zones, /sys/class/powercap/intel-rapl:N/energy_uj
+  whose `name` is package-N (cumulative microjoules; wrap-around handled
+  with max_energy_range_uj). A `psys` zone, which contains the packages, is
+  not added to them.
+- `hwmon-energy`: /sys/class/hwmon/hwmon*/energy*_input (cumulative
+  microjoules), the inputs labelled socket / package (`energy*_label`),
+  or the only input there is. Per-core inputs are never added.
+- `hwmon-power`: the same choice among power*_input (microwatts), sampled
   in a thread while the work runs and integrated over time.
 - `pmic`: the Raspberry Pi 5 PMIC, `vcgencmd pmic_read_adc` (rail currents
   and voltages), sampled and integrated the same way.
 - `estimate`: only when the user gives `--active-watts`: that power times the
   process's CPU time. Labelled as an estimate.
-Otherwise there is no energy figure. These are whole-package or whole-board
-readings: other work on the device counts too, so measure on a quiet device.
+Otherwise there is no energy figure. With a sensor, the idle power is
+measured first for `idle_seconds` (nothing running), and both the total
+energy and the energy above idle are reported (Tang & Lin subtract idle).
+These are whole-package or whole-board readings: other work on the device
+counts too, so measure on a quiet device.
 """
 import glob
 import os
@@ -77,23 +85,45 @@ class _Sampler:
         return self.joules
 
 
+def _read_text(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def _rapl(root):
     zones = sorted(glob.glob(os.path.join(root, "sys/class/powercap/intel-rapl:[0-9]")))
-    paths = [os.path.join(z, "energy_uj") for z in zones]
-    paths = [p for p in paths if _read_int(p) is not None]  # unreadable without privileges
-    if not paths:
+    zones = [z for z in zones if _read_int(os.path.join(z, "energy_uj")) is not None]  # needs privileges
+    packages = [z for z in zones if _read_text(os.path.join(z, "name")).startswith("package")]
+    zones = packages or zones[:1]  # unnamed zones: the first only, which is package 0
+    if not zones:
         return None
-    ranges = [_read_int(os.path.join(os.path.dirname(p), "max_energy_range_uj")) for p in paths]
+    paths = [os.path.join(z, "energy_uj") for z in zones]
+    ranges = [_read_int(os.path.join(z, "max_energy_range_uj")) for z in zones]
     return _Counter("rapl", paths, ranges)
 
 
+PACKAGE_LABEL = re.compile(r"socket|package|pkg|ppt|\bsoc\b", re.IGNORECASE)
+
+
+def package_inputs(root, kind):
+    """The hwmon `kind` (energy, power) inputs that together read the package
+    or board once: those labelled as a socket or package, else the only one."""
+    paths = sorted(glob.glob(os.path.join(root, f"sys/class/hwmon/hwmon*/{kind}*_input")))
+    paths = [p for p in paths if _read_int(p) is not None]
+    labelled = [p for p in paths if PACKAGE_LABEL.search(_read_text(p[:-len("_input")] + "_label"))]
+    if labelled:
+        return labelled
+    return paths if len(paths) == 1 else []  # several unlabelled inputs may overlap: none is trusted
+
+
 def _hwmon(root):
-    energy = sorted(glob.glob(os.path.join(root, "sys/class/hwmon/hwmon*/energy*_input")))
-    energy = [p for p in energy if _read_int(p) is not None]
+    energy = package_inputs(root, "energy")
     if energy:
         return _Counter("hwmon-energy", energy)
-    power = sorted(glob.glob(os.path.join(root, "sys/class/hwmon/hwmon*/power*_input")))
-    power = [p for p in power if _read_int(p) is not None]
+    power = package_inputs(root, "power")
     if power:
         return _Sampler("hwmon-power", lambda: sum((_read_int(p) or 0) for p in power) / 1e6)
     return None
@@ -133,24 +163,37 @@ def find_sensor(root="/"):
     return _rapl(root) or _hwmon(root) or _pmic()
 
 
-class EnergyMeter:
-    """with EnergyMeter(...) as m: work()  ->  m.joules, m.source, m.estimate."""
+IDLE_SECONDS = 1.0
 
-    def __init__(self, active_watts=None, root="/"):
+
+class EnergyMeter:
+    """with EnergyMeter(...) as m: work()  ->  m.joules, m.source, m.estimate,
+    and with a sensor m.idle_watts and m.joules_above_idle (idle measured
+    for `idle_seconds` on entering, before the work starts)."""
+
+    def __init__(self, active_watts=None, root="/", idle_seconds=IDLE_SECONDS):
         self.sensor = find_sensor(root)
-        self.active_watts = active_watts
+        self.active_watts, self.idle_seconds = active_watts, idle_seconds
         self.joules, self.source, self.estimate = None, None, False
+        self.idle_watts, self.joules_above_idle = None, None
 
     def __enter__(self):
-        self._cpu0 = time.process_time()
+        if self.sensor and self.idle_seconds > 0:
+            self.sensor.start()
+            t0 = time.perf_counter()
+            time.sleep(self.idle_seconds)
+            self.idle_watts = self.sensor.stop() / (time.perf_counter() - t0)
         if self.sensor:
             self.sensor.start()
+        self._cpu0, self._t0 = time.process_time(), time.perf_counter()
         return self
 
     def __exit__(self, *exc):
-        cpu = time.process_time() - self._cpu0
+        cpu, seconds = time.process_time() - self._cpu0, time.perf_counter() - self._t0
         if self.sensor:
             self.joules, self.source = self.sensor.stop(), self.sensor.source
+            if self.idle_watts is not None:
+                self.joules_above_idle = self.joules - self.idle_watts * seconds
         elif self.active_watts is not None:
             self.joules, self.source, self.estimate = self.active_watts * cpu, "estimate", True
         return False

@@ -1,6 +1,7 @@
 """Atomic file writes: a temporary name in the same folder, then a rename,
 so an interrupted write never leaves a file that looks whole."""
 import os
+import shutil
 import tempfile
 
 
@@ -38,3 +39,21 @@ def make_temp_dir(near):
     tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(near) + ".")
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp
+
+
+def replace_dir(new, final):
+    """Put the finished folder `new` at `final`. An old `final` is renamed aside
+    first and deleted only once the new one is in place (put back if that
+    fails), so at no moment is a half-deleted or half-written folder there."""
+    old = None
+    if os.path.exists(final):
+        old = make_temp_dir(final)
+        os.replace(final, old)  # onto the empty temporary folder
+    try:
+        os.replace(new, final)
+    except BaseException:
+        if old:
+            os.replace(old, final)
+        raise
+    if old:
+        shutil.rmtree(old)

@@ -19,16 +19,18 @@ if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from edge_runtime import bench as benchmark  # noqa: E402
-from edge_runtime import device  # noqa: E402
+from edge_runtime import device, energy, quiet  # noqa: E402
 from edge_runtime import manifest as mf  # noqa: E402
 from edge_runtime.files import atomic_write_text  # noqa: E402
+from edge_runtime.metrics import top_words  # noqa: E402
 from edge_runtime.runner import StepModel, evaluate_ids  # noqa: E402
-from edge_runtime.text import EOS, UNK, tokenize  # noqa: E402
-from edge_runtime.textfile import TextError, iter_ids  # noqa: E402
+from edge_runtime.text import tokenize  # noqa: E402
+from edge_runtime.textfile import FORMATS, OOV_WARNING, TextError, detect_format, iter_ids  # noqa: E402
 from edge_runtime.vocab import Vocab  # noqa: E402
 
 DEFAULT_MODEL = os.path.join("runs", "default", "tflite")
 PREFERRED = ("dynamic", "int8", "float16", "float32")
+VARIANTS = ("float32", "float16", "dynamic", "int8")
 
 
 class UsageError(ValueError):
@@ -62,8 +64,7 @@ def load(args):
 
 def suggestions(logp, vocab, k):
     """Top-k real words (not <unk>, <eos>) with their probabilities."""
-    order = [i for i in logp.argsort()[::-1][: k + 2] if vocab.tokens[i] not in (UNK, EOS)][:k]
-    return [(vocab.tokens[i], math.exp(float(logp[i]))) for i in order]
+    return [(vocab.tokens[i], math.exp(float(logp[i]))) for i in top_words(logp, k, vocab.never_suggested)]
 
 
 def cmd_suggest(args):
@@ -101,49 +102,66 @@ def cmd_suggest(args):
 
 
 class Progress:
-    """A one-line progress bar on stderr, by bytes of the file read."""
+    """A one-line token count on stderr, shown on a terminal once a file has
+    taken more than `after` seconds (short files print nothing)."""
 
-    def __init__(self, path):
-        self.size = os.path.getsize(path)
-        self.on = self.size > 1_000_000 and sys.stderr.isatty()
-        self.last = 0.0
+    def __init__(self, stream=None, after=2.0, clock=time.monotonic):
+        self.stream = stream or sys.stderr
+        self.on = self.stream.isatty()
+        self.after, self.clock = after, clock
+        self.start = self.last = clock()
+        self.shown = False
 
     def __call__(self, tokens):
-        now = time.monotonic()
-        if self.on and now - self.last > 0.5:
-            self.last = now
-            print(f"\r{tokens:,} tokens", end="", file=sys.stderr, flush=True)
+        if not self.on:
+            return
+        now = self.clock()
+        if now - self.start >= self.after and now - self.last >= 0.5:
+            self.last, self.shown = now, True
+            print(f"\r{tokens:,} tokens, {now - self.start:.0f} s", end="", file=self.stream, flush=True)
 
     def done(self):
-        if self.on:
-            print(file=sys.stderr)
+        if self.shown:
+            print(file=self.stream)
 
 
 def cmd_eval(args):
+    if os.path.isdir(args.file):
+        raise UsageError(f"{args.file} is a directory; give a text file to evaluate (the model goes in --model)")
     if not os.path.isfile(args.file):
         raise UsageError(f"{args.file} does not exist")
     manifest, variant, path, vocab = load(args)
+    fmt = detect_format(args.file, args.errors) if args.format == "auto" else args.format
     delegate = "none" if args.delegate == "none" else "auto"
     model, used, note = benchmark.load(path, manifest["states"], args.threads, delegate)
     counts = {}
-    progress = Progress(args.file)
+    progress = Progress()
     t0 = time.perf_counter()
     try:
-        r = evaluate_ids(model, iter_ids(args.file, vocab, args.raw, args.errors, counts), progress)
+        r = evaluate_ids(model, iter_ids(args.file, vocab, fmt, args.errors, counts), vocab.never_suggested,
+                         progress)
     except ValueError as e:
         if isinstance(e, TextError):
             raise
         raise UsageError(f"{args.file} holds no words") from None
-    progress.done()
-    r.update(variant=variant, file=args.file, format="raw" if args.raw else "ptb",
-             oov=counts["oov"], sentences=counts["sentences"], delegate=used,
+    finally:
+        progress.done()
+    r.update(variant=variant, file=args.file, format=fmt, format_detected=args.format == "auto",
+             oov=counts["oov"], words=counts["words"], sentences=counts["sentences"], delegate=used,
              seconds=round(time.perf_counter() - t0, 2), device=device.describe())
     if args.json:
         print(json.dumps(r, indent=2))
     else:
+        how = f"{fmt} format{' (detected)' if args.format == 'auto' else ''}"
         print(f"{variant}: perplexity {r['perplexity']:.3f}  R@3 {r['r_at_3']:.3f}  over {r['tokens']:,} "
-              f"predicted tokens ({r['sentences']:,} sentences, {r['oov']:,} words outside the "
+              f"predicted tokens ({how}; {r['sentences']:,} sentences, {r['oov']:,} words outside the "
               f"vocabulary read as <unk>), {r['seconds']} s")
+    share = counts["oov"] / max(1, counts["words"])
+    if share > OOV_WARNING:
+        other = "raw" if fmt == "ptb" else "ptb"
+        print(f"warning: {share:.0%} of the words are outside the vocabulary, so the perplexity looks better "
+              f"than the model is; is this text like the training text (or is it {other} format: "
+              f"--format {other})?", file=sys.stderr)
     if note:
         print(note, file=sys.stderr)
     return 0
@@ -161,7 +179,7 @@ def bench_file(manifest, variant, threads, delegate):
 def run_bench(manifest, variant, args, save=True):
     path = mf.variant_path(manifest, variant)
     r = benchmark.run(path, manifest["states"], args.steps, args.warmup, args.threads,
-                      args.delegate, args.active_watts)
+                      args.delegate, args.active_watts, idle_seconds=args.idle_seconds)
     r.update(variant=variant, device=device.describe(),
              perplexity=manifest["variants"][variant].get("perplexity"),
              measured=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -183,12 +201,14 @@ def cmd_bench(args):
     print("| variant | bytes | delegate | median ms | p90 ms | p99 ms | tokens/s | load s | model RSS MB | peak RSS MB | mJ/token |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        energy = "n/a" if r["energy_mj_per_token"] is None else \
+        mj = "n/a" if r["energy_mj_per_token"] is None else \
             f"{r['energy_mj_per_token']:.4f}{' (estimate)' if r['energy_is_estimate'] else ''}"
+        if r["energy_above_idle_mj_per_token"] is not None:
+            mj += f" ({r['energy_above_idle_mj_per_token']:.4f} above idle {r['idle_watts']:.2f} W)"
         lat = r["latency_ms"]
         print(f"| {r['variant']} | {r['bytes']:,} | {r['delegate']} | {lat['median']:.4f} | {lat['p90']:.4f} | "
               f"{lat['p99']:.4f} | {r['tokens_per_second']:.0f} | {r['load_s']:.3f} | "
-              f"{(r['model_rss_bytes'] or 0) / 2**20:.1f} | {r['peak_rss_bytes'] / 2**20:.0f} | {energy} |")
+              f"{(r['model_rss_bytes'] or 0) / 2**20:.1f} | {r['peak_rss_bytes'] / 2**20:.0f} | {mj} |")
         if r["delegate_note"]:
             print(f"  {r['variant']}: {r['delegate_note']}")
     if args.json:
@@ -257,10 +277,11 @@ def parser():
         else:
             sp.add_argument("--model", default=DEFAULT_MODEL,
                             help="a tflite/ folder, its manifest.json, or a run directory (default %(default)s)")
-            sp.add_argument("--variant", default=None,
-                            help="float32, float16, dynamic, int8 (default: the first of dynamic, int8, float16, float32)")
+            sp.add_argument("--variant", default=None, metavar="{" + ",".join(VARIANTS) + "}",
+                            help="which file (bench: or all; default: the first of dynamic, int8, float16, float32 that converted)")
         sp.add_argument("--threads", type=int, default=None, help="interpreter threads (default: LiteRT's)")
         sp.add_argument("--json", action="store_true", help="machine-readable output")
+        sp.add_argument("--verbose", action="store_true", help="show LiteRT's INFO lines")
 
     s = sub.add_parser("suggest", help="next-word suggestions")
     common(s)
@@ -270,20 +291,24 @@ def parser():
 
     e = sub.add_parser("eval", help="perplexity and R@3 of a text file")
     common(e)
-    e.add_argument("file")
-    e.add_argument("--raw", action="store_true", help="raw text, tokenized as in training (default: PTB format)")
+    e.add_argument("file", help="the text: PTB format (one sentence a line) or raw prose; .gz is read directly")
+    e.add_argument("--format", choices=FORMATS, default="auto",
+                   help="ptb, raw (tokenized as in training), or auto: raw when the text has capitals and "
+                        "punctuation and no <unk> (default %(default)s)")
     e.add_argument("--errors", choices=("strict", "replace"), default="strict",
-                   help="bytes that are not UTF-8: stop with an error naming the line, or replace them")
-    e.add_argument("--delegate", choices=("auto", "none"), default="auto")
+                   help="bytes that are not UTF-8: stop with an error naming the line, or replace them "
+                        "(default %(default)s)")
+    e.add_argument("--delegate", choices=("auto", "none"), default="auto",
+                   help="auto: XNNPACK, or none where it fails; none: no delegate (default %(default)s)")
     e.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="latency, memory and energy per step")
     common(b)
     p_pick = sub.add_parser("pick", help="the best variant within a budget")
     common(p_pick, multi=True)
-    p_pick.add_argument("--max-latency-ms", type=float)
-    p_pick.add_argument("--max-bytes", type=int)
-    p_pick.add_argument("--max-energy-mj", type=float, help="per token")
+    p_pick.add_argument("--max-latency-ms", type=float, help="budget: median step latency on this device, ms")
+    p_pick.add_argument("--max-bytes", type=int, help="budget: .tflite file size, bytes")
+    p_pick.add_argument("--max-energy-mj", type=float, help="budget: energy per token, mJ (a sensor, or --active-watts)")
     for sp in (b, p_pick):
         sp.add_argument("--steps", type=int, default=1000, help="timed steps (default %(default)s)")
         sp.add_argument("--warmup", type=int, default=50, help="untimed steps first (default %(default)s)")
@@ -291,6 +316,9 @@ def parser():
                         help="auto: XNNPACK, or none where XNNPACK fails (default %(default)s)")
         sp.add_argument("--active-watts", type=float, default=None,
                         help="with no energy sensor: estimate energy as this power x CPU time")
+        sp.add_argument("--idle-seconds", type=float, default=energy.IDLE_SECONDS,
+                        help="with a sensor: seconds of idle power measured first, to report energy above "
+                             "idle too (default %(default)s)")
     b.set_defaults(func=cmd_bench)
     p_pick.set_defaults(func=cmd_pick)
     return p
@@ -298,12 +326,14 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    quiet.configure(args.verbose)
     try:
         return args.func(args)
     except (UsageError, TextError, mf.ManifestError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         return 130
 
 

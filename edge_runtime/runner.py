@@ -11,6 +11,9 @@ import math
 
 import numpy as np
 
+from edge_runtime import quiet
+from edge_runtime.metrics import suggestion_hits
+
 try:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 except ImportError as e:  # pragma: no cover - only on a device without the runtime
@@ -44,8 +47,9 @@ class StepModel:
         resolver = (OpResolverType.BUILTIN if delegate == "xnnpack"
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         self.delegate = delegate
-        self.interpreter = Interpreter(model_path=path, num_threads=num_threads,
-                                       experimental_op_resolver_type=resolver)
+        with quiet.filtered_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate"
+            self.interpreter = Interpreter(model_path=path, num_threads=num_threads,
+                                           experimental_op_resolver_type=resolver)
         self.runner = self.interpreter.get_signature_runner(SIGNATURE)
         self.inputs = self.runner.get_input_details()
         self.outputs = self.runner.get_output_details()
@@ -70,12 +74,12 @@ class StepModel:
         return _dequantize(out["log_probs"], self.outputs["log_probs"]).reshape(-1)
 
 
-def evaluate_ids(model, ids, progress=None):
+def evaluate_ids(model, ids, excluded, progress=None):
     """Perplexity and R@3 over an id stream, any iterable (first id = context).
 
-    Same definition as training: exp(total NLL / predicted tokens); R@3
-    counts a hit when at most 3 tokens, the true one included, score at
-    least as high as the true one (ties, common in int8 outputs, count against).
+    Same definitions as training: exp(total NLL / predicted tokens); R@3 as
+    `metrics.suggestion_hits` says, `excluded` being the ids never suggested
+    (`Vocab.never_suggested`).
     """
     model.reset()
     nll, hits, n = 0.0, 0, 0
@@ -85,7 +89,7 @@ def evaluate_ids(model, ids, progress=None):
         logp = model.step(int(prev))
         target = int(target)
         nll -= float(logp[target])
-        hits += int(np.count_nonzero(logp >= logp[target]) <= 3)  # ties count against
+        hits += int(suggestion_hits(logp, [target], excluded)[0])
         n += 1
         prev = target
         if progress is not None:

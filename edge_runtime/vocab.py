@@ -25,6 +25,11 @@ class Vocab:
         self.unk_id = self.index[UNK]
         self.eos_id = self.index[EOS]
 
+    @property
+    def never_suggested(self):
+        """The ids a keyboard never shows (`<unk>`, `<eos>`): see edge_runtime/metrics.py."""
+        return (self.unk_id, self.eos_id)
+
     def __len__(self):
         return len(self.tokens)
 

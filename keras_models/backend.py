@@ -3,15 +3,25 @@
 TF-MOT 0.8 works only with Keras 2, and TensorFlow reads TF_USE_LEGACY_KERAS
 when it is first imported, so this module must be imported before anything
 else touches TensorFlow: every package that needs TensorFlow imports `tf`,
-`keras` and `tfmot` from here.
+`keras` and `tfmot` from here. Its start-up lines (absl, oneDNN, the cuInit
+error on a CPU machine) are kept off the terminal unless --verbose
+(`edge_runtime/quiet.py`).
 """
 import os
+import warnings
+
+from edge_runtime import quiet
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no C++ info banners
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-import tensorflow_model_optimization as tfmot  # noqa: E402
+with quiet.filtered_stderr():
+    import tensorflow as tf  # noqa: E402
+    import tf_keras as keras  # noqa: E402
+    with warnings.catch_warnings():  # TF-MOT 0.8 checks versions with distutils' deprecated class
+        warnings.filterwarnings("ignore", "distutils Version classes are deprecated", DeprecationWarning)
+        import tensorflow_model_optimization as tfmot  # noqa: E402
+
+    tf.constant(0.0)  # the devices are set up now, inside the filter (the cuInit line)
 
 __all__ = ["tf", "keras", "tfmot"]

@@ -4,10 +4,12 @@ Batch 1, the stream fed in chunks with the state carried across them, so the
 figure is the one the device computes token by token:
     perplexity = exp(total NLL / number of predicted tokens)
     R@3        = share of positions whose true next token is among the 3
-                 most probable (ties counted against the model).
+                 words a keyboard shows (`edge_runtime/metrics.py`, the code
+                 the device uses too).
 """
 import math
 
+from edge_runtime.metrics import suggestion_hits
 from keras_models.backend import tf
 from keras_models.language_model import zero_states
 
@@ -21,29 +23,25 @@ def make_eval_fn(model):
     @tf.function(reduce_retracing=True)
     def chunk(x, y, states):
         out = model([x] + states, training=False)
-        logits = out[0][0]  # (T, V)
-        logp = tf.nn.log_softmax(logits)
+        logp = tf.nn.log_softmax(out[0][0])  # (T, V)
         idx = tf.stack([tf.range(tf.shape(y)[1]), y[0]], axis=1)
         nll = -tf.reduce_sum(tf.gather_nd(logp, idx))
-        true_logit = tf.gather_nd(logits, idx)
-        # tokens scoring at least the true one's, itself included: ties count against
-        rank = tf.reduce_sum(tf.cast(logits >= true_logit[:, None], tf.int32), axis=1)
-        hits = tf.reduce_sum(tf.cast(rank <= 3, tf.int32))
-        return nll, hits, out[1:]
+        return nll, logp, out[1:]
     return chunk
 
 
-def evaluate(model, stream, chunk_len=128, eval_fn=None):
-    """{'perplexity', 'r_at_3', 'tokens', 'nll'} over `stream` (ids, <eos> first)."""
+def evaluate(model, stream, excluded, chunk_len=128, eval_fn=None):
+    """{'perplexity', 'r_at_3', 'tokens', 'nll'} over `stream` (ids, <eos> first);
+    `excluded`: the ids never suggested (`Vocab.never_suggested`)."""
     fn = eval_fn or make_eval_fn(model)
     states = [tf.constant(s) for s in zero_states(model, 1)]
     total_nll, total_hits, n = 0.0, 0, 0
     for start in range(0, len(stream) - 1, chunk_len):
         end = min(start + chunk_len, len(stream) - 1)
         x = tf.constant(stream[start:end][None, :], dtype=tf.int32)
-        y = tf.constant(stream[start + 1:end + 1][None, :], dtype=tf.int32)
-        nll, hits, states = fn(x, y, list(states))
+        targets = stream[start + 1:end + 1]
+        nll, logp, states = fn(x, tf.constant(targets[None, :], dtype=tf.int32), list(states))
         total_nll += float(nll)
-        total_hits += int(hits)
+        total_hits += int(suggestion_hits(logp.numpy(), targets, excluded).sum())
         n += end - start
     return dict(perplexity=perplexity(total_nll / n), r_at_3=total_hits / n, tokens=n, nll=total_nll)

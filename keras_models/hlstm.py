@@ -15,6 +15,7 @@ The x part of W1 is applied to the whole sequence at once; the recurrence
 is a `tf.scan`, and T = 1 (the step model) needs no loop.
 """
 from keras_models.backend import keras, tf, tfmot
+from keras_models import noise
 from keras_models.lstm import run_cell
 
 
@@ -70,7 +71,7 @@ class HLSTM(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
             h, c = carry
             a = tf.nn.relu(xw_t + tf.matmul(h, w1_h))
             if drop:
-                a = tf.nn.dropout(a, drop)
+                a = noise.dropout(a, drop)
             pre = [tf.matmul(a[:, k * g:(k + 1) * g], w2_k[k]) + b2[k] for k in range(4)]
             c = tf.sigmoid(pre[1]) * c + tf.sigmoid(pre[0]) * tf.tanh(pre[2])
             return tf.sigmoid(pre[3]) * tf.tanh(c), c

@@ -26,12 +26,13 @@ import shutil
 
 import numpy as np
 
-from edge_runtime.files import make_temp_dir
+from edge_runtime.files import make_temp_dir, replace_dir
 from keras_models import ARCHS
 from keras_models.backend import keras, tf
 from keras_models.hlstm import HLSTM
 from keras_models.lstm import LSTM
 from keras_models.neuron_gates import NeuronGate
+from keras_models.noise import Dropout
 from keras_models.qrnn import QRNN
 from keras_models.rank_one import RankOneDense, RankOneEmbedding
 
@@ -115,7 +116,7 @@ def build_language_model(arch, vocab_size, embed, hidden=None, layers=None, drop
     embed_gate = NeuronGate(spec["embed"], name="gate_embedding", **gates) if gates else None
     x = embed_gate(x) if gates else x
     drop = spec["dropout"]
-    x = keras.layers.Dropout(drop, name="embedding_dropout")(x) if drop and not step else x
+    x = Dropout(drop, name="embedding_dropout")(x) if drop and not step else x
     in_dim = spec["embed"]
     sizes = spec["hidden_sizes"]
     for i, units in enumerate(sizes):
@@ -147,7 +148,7 @@ def build_language_model(arch, vocab_size, embed, hidden=None, layers=None, drop
         state_inputs += states
         state_outputs += list(out[1:])
         if drop and not step:
-            x = keras.layers.Dropout(drop, name=f"rnn_{i}_dropout")(x)
+            x = Dropout(drop, name=f"rnn_{i}_dropout")(x)
         in_dim = units
 
     if spec["tie_embeddings"]:
@@ -205,15 +206,15 @@ def zero_states(model, batch_size):
 
 
 def save_model(model, directory):
-    """Write spec.json + weights.h5 to `directory` atomically (temp dir, rename)."""
+    """Write spec.json + weights.h5 to `directory`: built in a temporary folder,
+    then swapped in (`files.replace_dir`), so an old model stays whole until
+    the new one is complete."""
     tmp = make_temp_dir(directory)
     try:
         with open(os.path.join(tmp, SPEC_FILE), "w") as f:
             json.dump(model.spec, f, indent=2)
         model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
-        if os.path.exists(directory):
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -18,6 +18,7 @@ sampled gate is 1 most of the time), so gating starts from the dense model.
 """
 import numpy as np
 
+from keras_models import noise
 from keras_models.backend import keras, tf
 
 BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
@@ -60,7 +61,7 @@ class NeuronGate(keras.layers.Layer):
 
     def resample(self):
         if self.kind == "l0":
-            self.noise.assign(tf.random.uniform((self.units,), 1e-6, 1.0 - 1e-6))
+            self.noise.assign(noise.uniform((self.units,), 1e-6, 1.0 - 1e-6))
 
     def values(self, training=None):
         if self.kind == "mask":

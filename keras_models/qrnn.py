@@ -18,9 +18,11 @@ CPU): scan 8 ms, a Python-unrolled loop 26 ms, the parallel log-space
 converted step model is plain element-wise ops.
 
 Zoneout (Krueger et al.; AWD-QRNN applies it to f): while training, each
-unit keeps its previous c with probability `zoneout` (f is set to 1).
+unit keeps its previous c with probability `zoneout` (f is set to 1); at
+test time, and so in the step model, f is its expectation f + p (1 - f), as
+in Krueger et al. and the QRNN reference code.
 """
-from keras_models import rank_one
+from keras_models import noise, rank_one
 from keras_models.backend import keras, tf, tfmot
 
 
@@ -73,8 +75,11 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         z = tf.tanh(z_pre)
         o = tf.sigmoid(o_pre)
         f = tf.sigmoid(f_pre)
-        if training and self.zoneout > 0:  # a zoned-out unit keeps its c: f = 1
-            f = tf.where(tf.random.uniform(tf.shape(f)) < self.zoneout, tf.ones_like(f), f)
+        if self.zoneout > 0:
+            if training:  # a zoned-out unit keeps its c: f = 1
+                f = tf.where(noise.uniform(tf.shape(f)) < self.zoneout, tf.ones_like(f), f)
+            else:  # the expectation of that: f + p (1 - f)
+                f = f + self.zoneout * (1.0 - f)
         if steps == 1:
             c_seq = (f[:, 0] * c0 + (1.0 - f[:, 0]) * z[:, 0])[:, None, :]
         else:

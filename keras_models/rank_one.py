@@ -22,6 +22,13 @@ def add_update(layer, name, n_in, n_out):
     return u, v
 
 
+def initialise(updates, normal):
+    """u ~ N(0, U_STDDEV) drawn with `normal(shape, stddev)`, v = 0 (see above)."""
+    for w in updates:
+        is_u = w.name.split("/")[-1].split(":")[0].endswith("_u")
+        w.assign(normal(w.shape, U_STDDEV) if is_u else tf.zeros(w.shape))
+
+
 def apply(x, u, v):
     """(x . v) u for x [..., n_in]."""
     return tf.reduce_sum(x * v, axis=-1, keepdims=True) * u

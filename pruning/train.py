@@ -13,8 +13,11 @@ units are then removed and the smaller model optionally fine-tuned
 update after any schedule.
 """
 import argparse
+import copy
 import os
 import sys
+
+from edge_runtime import quiet
 
 DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_sparsity=0.0,
                 begin_step=None, end_step=None, prune_frequency=None, embed=256, hidden=512,
@@ -43,22 +46,35 @@ RECIPES = {
 RECOVERY_ARCHS = ("qrnn", "lstm")  # architectures whose layers carry the rank-one update (not hlstm)
 
 
+PRUNE_SCOPES = ("all", "recurrent")
+OPTIMIZERS = ("adam", "sgd")
+RECOVERIES = ("none", "rank-one")
+
+
+def choices(names):
+    """The metavar that lists an option's choices in --help."""
+    return "{" + ",".join(names) + "}"
+
+
 def parser():
+    from keras_models import ARCHS, L0_PENALTIES
+    from pruning.schedules import SCHEDULES
+    from pruning.unit_ranking import RANKINGS
     d = DEFAULTS
     p = argparse.ArgumentParser(prog="python -m pruning.train", description=__doc__.split("\n\n")[0])
     a = p.add_argument
-    a("--arch", default=d["arch"], help="qrnn, lstm or hlstm (default %(default)s)")
+    a("--arch", default=d["arch"], metavar=choices(ARCHS), help="architecture (default %(default)s)")
     a("--gate-hidden", type=int, default=d["gate_hidden"],
       help="hlstm: hidden units of each gate's MLP (default %(default)s)")
-    a("--schedule", default=d["schedule"],
-      help="pruning schedule: none, constant, polynomial, m-by-n, l0, filter, grow-prune (default %(default)s)")
+    a("--schedule", default=d["schedule"], metavar=choices(SCHEDULES),
+      help="pruning schedule (default %(default)s)")
     a("--target-sparsity", type=float, default=d["target_sparsity"],
       help="final share of zero weights, in [0, 1) (default %(default)s; m-by-n is always 0.5)")
     a("--initial-sparsity", type=float, default=d["initial_sparsity"],
       help="polynomial: sparsity at --begin-step (default %(default)s)")
     a("--begin-step", type=int, default=None, help="first pruning step (default: 10%% of the run)")
     a("--end-step", type=int, default=None, help="polynomial: step the target is reached (default: 60%% of the run)")
-    a("--prune-scope", default=d["prune_scope"],
+    a("--prune-scope", default=d["prune_scope"], metavar=choices(PRUNE_SCOPES),
       help="magnitude schedules: all (recurrent matrices and the output / tied embedding matrix) or "
            "recurrent (the recurrent matrices only, what grow-prune masks) (default %(default)s)")
     a("--prune-frequency", type=int, default=None,
@@ -76,7 +92,7 @@ def parser():
     a("--batch-size", type=int, default=d["batch_size"], help="parallel text streams (default %(default)s)")
     a("--bptt", type=int, default=d["bptt"], help="steps of truncated back-propagation (default %(default)s)")
     a("--lr", type=float, default=None, help="learning rate (default: the architecture's, below)")
-    a("--optimizer", default=None,
+    a("--optimizer", default=None, metavar=choices(OPTIMIZERS),
       help="adam or sgd (default by architecture: qrnn adam at 0.004; lstm and hlstm sgd at 20 with "
            "--init-scale 0.1, as Adam leaves them stuck near the unigram model)")
     a("--lr-decay", type=float, default=d["lr_decay"],
@@ -84,9 +100,9 @@ def parser():
     a("--decay-after", type=int, default=d["decay_after"], help="epochs at the full learning rate (default %(default)s)")
     a("--init-scale", type=float, default=None, help="initialise every weight uniform in [-S, S]; 0: Keras' initialisers "
                                                             "(default: the architecture's, above)")
-    a("--recipe", default=None, help=f"a published recipe's options: {', '.join(RECIPES)} (options given here win)")
+    a("--recipe", default=None, metavar=choices(RECIPES), help="a published recipe's options (options given here win)")
     a("--clip-norm", type=float, default=d["clip_norm"], help="global gradient-norm clip, 0 for none (default %(default)s)")
-    a("--seed", type=int, default=d["seed"], help="(default %(default)s)")
+    a("--seed", type=int, default=d["seed"], help="random seed of initialisation, dropout and gate noise (default %(default)s)")
     a("--data-dir", default=None,
       help="folder with ptb.{train,valid,test}.txt or {train,valid,test}.txt (default: the embedded corpus)")
     a("--vocab-size", type=int, default=d["vocab_size"], help="most frequent training words kept, <unk> and <eos> included (default %(default)s)")
@@ -94,7 +110,7 @@ def parser():
     a("--init-from", default=None, metavar="RUN", help="start from this run's trained model and vocabulary")
     a("--l0-lambda", type=float, default=d["l0_lambda"],
       help="l0: weight of the expected number of open gates in the loss (default %(default)s)")
-    a("--l0-penalty", default=d["l0_penalty"],
+    a("--l0-penalty", default=d["l0_penalty"], metavar=choices(L0_PENALTIES),
       help="l0: count (expected open gates, the papers') or macs (expected MACs per token / dense) (default %(default)s)")
     a("--l0-beta", type=float, default=d["l0_beta"], help="l0: hard-concrete temperature (default 2/3)")
     a("--l0-gamma", type=float, default=d["l0_gamma"], help="l0: stretch lower end (default %(default)s)")
@@ -104,10 +120,11 @@ def parser():
     a("--freeze-weights", action="store_true", help="l0: train only the gates (Tang & Lin); needs --init-from")
     a("--target-units", type=float, default=d["target_units"],
       help="filter: fraction of each layer's hidden units kept, in (0, 1] (default %(default)s)")
-    a("--rank-by", default=d["rank_by"], help="filter: random, norm or activation (default %(default)s)")
+    a("--rank-by", default=d["rank_by"], metavar=choices(RANKINGS), help="filter: how units are ranked (default %(default)s)")
     a("--finetune-epochs", type=int, default=d["finetune_epochs"],
       help="l0/filter: epochs of training after the units are removed (default %(default)s)")
-    a("--recover", default=d["recover"], help="none or rank-one: train a u v^T update per matrix, weights frozen (default %(default)s)")
+    a("--recover", default=d["recover"], metavar=choices(RECOVERIES),
+      help="rank-one: train a u v^T update per matrix, weights frozen (default %(default)s)")
     a("--recover-epochs", type=int, default=d["recover_epochs"], help="epochs of rank-one recovery (default %(default)s)")
     a("--seed-density", type=float, default=d["seed_density"],
       help="grow-prune: share of each gate matrix active at the start, in (0, 1] (default %(default)s)")
@@ -118,7 +135,9 @@ def parser():
     a("--gp-cycles", type=int, default=d["gp_cycles"], help="grow-prune: grow/prune cycles (default %(default)s)")
     a("--out", default=os.path.join("runs", "default"), help="run directory (default %(default)s)")
     a("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its saved options")
-    a("--force", action="store_true", help="replace an existing run directory")
+    a("--force", action="store_true", help="replace an existing run directory (only one that holds a run), "
+                                               "once every check has passed")
+    a("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
     return p
 
 
@@ -142,14 +161,14 @@ def validate(c):
         return "--dropout and --zoneout must be in [0, 1)"
     if (c["lr"] is not None and c["lr"] <= 0) or c["clip_norm"] < 0:
         return "--lr must be positive and --clip-norm not negative"
-    if c["optimizer"] not in (None, "adam", "sgd"):
-        return f"unknown --optimizer {c['optimizer']!r}; choose from adam, sgd"
+    if c["optimizer"] not in (None,) + OPTIMIZERS:
+        return f"unknown --optimizer {c['optimizer']!r}; choose from {', '.join(OPTIMIZERS)}"
     if not 0 < c["lr_decay"] <= 1 or c["decay_after"] < 0:
         return "--lr-decay must be in (0, 1] and --decay-after not negative"
     if c["init_scale"] is not None and c["init_scale"] < 0:
         return "--init-scale must not be negative"
-    if c["prune_scope"] not in ("all", "recurrent"):
-        return f"unknown --prune-scope {c['prune_scope']!r}; choose from all, recurrent"
+    if c["prune_scope"] not in PRUNE_SCOPES:
+        return f"unknown --prune-scope {c['prune_scope']!r}; choose from {', '.join(PRUNE_SCOPES)}"
     if c["prune_frequency"] is not None and c["prune_frequency"] < 1:
         return "--prune-frequency must be at least 1"
     return validate_structured(c)
@@ -198,11 +217,62 @@ def validate_structured(c):
         return "--finetune-epochs must not be negative and --recover-epochs must be at least 1"
     if c["finetune_epochs"] and c["schedule"] not in ("l0", "filter"):
         return "--finetune-epochs fine-tunes the model left after l0 or filter pruning; use --epochs otherwise"
-    if c["recover"] not in ("none", "rank-one"):
-        return f"unknown --recover {c['recover']!r}; choose from none, rank-one"
+    if c["recover"] not in RECOVERIES:
+        return f"unknown --recover {c['recover']!r}; choose from {', '.join(RECOVERIES)}"
     if c["recover"] != "none" and arch not in RECOVERY_ARCHS:
         return f"--recover rank-one supports {', '.join(RECOVERY_ARCHS)}, not {arch}"
     return None
+
+
+def given_options(p, argv):
+    """{dest: value} of the options written on the command line (not defaults)."""
+    quiet = copy.deepcopy(p)
+    for action in quiet._actions:
+        action.default = argparse.SUPPRESS
+    return vars(quiet.parse_args(argv))
+
+
+def resume_config(out, given):
+    """The saved options of the run in `out`, checked against the options given
+    with --resume: a different value is an error that names the option."""
+    from pruning import rundir
+    rundir.prepare(out, resume=True)
+    saved = dict(DEFAULTS, **rundir.read_json(os.path.join(out, rundir.CONFIG)))
+    for key, value in given.items():
+        if key in ("resume", "out", "verbose"):
+            continue
+        if key == "force":
+            raise rundir.RunDirError("--resume continues a run and --force replaces it: give one of them")
+        if saved.get(key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise rundir.RunDirError(f"{flag} {value} conflicts with the saved option {saved.get(key)} of {out}; "
+                                     f"--resume continues with the run's own options (to change {flag}, "
+                                     "start a new run)")
+    return dict(saved, out=out, resumed=True)
+
+
+def finished(out):
+    """The report of a run that has ended (completed or diverged), or None."""
+    from pruning import rundir
+    path = os.path.join(out, rundir.REPORT)
+    return rundir.read_json(path) if os.path.exists(path) else None
+
+
+def interrupted_message(out, started):
+    """One line: what an interrupted run kept, and how to go on."""
+    from pruning import rundir
+    if not started:
+        return "interrupted: nothing was written"
+    from pruning.trainer import checkpoint_meta
+    kept = []
+    for phase, name in (("train", rundir.CHECKPOINT), ("finetune", "checkpoints/finetune.npz"),
+                        ("recover", "checkpoints/recover.npz")):
+        meta = checkpoint_meta(os.path.join(out, name))
+        if meta:
+            kept = [f"{phase} checkpoint at epoch {meta['epoch'] + (1 if meta['batch'] else 0)}, step {meta['step']}"]
+    where = kept[0] if kept else "no checkpoint yet (the run starts again from the beginning)"
+    return (f"interrupted: {out} keeps its {where}; continue with "
+            f"python -m pruning.train --resume --out {out}")
 
 
 def main(argv=None):
@@ -214,34 +284,37 @@ def main(argv=None):
             return 2
         p.set_defaults(**RECIPES[recipe])
     args = p.parse_args(argv)
-    from pruning import rundir
-    config = {k: v for k, v in vars(args).items() if k not in ("resume", "force")}
-    if args.resume:
-        try:
-            rundir.prepare(args.out, resume=True)
-        except rundir.RunDirError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        config = dict(DEFAULTS, **rundir.read_json(os.path.join(args.out, rundir.CONFIG)))
-        config.update(out=args.out, resumed=True)
-        print(f"resuming {args.out} with its saved options")
-    else:
-        if config["epochs"] is None:
-            config["epochs"] = (0 if config["schedule"] == "filter" else 1) if config["init_from"] else DEFAULTS["epochs"]
-        problem = validate(config)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
-    from pruning import data
+    quiet.configure(args.verbose)
+    from pruning import data, rundir
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "force", "verbose")}
+    started = []  # set once the run directory holds this run
     try:
-        corpus = data.load_corpus(config["data_dir"])  # bad data fails before the run dir is touched
+        if args.resume:
+            config = resume_config(args.out, given_options(parser(), argv))
+            report = finished(args.out)
+            if report is not None:
+                done = "is complete" if report["status"] == "completed" else f"ended {report['status']}"
+                print(f"{args.out} {done}: nothing to resume; the run is left as it is")
+                return 0 if report["status"] == "completed" else 1
+            print(f"resuming {args.out} with its saved options")
+            started.append(True)
+        else:
+            if config["epochs"] is None:
+                config["epochs"] = (0 if config["schedule"] == "filter" else 1) if config["init_from"] else DEFAULTS["epochs"]
+            problem = validate(config)
+            if problem:
+                raise rundir.RunDirError(problem)
+        corpus = data.load_corpus(config["data_dir"])
         if not args.resume:
-            rundir.prepare(args.out, force=args.force)
+            rundir.check_new(args.out, args.force)  # before the slow part; nothing is deleted yet
         from pruning.trainer import train  # TensorFlow loads only now
-        report = train(config, corpus)
+        report = train(config, corpus, force=args.force, on_start=lambda: started.append(True))
     except (data.DataError, rundir.RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_message(args.out, bool(started)), file=sys.stderr)
+        return 130
     print_summary(report, args.out)
     return 0 if report["status"] == "completed" else 1
 

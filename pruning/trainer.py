@@ -28,7 +28,7 @@ import numpy as np
 from edge_runtime.vocab import Vocab
 from keras_models.backend import keras, tf, tfmot
 from keras_models.cost import count_params, layer_report, macs_per_token
-from keras_models import rank_one
+from keras_models import noise, rank_one
 from keras_models.evaluate import evaluate, make_eval_fn, perplexity
 from keras_models.language_model import (build_language_model, load_model, make_spec, named_weights,
                                          save_model, set_named_weights, zero_states)
@@ -54,6 +54,7 @@ def _save_checkpoint(path, model, opts, states, meta):
     arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
     arrays.update({f"o{i}": v.numpy() for i, v in enumerate(_opt_variables(opts))})
     arrays.update({f"s{i}": np.asarray(s) for i, s in enumerate(states)})
+    arrays["rng"] = noise.get_state()  # dropout, zoneout and gate noise go on where they were
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -68,7 +69,17 @@ def _load_checkpoint(path, model, opts):
         for i, v in enumerate(_opt_variables(opts)):
             v.assign(z[f"o{i}"])
         states = [z[f"s{i}"] for i in range(sum(1 for k in z.files if k.startswith("s")))]
+        if "rng" in z.files:  # checkpoints before 2026-12 have none
+            noise.set_state(z["rng"])
     return meta, states
+
+
+def checkpoint_meta(path):
+    """The position saved in a checkpoint (epoch, batch, step, ...), or None."""
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as z:
+        return json.loads(bytes(z["meta"]).decode())
 
 
 def write_eval_data(path, streams):
@@ -213,7 +224,7 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
             meta["train_time"] += time.time() - t0
             if before_epoch is not None:
                 before_epoch(epoch)
-            r = evaluate(model, valid, eval_fn=eval_fn)
+            r = evaluate(model, *valid, eval_fn=eval_fn)
             if not math.isfinite(r["perplexity"]):
                 raise Diverged(f"validation perplexity became {r['perplexity']} after epoch {epoch + 1}")
             train_ppl = perplexity(meta["epoch_loss"] / max(1, meta["epoch_batches"]))
@@ -280,8 +291,8 @@ def _structure(model):
                 params=count_params(model)[0], macs_per_token=macs_per_token(model)[0])
 
 
-def _eval(model, stream):
-    r = evaluate(model, stream)
+def _eval(model, stream, excluded):
+    r = evaluate(model, stream, excluded)
     return round(r["perplexity"], 3), round(r["r_at_3"], 4)
 
 
@@ -307,12 +318,16 @@ def _grow_prune(model, config, settings, xs, ys, valid, log):
     path = os.path.join(config["out"], rundir.CHECKPOINTS, "grow_prune.json")
     gp = grow_prune.GrowPrune(model, settings, list(zip(xs, ys)), config["lr"], config["seed"], log)
     gp.seed()  # a resumed run's checkpoint replaces the seed masks
-    history = rundir.read_json(path) if config.get("resumed") and os.path.exists(path) else []
+    history = []
+    if config.get("resumed") and os.path.exists(path):
+        # events after the checkpoint happen again: keep only those it has seen
+        done = (checkpoint_meta(os.path.join(config["out"], rundir.CHECKPOINT)) or {}).get("step", 0)
+        history = [e for e in rundir.read_json(path) if e["step"] < done]
 
     def on_step(step):
         event = gp.events.get(step)
         if event:
-            ppl = _eval(model, valid)
+            ppl = _eval(model, *valid)
             gp.on_train_batch_begin(step)
             history.append(dict(step=step, event=event, valid_perplexity_before=ppl[0], active=gp.active()))
             rundir.write_json(path, history)
@@ -335,24 +350,26 @@ def _filter_events(model, config, settings, xs, log):
     return on_step
 
 
-def train(config, corpus=None, log=print):
+def train(config, corpus=None, log=print, force=False, on_start=None):
     """Run (or resume) training as `config` says; returns the report dict.
-    `corpus` (from `data.load_corpus`) is read from config["data_dir"] if not given."""
+    `corpus` (from `data.load_corpus`) is read from config["data_dir"] if not given.
+    Nothing is written to config["out"] until every check has passed and the
+    model is built; only then does a new run replace an old one (`force`),
+    and `on_start()` is called."""
     out = config["out"]
+    resumed = bool(config.get("resumed"))
     corpus = corpus or data.load_corpus(config["data_dir"])
     init = load_init(config["init_from"]) if config.get("init_from") else None
     vocab_path = os.path.join(out, rundir.VOCAB)
-    if config.get("resumed") and os.path.exists(vocab_path):
+    if resumed and os.path.exists(vocab_path):
         vocab = Vocab.load(vocab_path)
     elif init is not None:
         vocab = Vocab.load(os.path.join(config["init_from"], rundir.VOCAB))
-        vocab.save(vocab_path)
     else:
         vocab = Vocab.build(corpus["train"], config["vocab_size"])
-        vocab.save(vocab_path)
     streams = {s: data.to_stream(corpus[s], vocab) for s in data.SPLITS}
-    write_eval_data(os.path.join(out, rundir.EVAL_DATA), streams)
     xs, ys = data.batchify(streams["train"], config["batch_size"], config["bptt"])
+    valid = (streams["valid"], vocab.never_suggested)  # what evaluate() takes after the model
     n_batches = len(xs)
     epochs = config["epochs"]
     settings = schedules.resolve(
@@ -382,20 +399,22 @@ def train(config, corpus=None, log=print):
                          config["dropout"], config["tie_embeddings"], config["window"], config["zoneout"],
                          gate_hidden=config["gate_hidden"])
     fill_training_defaults(config, base["arch"])
-    rundir.write_json(os.path.join(out, rundir.CONFIG), config)
 
     keras.utils.set_random_seed(config["seed"])
+    noise.reseed(config["seed"])
     schedule = config["schedule"]
     structured = schedule in ("l0", "filter")
     model = build_language_model(**base, wrap=schedules.make_wrapper(settings), gates=_gate_options(config),
                                  masks=schedule == "grow-prune")
     if init is not None:
         set_named_weights(model, named_weights(init))
-    elif config.get("init_scale"):  # Zaremba et al.: every weight uniform in [-s, s]
-        s = config["init_scale"]
-        for v in model.trainable_variables:
-            v.assign(tf.random.uniform(v.shape, -s, s))
     gates = gate_layers(model)
+    if init is None and config.get("init_scale"):  # Zaremba et al.: every weight uniform in [-s, s]
+        s = config["init_scale"]
+        gate_vars = {id(g.log_alpha) for g in gates if g.kind == "l0"}  # they start at --l0-init
+        for v in model.trainable_variables:
+            if id(v) not in gate_vars:
+                v.assign(noise.uniform(v.shape, -s, s))
     on_step, before_epoch = None, None
     if schedule == "l0":
         opts, train_step = _l0_training(model, config, gates)
@@ -405,7 +424,7 @@ def train(config, corpus=None, log=print):
         masked = grow_prune.masked_layers(model)
         train_step = make_train_step(model, opts[0], after=[l.apply_masks for l in masked])
     if schedule == "grow-prune":
-        on_step = _grow_prune(model, config, settings, xs, ys, streams["valid"], log)
+        on_step = _grow_prune(model, config, settings, xs, ys, valid, log)
     if schedule == "filter":
         on_step = _filter_events(model, config, settings, xs, log)
         if settings["one_shot"] and epochs == 0:  # no step will call it
@@ -417,8 +436,15 @@ def train(config, corpus=None, log=print):
         pruning_cb.on_train_begin()
         before_epoch = pruning_cb.on_epoch_end
 
+    if not resumed:  # every check has passed: only now is an old run replaced
+        rundir.prepare(out, force=force)
+        vocab.save(vocab_path)
+        write_eval_data(os.path.join(out, rundir.EVAL_DATA), streams)
+        rundir.write_json(os.path.join(out, rundir.CONFIG), config)
+    if on_start is not None:
+        on_start()
     started = time.time()
-    status, meta = _fit("train", model, opts, train_step, xs, ys, epochs, streams["valid"], config, log,
+    status, meta = _fit("train", model, opts, train_step, xs, ys, epochs, valid, config, log,
                         on_step, before_epoch, decay=True)
     history, steps, train_time = list(meta["history"]), meta["step"], meta["train_time"]
     earlier_wall = meta.get("resumed_wall", 0.0)  # time spent before a resume
@@ -433,7 +459,7 @@ def train(config, corpus=None, log=print):
     plain_base = build_language_model(**base)
     before = _structure(plain_base)
     if structured:
-        gated_valid = _eval(model, streams["valid"]) if status == "completed" else None
+        gated_valid = _eval(model, *valid) if status == "completed" else None
         spec, weights = shrink(base, named_weights(model), gate_values(model), warn=log)
         plain = build_language_model(**spec)
         set_named_weights(plain, weights)
@@ -453,7 +479,7 @@ def train(config, corpus=None, log=print):
         opts = [_optimizer(config)]
         opts[0].build(plain.trainable_variables)
         status, meta = _fit("finetune", plain, opts, make_train_step(plain, opts[0]), xs, ys,
-                            config["finetune_epochs"], streams["valid"], config, log)
+                            config["finetune_epochs"], valid, config, log)
         history += meta["history"]
         steps, train_time = steps + meta["step"], train_time + meta["train_time"]
         earlier_wall += meta.get("resumed_wall", 0.0)
@@ -462,11 +488,12 @@ def train(config, corpus=None, log=print):
         final = build_language_model(**dict(plain.spec, rank_one=True))
         set_named_weights(final, named_weights(plain))
         updates = rank_one.update_variables(final)
+        rank_one.initialise(updates, noise.normal)  # from the checkpointed stream: a resume draws the same
         opts = [_optimizer(config)]
         opts[0].build(updates)
-        ppl_before = _eval(final, streams["valid"])
+        ppl_before = _eval(final, *valid)
         status, meta = _fit("recover", final, opts, make_train_step(final, opts[0], updates), xs, ys,
-                            config["recover_epochs"], streams["valid"], config, log)
+                            config["recover_epochs"], valid, config, log)
         history += meta["history"]
         steps, train_time = steps + meta["step"], train_time + meta["train_time"]
         earlier_wall += meta.get("resumed_wall", 0.0)
@@ -476,7 +503,7 @@ def train(config, corpus=None, log=print):
     if status == "completed":
         save_model(final, os.path.join(out, rundir.MODEL))
         for split in ("valid", "test"):
-            r = evaluate(final, streams[split])
+            r = evaluate(final, streams[split], vocab.never_suggested)
             report[f"{split}_perplexity"] = round(r["perplexity"], 3)
             report[f"{split}_r_at_3"] = round(r["r_at_3"], 4)
             report[f"{split}_tokens"] = r["tokens"]

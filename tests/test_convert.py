@@ -9,6 +9,7 @@ import pytest
 from convert.to_tflite import main as convert_main
 from edge_runtime import manifest as mf
 from edge_runtime.runner import StepModel, evaluate_ids
+from edge_runtime.vocab import Vocab
 from keras_models.language_model import build_step_model, load_model, zero_states
 from pruning import rundir
 from pruning.trainer import train
@@ -53,7 +54,12 @@ def test_perplexities_agree_and_are_recorded(converted):
     # the device's own evaluation of the float32 file gives the converter's figure
     ids = np.load(converted / "data.npz")["valid"]
     lite = StepModel(mf.variant_path(manifest, "float32"), manifest["states"])
-    assert evaluate_ids(lite, ids)["perplexity"] == pytest.approx(manifest["variants"]["float32"]["perplexity"], rel=1e-4)
+    vocab = Vocab.load(mf.vocab_path(manifest))
+    r = evaluate_ids(lite, ids, vocab.never_suggested)
+    assert r["perplexity"] == pytest.approx(manifest["variants"]["float32"]["perplexity"], rel=1e-4)
+    # R@3 has one definition (edge_runtime/metrics.py): the Keras figure and the device's agree
+    assert round(r["r_at_3"], 4) == manifest["variants"]["float32"]["r_at_3"]
+    assert abs(r["r_at_3"] - manifest["eval"]["keras_r_at_3"]) <= 2 / manifest["eval"]["tokens"]
 
 
 def test_builtin_ops_only_and_step_signature(converted):
@@ -162,3 +168,36 @@ def test_a_failing_variant_is_reported_and_the_others_go_on(converted, tmp_path,
     assert failed["status"] == "failed" and "'tfl.fancy' op is not supported" in failed["error"]
     assert not (run / "tflite" / "float16.tflite").exists()
     assert "| float16 | failed: " in capsys.readouterr().out
+
+
+def test_a_tflite_folder_is_pointed_to_its_run(converted, capsys):
+    assert convert_main([str(converted / "tflite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {converted / 'tflite'} is the tflite/ folder a conversion wrote; give the run "
+                   f"directory above it: {os.path.relpath(converted)}")
+
+
+def test_a_sparse_file_that_does_not_run_is_not_the_same_model(converted, tmp_path):
+    from convert.to_tflite import _same_outputs
+    manifest = mf.load(str(converted / "tflite"))
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"\x00" * 64)
+    why = _same_outputs(mf.variant_path(manifest, "float32"), str(broken), manifest["states"], [0, 1, 2])
+    assert why and why.startswith("it does not run: ")  # a reason, not an exception later
+    assert _same_outputs(mf.variant_path(manifest, "float32"), mf.variant_path(manifest, "float32"),
+                         manifest["states"], [0, 1, 2]) is None
+
+
+def test_ctrl_c_during_conversion_leaves_the_old_files(converted, monkeypatch, capsys):
+    from convert import variants
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    before = (converted / "tflite" / "manifest.json").read_bytes()
+    entries = sorted(os.listdir(converted))
+    monkeypatch.setattr(variants, "make_converter", interrupted)
+    assert convert_main([str(converted), "--quantize", "float32", "--force"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == f"interrupted: nothing written; {converted / 'tflite'} is as it was"
+    assert (converted / "tflite" / "manifest.json").read_bytes() == before
+    assert sorted(os.listdir(converted)) == entries  # no half-built folder left beside it

@@ -14,8 +14,9 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def numpy_qrnn(x, kernel, bias, window, c0, x_prev):
-    """Bradbury et al.'s equations, written out one step at a time."""
+def numpy_qrnn(x, kernel, bias, window, c0, x_prev, zoneout=0.0):
+    """Bradbury et al.'s equations, written out one step at a time; with
+    zoneout, the test-time forget gate is its expectation f + p (1 - f)."""
     batch, steps, dim = x.shape
     units = bias.shape[0] // 3
     hist = np.concatenate([x_prev, x], axis=1) if window > 1 else x
@@ -24,6 +25,7 @@ def numpy_qrnn(x, kernel, bias, window, c0, x_prev):
         window_in = np.concatenate([hist[:, t + j] for j in range(window)], axis=-1)
         g = window_in @ kernel + bias
         z, f, o = np.tanh(g[:, :units]), sigmoid(g[:, units:2 * units]), sigmoid(g[:, 2 * units:])
+        f = f + zoneout * (1 - f)
         c = f * c + (1 - f) * z
         hs.append(o * c)
     return np.stack(hs, 1), c
@@ -47,6 +49,20 @@ def test_qrnn_layer_matches_numpy(window):
     np.testing.assert_allclose(out[1], c_ref, atol=1e-5)
     if window > 1:
         np.testing.assert_array_equal(out[2], np.concatenate([prev, x], 1)[:, -(window - 1):])
+
+
+def test_qrnn_zoneout_at_test_time_uses_the_expected_forget_gate():
+    rng = np.random.default_rng(7)
+    layer = QRNN(4, window=2, zoneout=0.4)
+    x = rng.normal(size=(2, 6, 3)).astype(np.float32)
+    c0 = rng.normal(size=(2, 4)).astype(np.float32)
+    prev = rng.normal(size=(2, 1, 3)).astype(np.float32)
+    layer([x, c0, prev])
+    layer.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in layer.get_weights()])
+    h, c = [o.numpy() for o in layer([x, c0, prev], training=False)[:2]]
+    h_ref, c_ref = numpy_qrnn(x, *layer.get_weights(), 2, c0, prev, zoneout=0.4)
+    np.testing.assert_allclose(h, h_ref, atol=1e-5)
+    np.testing.assert_allclose(c, c_ref, atol=1e-5)
 
 
 def test_qrnn_zoneout_only_in_training():

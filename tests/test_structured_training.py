@@ -190,3 +190,26 @@ def test_magnitude_pruning_from_a_trained_run_starts_from_its_weights(corpus, de
     kept = pruned != 0
     assert 0.45 < 1 - kept.mean() < 0.55
     np.testing.assert_allclose(pruned[kept], base[kept], rtol=1e-4)
+
+
+def test_init_scale_leaves_the_l0_gates_at_l0_init(corpus, tmp_path, monkeypatch):
+    """--init-scale (an LSTM's default) sets the weights, not the gates' log alpha."""
+    from keras_models.neuron_gates import gate_layers
+    from pruning import trainer
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def first_phase(phase, model, *args, **kwargs):  # the model as training would start it
+        seen["log_alpha"] = [g.log_alpha.numpy() for g in gate_layers(model)]
+        seen["kernels"] = [model.get_layer(f"rnn_{i}").kernel.numpy() for i in range(2)]
+        raise Stop
+    monkeypatch.setattr(trainer, "_fit", first_phase)
+    with pytest.raises(Stop):
+        train(tiny_config(corpus, tmp_path / "r", arch="lstm", schedule="l0", init_scale=0.1, l0_init=2.5), **QUIET)
+    assert len(seen["log_alpha"]) == 2  # the embedding (tied: the last layer's units too) and rnn_0
+    for log_alpha in seen["log_alpha"]:
+        np.testing.assert_array_equal(log_alpha, 2.5)
+    for kernel in seen["kernels"]:
+        assert np.abs(kernel).max() <= 0.1 and kernel.std() > 0.03  # uniform in [-0.1, 0.1]

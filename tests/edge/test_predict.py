@@ -107,10 +107,27 @@ def test_eval_raw_text_matches_its_ptb_form(tflite_dir, tmp_path, capsys):
     raw.write_text("The cat sat on the mat. A dog ran to the big red house!\nWith 2 green doors, the end.\n")
     ptb = tmp_path / "ptb.txt"
     ptb.write_text("the cat sat on the mat\na dog ran to the big red house\nwith N green doors the end\n")
-    _, a, _ = run(capsys, "eval", raw, "--raw", "--model", tflite_dir, "--json")
+    _, a, _ = run(capsys, "eval", raw, "--format", "raw", "--model", tflite_dir, "--json")
     _, b, _ = run(capsys, "eval", ptb, "--model", tflite_dir, "--json")
-    ra, rb = json.loads(a), json.loads(b)
+    _, c, _ = run(capsys, "eval", raw, "--model", tflite_dir, "--json")  # auto: detected as raw
+    ra, rb, rc = json.loads(a), json.loads(b), json.loads(c)
     assert ra["perplexity"] == pytest.approx(rb["perplexity"]) and ra["oov"] == rb["oov"] >= 1
+    assert (rb["format"], rc["format"], rc["format_detected"]) == ("ptb", "raw", True)
+    assert rc["perplexity"] == ra["perplexity"]
+
+
+def test_eval_warns_when_much_of_the_text_is_outside_the_vocabulary(tflite_dir, tmp_path, capsys):
+    f = tmp_path / "odd.txt.gz"
+    import gzip
+    with gzip.open(f, "wt") as g:  # read directly, no gunzip
+        g.write("the cat sat on the zebra quagga okapi
+the dog ran to the aardvark
+")
+    code, out, err = run(capsys, "eval", f, "--model", tflite_dir)
+    assert code == 0 and "perplexity" in out
+    assert err.startswith("warning: 29% of the words are outside the vocabulary") and err.count("\n") == 1
+    code, out, err = run(capsys, "eval", f, "--model", tflite_dir, "--format", "ptb")
+    assert code == 0 and "ptb format;" in out
 
 
 def test_eval_bad_input(tflite_dir, tmp_path, capsys):
@@ -126,6 +143,8 @@ def test_eval_bad_input(tflite_dir, tmp_path, capsys):
     assert code == 2 and "holds no words" in err
     code, _, err = run(capsys, "eval", tmp_path / "none.txt", "--model", tflite_dir)
     assert code == 2 and "does not exist" in err
+    code, _, err = run(capsys, "eval", tmp_path, "--model", tflite_dir)
+    assert code == 2 and err == f"error: {tmp_path} is a directory; give a text file to evaluate (the model goes in --model)\n"
 
 
 def test_bench_writes_json_with_the_device(tflite_dir, capsys):
