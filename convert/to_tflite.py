@@ -66,7 +66,7 @@ def _tensor_details(details):
 def _try_xnnpack(path, states):
     from edge_runtime.runner import StepModel
     try:
-        StepModel(path, states, delegate="xnnpack").step(0)
+        StepModel(path, states, delegate="xnnpack")  # runs one step: XNNPACK prepares there
         return dict(ok=True, error=None)
     except Exception as e:  # the delegate's failure to prepare, reported, not raised
         return dict(ok=False, error=_first_line(e))

@@ -23,11 +23,8 @@ def load(path, states, threads=None, delegate="auto"):
     """(StepModel, delegate used, note)."""
     if delegate != "auto":
         return StepModel(path, states, num_threads=threads, delegate=delegate), delegate, None
-    try:
-        model = StepModel(path, states, num_threads=threads, delegate="xnnpack")
-        model.step(0)
-        model.reset()
-        return model, "xnnpack", None
+    try:  # StepModel runs one step on load: XNNPACK fails to prepare there, if it does
+        return StepModel(path, states, num_threads=threads, delegate="xnnpack"), "xnnpack", None
     except Exception as e:  # XNNPACK failed to prepare
         note = f"XNNPACK failed ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}); ran without a delegate"
         return StepModel(path, states, num_threads=threads, delegate="none"), "none", note

@@ -1,7 +1,7 @@
 """predict.py: next-word suggestions, perplexity and benchmarks on the device.
 
     python edge_runtime/predict.py suggest --model RUN/tflite --text "to be or not"
-    python edge_runtime/predict.py eval FILE [--raw]
+    python edge_runtime/predict.py eval FILE [--format auto|ptb|raw]
     python edge_runtime/predict.py bench [--variant all] [--threads 1] [--delegate auto]
     python edge_runtime/predict.py pick --max-latency-ms 0.5 [--max-bytes N] [--max-energy-mj E]
 
@@ -189,9 +189,15 @@ def run_bench(manifest, variant, args, save=True):
     return r
 
 
-def cmd_bench(args):
+def check_bench_options(args):
     if args.steps < 1 or args.warmup < 0:
         raise UsageError("--steps must be at least 1 and --warmup not negative")
+    if args.idle_seconds < 0:
+        raise UsageError("--idle-seconds must not be negative")
+
+
+def cmd_bench(args):
+    check_bench_options(args)
     manifest = open_manifest(args.model)
     names = ([n for n, v in manifest["variants"].items() if v.get("status") == "ok"]
              if args.variant == "all" else [choose_variant(manifest, args.variant)])
@@ -219,6 +225,7 @@ def cmd_bench(args):
 def cmd_pick(args):
     if args.max_latency_ms is None and args.max_bytes is None and args.max_energy_mj is None:
         raise UsageError("give at least one of --max-latency-ms, --max-bytes, --max-energy-mj")
+    check_bench_options(args)
     candidates, reasons = [], []
     for model_path in args.model_list or [DEFAULT_MODEL]:
         manifest = open_manifest(model_path)

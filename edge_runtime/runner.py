@@ -47,9 +47,8 @@ class StepModel:
         resolver = (OpResolverType.BUILTIN if delegate == "xnnpack"
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         self.delegate = delegate
-        with quiet.filtered_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate"
-            self.interpreter = Interpreter(model_path=path, num_threads=num_threads,
-                                           experimental_op_resolver_type=resolver)
+        self.interpreter = Interpreter(model_path=path, num_threads=num_threads,
+                                       experimental_op_resolver_type=resolver)
         self.runner = self.interpreter.get_signature_runner(SIGNATURE)
         self.inputs = self.runner.get_input_details()
         self.outputs = self.runner.get_output_details()
@@ -57,6 +56,11 @@ class StepModel:
             states = [dict(input=n, output=n + "_out") for n in sorted(self.inputs) if n != "token"]
         self.state_pairs = [(s["input"], s["output"]) for s in states]
         self.vocab_size = int(self.outputs["log_probs"]["shape"][-1])
+        self.reset()
+        # The delegate is applied at the first invoke, which prints LiteRT's "INFO: Created
+        # TensorFlow Lite XNNPACK delegate" line and fails here if XNNPACK cannot prepare.
+        with quiet.filtered_stderr():
+            self.step(0)
         self.reset()
 
     def reset(self):
