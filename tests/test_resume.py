@@ -5,13 +5,12 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from pruning import trainer
 from pruning.train import main
-from tests.conftest import write_corpus
+from tests.conftest import SIGNAL_AT_STEP, write_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--embed", "8", "--hidden", "12", "--epochs", "1", "--batch-size", "4", "--bptt", "8",
@@ -111,30 +110,11 @@ def test_resume_refuses_changed_options_and_leaves_a_finished_run_alone(tmp_path
     assert {p: (out / p).read_bytes() for p in before} == before
 
 
-KILLER = textwrap.dedent("""
-    import os, signal, sys
-    import pruning.trainer as t
-    real = t.make_train_step
-    def make(*a, **k):
-        step = real(*a, **k)
-        calls = [0]
-        def counted(*a):
-            calls[0] += 1
-            if calls[0] == int(os.environ["INTERRUPT_AT"]):
-                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
-            return step(*a)
-        return counted
-    t.make_train_step = make
-    from pruning.train import main
-    sys.exit(main(sys.argv[1:]))
-""")
-
-
 def test_ctrl_c_prints_one_line_and_exits_130_then_resumes(tmp_path):
     corpus = write_corpus(tmp_path / "data")
     out = tmp_path / "run"
-    env = dict(os.environ, INTERRUPT_AT="14")
-    cut = subprocess.run([sys.executable, "-c", KILLER, "--data-dir", corpus, *TINY, "--out", str(out)],
+    env = dict(os.environ, SIGNAL_AT="14", SIGNAL="INT")  # what Ctrl-C sends
+    cut = subprocess.run([sys.executable, "-c", SIGNAL_AT_STEP, "--data-dir", corpus, *TINY, "--out", str(out)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert cut.returncode == 130, cut.stderr[-2000:]
     assert cut.stderr.strip() == (f"interrupted: {out} keeps its train checkpoint at epoch 1, step 10; "

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from keras_models.language_model import load_model
 from pruning import rundir
 from pruning.train import main
 from pruning.trainer import train
-from tests.conftest import tiny_config, write_corpus
+from tests.conftest import SIGNAL_AT_STEP, tiny_config, write_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -120,33 +119,14 @@ def test_bad_data_and_existing_run_leave_everything(tmp_path, capsys):
     assert "cannot resume" in capsys.readouterr().err
 
 
-KILLER = textwrap.dedent("""
-    import os, signal, sys
-    import pruning.trainer as t
-    real = t.make_train_step
-    def make(*a, **k):
-        step = real(*a, **k)
-        calls = [0]
-        def counted(*a):
-            calls[0] += 1
-            if calls[0] == int(os.environ["KILL_AT"]):
-                os.kill(os.getpid(), signal.SIGKILL)
-            return step(*a)
-        return counted
-    t.make_train_step = make
-    from pruning.train import main
-    sys.exit(main(sys.argv[1:]))
-""")
-
-
 def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tiny_corpus, tmp_path):
     common = ["--data-dir", tiny_corpus, "--embed", "8", "--hidden", "12", "--epochs", "2",
               "--batch-size", "4", "--bptt", "8", "--checkpoint-every", "10", "--dropout", "0",
               "--schedule", "polynomial", "--target-sparsity", "0.6"]
     whole = run_cli(*common, "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-2000:]
-    env = dict(os.environ, KILL_AT="17")  # mid-epoch, 7 steps after the checkpoint at step 10
-    killed = subprocess.run([sys.executable, "-c", KILLER, *common, "--out", str(tmp_path / "cut")],
+    env = dict(os.environ, SIGNAL_AT="17", SIGNAL="KILL")  # mid-epoch, 7 steps after the checkpoint at step 10
+    killed = subprocess.run([sys.executable, "-c", SIGNAL_AT_STEP, *common, "--out", str(tmp_path / "cut")],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9
     assert not (tmp_path / "cut" / "train_report.json").exists()
