@@ -23,5 +23,7 @@ with quiet.filtered_stderr():
         import tensorflow_model_optimization as tfmot  # noqa: E402
 
     tf.constant(0.0)  # the devices are set up now, inside the filter (the cuInit line)
+if not quiet.verbose():  # TensorFlow's Python warnings (tf.function retracing and the like)
+    tf.get_logger().setLevel("ERROR")
 
 __all__ = ["tf", "keras", "tfmot"]

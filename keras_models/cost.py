@@ -8,35 +8,42 @@ removed counts smaller. "Nonzero" counts only nonzero weights.
 import numpy as np
 
 from keras_models.backend import keras
+from keras_models.factored import factor_macs
 
 
 def weight_matrices(model):
-    """[(layer name, weight name, array, used per token)] of the model's matrices.
+    """[(layer name, weight name, array, MACs per token)] of the model's matrices.
 
-    `used per token` is False for the embedding when it only serves as a
-    lookup table (untied), so it adds no MACs.
+    A matrix used as x @ W costs its size; the embedding costs nothing when it
+    only serves as a lookup table (untied); a factored matrix costs what its
+    factors' products cost (`matrix_costs`, factored.py).
     """
     out = []
     tied = getattr(model, "spec", {}).get("tie_embeddings", False)
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)  # through a pruning wrapper
         name = inner.name
-        if isinstance(inner, keras.layers.Embedding):
-            out.append((name, "embeddings", inner.embeddings.numpy(), tied))
+        if hasattr(inner, "matrix_costs"):  # QRNN, our LSTM, factored output and embedding
+            out += [(name, weight, a, macs) for weight, a, macs in inner.matrix_costs()]
+        elif isinstance(inner, keras.layers.Embedding):
+            a = inner.embeddings.numpy()
+            out.append((name, "embeddings", a, a.size if tied else 0))
         elif isinstance(inner, keras.layers.LSTM):
-            out.append((name, "kernel", inner.cell.kernel.numpy(), True))
-            out.append((name, "recurrent_kernel", inner.cell.recurrent_kernel.numpy(), True))
-        elif hasattr(inner, "kernel"):  # Dense, QRNN, our LSTM
-            out.append((name, "kernel", inner.kernel.numpy(), True))
-            for extra in ("recurrent_kernel", "output_kernel"):  # LSTM, H-LSTM
-                if hasattr(inner, extra):
-                    out.append((name, extra, getattr(inner, extra).numpy(), True))
+            for weight in ("kernel", "recurrent_kernel"):
+                a = getattr(inner.cell, weight).numpy()
+                out.append((name, weight, a, a.size))
+        elif hasattr(inner, "kernel"):  # Dense, H-LSTM
+            for weight in ("kernel", "output_kernel"):
+                if hasattr(inner, weight):
+                    a = getattr(inner, weight).numpy()
+                    out.append((name, weight, a, a.size))
         # rank-one updates: (x . v) u costs len(u) + len(v) MACs; a lookup costs none
         for w in inner.weights:
             short = w.name.split("/")[-1].split(":")[0]
             if short.endswith(("_u", "_v")):
                 used = tied or not isinstance(inner, keras.layers.Embedding)
-                out.append((name, short, w.numpy(), used))
+                a = w.numpy()
+                out.append((name, short, a, a.size if used else 0))
     return out
 
 
@@ -56,11 +63,11 @@ def count_params(model):
 def layer_report(model):
     """Per matrix: shape, sparsity and MACs per token (dense and nonzero)."""
     rows = []
-    for layer, weight, a, used in weight_matrices(model):
+    for layer, weight, a, macs in weight_matrices(model):
         nnz = int(np.count_nonzero(a))
         rows.append(dict(layer=layer, weight=weight, shape=list(a.shape), params=int(a.size),
                          nonzero=nnz, sparsity=round(1.0 - nnz / a.size, 6),
-                         macs=int(a.size) if used else 0, macs_nonzero=nnz if used else 0))
+                         macs=int(macs), macs_nonzero=int(round(macs * nnz / a.size))))
     return rows
 
 
@@ -72,13 +79,20 @@ def macs_per_token(model):
 def macs_from_spec(spec):
     """Dense MACs per token of the model `spec` describes, from the shapes alone
     (the same count as `macs_per_token` of the built model, rank-one updates aside)."""
+    factors = spec.get("factors") or {}
+
+    def matmul(key, rows, cols):
+        return factor_macs(rows, cols, factors.get(key))
     total, in_dim = 0, spec["embed"]
     for i, units in enumerate(spec["hidden_sizes"]):
         if spec["arch"] == "qrnn":
-            total += (spec["window"] if i == 0 else 1) * in_dim * 3 * units
+            total += matmul(f"rnn_{i}/kernel", (spec["window"] if i == 0 else 1) * in_dim, 3 * units)
         elif spec["arch"] == "hlstm":
             total += (in_dim + units) * 4 * spec["gate_hidden"] + 4 * spec["gate_hidden"] * units
         else:
-            total += in_dim * 4 * units + units * 4 * units
+            total += matmul(f"rnn_{i}/kernel", in_dim, 4 * units) + matmul(f"rnn_{i}/recurrent_kernel", units, 4 * units)
         in_dim = units
-    return total + in_dim * spec["vocab_size"]
+    if "embedding/embeddings" in factors:  # tied A B: the lookup's r x d, then h B^T A^T
+        r = factors["embedding/embeddings"]["rank"]
+        return total + 2 * r * in_dim + r * spec["vocab_size"]
+    return total + matmul("output/kernel", in_dim, spec["vocab_size"])

@@ -29,6 +29,7 @@ import numpy as np
 from edge_runtime.files import make_temp_dir, replace_dir
 from keras_models import ARCHS
 from keras_models.backend import keras, tf
+from keras_models.factored import FactoredDense, LowRankEmbedding
 from keras_models.hlstm import HLSTM
 from keras_models.lstm import LSTM
 from keras_models.neuron_gates import NeuronGate
@@ -47,10 +48,11 @@ class TiedOutput(keras.layers.Layer):
     weight, so it is saved and pruned once, with the embedding.
     """
 
-    def __init__(self, matrix_getter, vocab_size, update_getter=None, **kwargs):
+    def __init__(self, matrix_getter, vocab_size, update_getter=None, project=None, **kwargs):
         super().__init__(**kwargs)
         self._matrix = matrix_getter
         self._update = update_getter  # -> (u, v) of a rank-one embedding
+        self._project = project  # h -> h E^T of a factored embedding, instead of the matrix
         self.vocab_size = vocab_size
 
     def build(self, input_shape):
@@ -58,9 +60,11 @@ class TiedOutput(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, h):
-        matrix = self._matrix()
         flat = tf.reshape(h, (-1, h.shape[-1]))
-        logits = tf.matmul(flat, matrix, transpose_b=True) + self.bias
+        if self._project is not None:
+            logits = self._project(flat) + self.bias
+        else:
+            logits = tf.matmul(flat, self._matrix(), transpose_b=True) + self.bias
         if self._update is not None:  # h (E + u v^T)^T = h E^T + (h . v) u^T
             u, v = self._update()
             logits += tf.reduce_sum(flat * v, axis=-1, keepdims=True) * u
@@ -75,7 +79,7 @@ def default_hidden_sizes(layers, hidden, embed, tie_embeddings):
 
 
 def make_spec(arch, vocab_size, embed, hidden, layers, dropout=0.0, tie_embeddings=True,
-              window=2, zoneout=0.0, hidden_sizes=None, rank_one=False, gate_hidden=None):
+              window=2, zoneout=0.0, hidden_sizes=None, rank_one=False, gate_hidden=None, factors=None):
     """The architecture as a JSON-able dict (what `model/spec.json` holds)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
@@ -87,21 +91,26 @@ def make_spec(arch, vocab_size, embed, hidden, layers, dropout=0.0, tie_embeddin
     return dict(arch=arch, vocab_size=int(vocab_size), embed=int(embed),
                 hidden_sizes=[int(s) for s in sizes], dropout=float(dropout),
                 tie_embeddings=bool(tie_embeddings), window=int(window), zoneout=float(zoneout),
-                rank_one=bool(rank_one), gate_hidden=int(gate_hidden) if arch == "hlstm" else None)
+                rank_one=bool(rank_one), gate_hidden=int(gate_hidden) if arch == "hlstm" else None,
+                factors=dict(factors) if factors else None)
 
 
 def build_language_model(arch, vocab_size, embed, hidden=None, layers=None, dropout=0.0,
                          tie_embeddings=True, window=2, zoneout=0.0, hidden_sizes=None,
-                         rank_one=False, gate_hidden=None, batch_size=None, seq_len=None, step=False,
-                         wrap=None, gates=None, masks=False, name="lm"):
+                         rank_one=False, gate_hidden=None, factors=None, batch_size=None, seq_len=None,
+                         step=False, wrap=None, gates=None, masks=False, name="lm"):
     """Build the model. `wrap(layer) -> layer` lets training wrap the prunable
     layers (TF-MOT); the layer names stay the same inside the wrappers.
     `gates`: NeuronGate options (kind, beta, gamma, zeta, init) for a gated model;
-    `masks`: H-LSTM layers with weight masks (grow-and-prune)."""
+    `masks`: H-LSTM layers with weight masks (grow-and-prune); `factors`
+    {"LAYER/WEIGHT": factor} (factored.py): matrices stored as factors."""
     spec = make_spec(arch, vocab_size, embed, hidden, layers or len(hidden_sizes or []), dropout,
-                     tie_embeddings, window, zoneout, hidden_sizes, rank_one, gate_hidden)
-    if arch == "hlstm" and (gates or rank_one):
-        raise ValueError("neuron gates and rank-one updates are not implemented for the H-LSTM")
+                     tie_embeddings, window, zoneout, hidden_sizes, rank_one, gate_hidden, factors)
+    if arch == "hlstm" and (gates or rank_one or factors):
+        raise ValueError("neuron gates, rank-one updates and factors are not implemented for the H-LSTM")
+    if factors and (gates or rank_one or wrap):
+        raise ValueError("factored matrices do not combine with gates, rank-one updates or TF-MOT pruning yet")
+    factors = spec["factors"] or {}
     if step:
         batch_size, seq_len = 1, 1
     wrap = wrap or (lambda layer: layer)
@@ -109,8 +118,12 @@ def build_language_model(arch, vocab_size, embed, hidden=None, layers=None, drop
     state_inputs, state_outputs = [], []
 
     r1 = spec["rank_one"]
-    embedding = (RankOneEmbedding if r1 else keras.layers.Embedding)(
-        spec["vocab_size"], spec["embed"], name="embedding")
+    if "embedding/embeddings" in factors:  # tied: the shared matrix as A B
+        embedding = LowRankEmbedding(spec["vocab_size"], spec["embed"], factors["embedding/embeddings"]["rank"],
+                                     name="embedding")
+    else:
+        embedding = (RankOneEmbedding if r1 else keras.layers.Embedding)(
+            spec["vocab_size"], spec["embed"], name="embedding")
     # Untied, the embedding is only a lookup table: nothing to gain by pruning it.
     x = (wrap(embedding) if spec["tie_embeddings"] else embedding)(token)
     embed_gate = NeuronGate(spec["embed"], name="gate_embedding", **gates) if gates else None
@@ -126,7 +139,8 @@ def build_language_model(arch, vocab_size, embed, hidden=None, layers=None, drop
             gate = embed_gate if tied_last else NeuronGate(units, name=f"gate_rnn_{i}", **gates)
         if arch == "qrnn":
             k = spec["window"] if i == 0 else 1
-            layer = QRNN(units, window=k, zoneout=spec["zoneout"], rank_one_update=r1, name=f"rnn_{i}")
+            layer = QRNN(units, window=k, zoneout=spec["zoneout"], rank_one_update=r1,
+                         factor=factors.get(f"rnn_{i}/kernel"), name=f"rnn_{i}")
             states = [keras.Input(shape=(units,), batch_size=batch_size, name=f"l{i}_c")]
             if k > 1:
                 states.append(keras.Input(shape=(k - 1, in_dim), batch_size=batch_size, name=f"l{i}_x_prev"))
@@ -138,8 +152,9 @@ def build_language_model(arch, vocab_size, embed, hidden=None, layers=None, drop
                 layer = HLSTM(units, spec["gate_hidden"], dropout=0.0 if step else drop, masked=masks,
                               name=f"rnn_{i}")
                 out = wrap(layer)([x] + states)
-            elif gates or r1:
-                out = LSTM(units, gate=gate, rank_one_update=r1, name=f"rnn_{i}")([x] + states)
+            elif gates or r1 or any(k.startswith(f"rnn_{i}/") for k in factors):
+                mine = {k.split("/")[1]: f for k, f in factors.items() if k.startswith(f"rnn_{i}/")}
+                out = LSTM(units, gate=gate, rank_one_update=r1, factors=mine, name=f"rnn_{i}")([x] + states)
             else:
                 layer = keras.layers.LSTM(units, return_sequences=True, return_state=True,
                                           unroll=step, name=f"rnn_{i}")
@@ -154,10 +169,14 @@ def build_language_model(arch, vocab_size, embed, hidden=None, layers=None, drop
     if spec["tie_embeddings"]:
         # The getter resolves the (possibly wrapped) embedding's own variable.
         update = (lambda: (embedding.u, embedding.v)) if r1 else None
-        logits = TiedOutput(lambda: embedding.embeddings, spec["vocab_size"], update,
-                            name="output")(x)
+        if isinstance(embedding, LowRankEmbedding):
+            logits = TiedOutput(None, spec["vocab_size"], project=embedding.project_out, name="output")(x)
+        else:
+            logits = TiedOutput(lambda: embedding.embeddings, spec["vocab_size"], update, name="output")(x)
     elif r1:
         logits = RankOneDense(spec["vocab_size"], name="output")(x)
+    elif "output/kernel" in factors:
+        logits = FactoredDense(spec["vocab_size"], factors["output/kernel"], name="output")(x)
     else:
         logits = wrap(keras.layers.Dense(spec["vocab_size"], name="output"))(x)
     if step:

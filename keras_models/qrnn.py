@@ -22,14 +22,14 @@ unit keeps its previous c with probability `zoneout` (f is set to 1); at
 test time, and so in the step model, f is its expectation f + p (1 - f), as
 in Krueger et al. and the QRNN reference code.
 """
-from keras_models import noise, rank_one
+from keras_models import factored, noise, rank_one
 from keras_models.backend import keras, tf, tfmot
 
 
 @keras.utils.register_keras_serializable("edgelm")
 class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     def __init__(self, units, window=1, zoneout=0.0, kernel_initializer="glorot_uniform",
-                 rank_one_update=False, **kwargs):
+                 rank_one_update=False, factor=None, **kwargs):
         super().__init__(**kwargs)
         if units < 1 or window < 1:
             raise ValueError("QRNN needs units >= 1 and window >= 1")
@@ -39,14 +39,16 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         self.window = int(window)
         self.zoneout = float(zoneout)
         self.rank_one_update = bool(rank_one_update)
+        self.factor = factor  # the kernel as factors (factored.py), or None
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
         x_shape = input_shape[0]
         self.input_dim = int(x_shape[-1])
-        self.kernel = self.add_weight(
-            "kernel", shape=(self.window * self.input_dim, 3 * self.units),
-            initializer=self.kernel_initializer)
+        self.kernel_m = factored.add_matrix(self, "kernel", self.window * self.input_dim, 3 * self.units,
+                                            self.factor, self.kernel_initializer)
+        if self.factor is None:
+            self.kernel = self.kernel_m.w
         self.bias = self.add_weight("bias", shape=(3 * self.units,), initializer="zeros")
         if self.rank_one_update:
             self.kernel_u, self.kernel_v = rank_one.add_update(
@@ -54,7 +56,10 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         super().build(input_shape)
 
     def get_prunable_weights(self):
-        return [self.kernel]
+        return self.kernel_m.weights
+
+    def matrix_costs(self):
+        return factored.matrix_costs(self, [("kernel", self.kernel_m)])
 
     def call(self, inputs, training=None):
         """inputs = [x (B, T, D), c0 (B, H), (x_prev (B, window-1, D))] -> [h, c_T, (x_prev_T)]."""
@@ -68,7 +73,7 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
             new_prev = x_ext[:, -(self.window - 1):]
         else:
             x_win = x
-        gates = tf.matmul(x_win, self.kernel) + self.bias  # (B, T, 3H)
+        gates = self.kernel_m.matmul(x_win) + self.bias  # (B, T, 3H)
         if self.rank_one_update:
             gates += rank_one.apply(x_win, self.kernel_u, self.kernel_v)
         z_pre, f_pre, o_pre = tf.split(gates, 3, axis=-1)
@@ -94,7 +99,7 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(units=self.units, window=self.window, zoneout=self.zoneout,
-                   rank_one_update=self.rank_one_update,
+                   rank_one_update=self.rank_one_update, factor=self.factor,
                    kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return cfg
 

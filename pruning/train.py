@@ -18,6 +18,7 @@ import os
 import sys
 
 from edge_runtime import quiet
+from pruning.factorize import KINDS as FACTORIZATIONS, SCOPES as FACTOR_SCOPES  # no TensorFlow at import
 
 DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_sparsity=0.0,
                 begin_step=None, end_step=None, prune_frequency=None, embed=256, hidden=512,
@@ -28,7 +29,8 @@ DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial
                 freeze_weights=False, target_units=0.5, rank_by="norm", finetune_epochs=0,
                 recover="none", recover_epochs=1, gate_hidden=256, seed_density=0.3,
                 grow_fraction=0.5, grow_batches=20, gp_cycles=2, optimizer=None, lr_decay=1.0,
-                decay_after=0, init_scale=None, recipe=None, prune_scope="all")
+                decay_after=0, init_scale=None, recipe=None, prune_scope="all", factorize="none",
+                factorize_scope="all", rank=None, rank_fraction=None, tt_rank=None, tt_cores=3, tt_shape=None)
 # Published recipes, as option values (options given on the command line win).
 RECIPES = {
     # Zaremba, Sutskever & Vinyals 2014, small PTB model: SGD at 1.0 on the loss summed over the
@@ -88,7 +90,8 @@ def parser():
     a("--dropout", type=float, default=d["dropout"], help="dropout after the embedding and each layer (default %(default)s)")
     a("--no-tie", dest="tie_embeddings", action="store_false", help="separate output matrix instead of the embedding's")
     a("--epochs", type=int, default=None,
-      help="training epochs (default 3; from --init-from: 1, and 0 for filter, which prunes at once)")
+      help="training epochs (default 3; from --init-from: 1, and 0 for filter and --factorize, which "
+           "prune or factor at once)")
     a("--batch-size", type=int, default=d["batch_size"], help="parallel text streams (default %(default)s)")
     a("--bptt", type=int, default=d["bptt"], help="steps of truncated back-propagation (default %(default)s)")
     a("--lr", type=float, default=None, help="learning rate (default: the architecture's, below)")
@@ -133,6 +136,20 @@ def parser():
     a("--grow-batches", type=int, default=d["grow_batches"],
       help="grow-prune: batches over which growth accumulates gradients (default %(default)s)")
     a("--gp-cycles", type=int, default=d["gp_cycles"], help="grow-prune: grow/prune cycles (default %(default)s)")
+    a("--factorize", default=d["factorize"], metavar=choices(FACTORIZATIONS),
+      help="store matrices as factors: lowrank (A B) or tt (tensor train); from scratch, or from "
+           "--init-from RUN by SVD / TT-SVD, then --finetune-epochs (default %(default)s)")
+    a("--factorize-scope", default=d["factorize_scope"], metavar=choices(FACTOR_SCOPES),
+      help="recurrent (LSTM kernels, QRNN kernel), output (the output or tied embedding matrix) or all "
+           "(default %(default)s)")
+    a("--rank", type=int, default=None, help="lowrank: the rank of every factored matrix")
+    a("--rank-fraction", type=float, default=None,
+      help="lowrank: rank = round(F x min(rows, cols)) per matrix, instead of --rank")
+    a("--tt-rank", type=int, default=None, help="tt: the inner TT ranks")
+    a("--tt-cores", type=int, default=d["tt_cores"],
+      help="tt: cores per matrix; each side is factored into this many near-equal sizes (default %(default)s)")
+    a("--tt-shape", default=None, metavar="M1,M2,..:N1,N2,..",
+      help="tt: the row and column factors of every factored matrix, instead of near-equal ones")
     a("--out", default=os.path.join("runs", "default"), help="run directory (default %(default)s)")
     a("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its saved options")
     a("--force", action="store_true", help="replace an existing run directory (only one that holds a run), "
@@ -215,12 +232,49 @@ def validate_structured(c):
         return f"unknown --rank-by {c['rank_by']!r}; choose from {', '.join(RANKINGS)}"
     if c["finetune_epochs"] < 0 or c["recover_epochs"] < 1:
         return "--finetune-epochs must not be negative and --recover-epochs must be at least 1"
-    if c["finetune_epochs"] and c["schedule"] not in ("l0", "filter"):
-        return "--finetune-epochs fine-tunes the model left after l0 or filter pruning; use --epochs otherwise"
+    refactor = c["factorize"] != "none" and c["init_from"]
+    if c["finetune_epochs"] and c["schedule"] not in ("l0", "filter") and not refactor:
+        return ("--finetune-epochs fine-tunes the model left after l0 or filter pruning, or factored from "
+                "--init-from; use --epochs otherwise")
     if c["recover"] not in RECOVERIES:
         return f"unknown --recover {c['recover']!r}; choose from {', '.join(RECOVERIES)}"
     if c["recover"] != "none" and arch not in RECOVERY_ARCHS:
         return f"--recover rank-one supports {', '.join(RECOVERY_ARCHS)}, not {arch}"
+    return validate_factorize(c, arch)
+
+
+def validate_factorize(c, arch):
+    """The checks that need no matrix sizes (those come when the model is planned)."""
+    if c["factorize"] not in FACTORIZATIONS:
+        return f"unknown --factorize {c['factorize']!r}; choose from {', '.join(FACTORIZATIONS)}"
+    if c["factorize_scope"] not in FACTOR_SCOPES:
+        return f"unknown --factorize-scope {c['factorize_scope']!r}; choose from {', '.join(FACTOR_SCOPES)}"
+    if c["factorize"] == "none":
+        return None
+    if arch not in ("qrnn", "lstm"):
+        return f"--factorize supports qrnn and lstm, not {arch} (its gate MLPs are not factored yet)"
+    if c["schedule"] != "none":
+        return (f"--factorize supports --schedule none, not {c['schedule']}; to factor a pruned model, "
+                "--init-from its run")
+    if c["recover"] != "none":
+        return "--recover rank-one does not combine with --factorize yet"
+    if c["factorize"] == "lowrank":
+        if (c["rank"] is None) == (c["rank_fraction"] is None):
+            return "--factorize lowrank takes one of --rank and --rank-fraction"
+        if c["rank"] is not None and c["rank"] < 1:
+            return f"--rank must be at least 1, got {c['rank']}"
+        if c["rank_fraction"] is not None and not 0 < c["rank_fraction"] < 1:
+            return f"--rank-fraction must be in (0, 1), got {c['rank_fraction']}"
+    else:
+        if c["tt_rank"] is None or c["tt_rank"] < 1:
+            return f"--factorize tt needs --tt-rank of at least 1, got {c['tt_rank']}"
+        if c["tt_cores"] < 2:
+            return f"--tt-cores must be at least 2, got {c['tt_cores']}"
+        if c["tt_shape"] is not None:
+            rows, _, cols = c["tt_shape"].partition(":")
+            sizes = [v for v in rows.split(",") + cols.split(",")]
+            if not cols or not all(v.isdigit() and int(v) > 0 for v in sizes) or rows.count(",") != cols.count(","):
+                return f"--tt-shape {c['tt_shape']!r}: write the row and column factors as M1,M2,..:N1,N2,.."
     return None
 
 
@@ -286,6 +340,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     quiet.configure(args.verbose)
     from pruning import data, rundir
+    from pruning.factorize import FactorizeError  # a rank the matrices do not allow, found when planned
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "force", "verbose")}
     started = []  # set once the run directory holds this run
     try:
@@ -299,8 +354,11 @@ def main(argv=None):
             print(f"resuming {args.out} with its saved options")
             started.append(True)
         else:
-            if config["epochs"] is None:
-                config["epochs"] = (0 if config["schedule"] == "filter" else 1) if config["init_from"] else DEFAULTS["epochs"]
+            if config["factorize"] != "none" and "schedule" not in given_options(parser(), argv):
+                config["schedule"] = "none"  # what factorization combines with; polynomial is for pruning
+            if config["epochs"] is None:  # from a trained run: prune or factor at once, or one epoch
+                at_once = config["schedule"] == "filter" or config["factorize"] != "none"
+                config["epochs"] = (0 if at_once else 1) if config["init_from"] else DEFAULTS["epochs"]
             problem = validate(config)
             if problem:
                 raise rundir.RunDirError(problem)
@@ -309,7 +367,7 @@ def main(argv=None):
             rundir.check_new(args.out, args.force)  # before the slow part; nothing is deleted yet
         from pruning.trainer import train  # TensorFlow loads only now
         report = train(config, corpus, force=args.force, on_start=lambda: started.append(True))
-    except (data.DataError, rundir.RunDirError) as e:
+    except (data.DataError, rundir.RunDirError, FactorizeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

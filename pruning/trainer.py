@@ -34,7 +34,7 @@ from keras_models.language_model import (build_language_model, load_model, make_
                                          save_model, set_named_weights, zero_states)
 from keras_models.neuron_gates import gate_layers, gate_values, l0_penalty
 from keras_models.surgery import shrink
-from pruning import data, grow_prune, rundir, schedules, unit_ranking
+from pruning import data, factorize, grow_prune, rundir, schedules, unit_ranking
 
 
 class Diverged(RuntimeError):
@@ -350,6 +350,16 @@ def _filter_events(model, config, settings, xs, log):
     return on_step
 
 
+def _factor_plan(config, spec):
+    """The factors --factorize asks for (pruning/factorize.py), or None."""
+    if config.get("factorize", "none") == "none":
+        return None
+    shape = config.get("tt_shape")
+    return factorize.plan(spec, config["factorize"], config["factorize_scope"], config.get("rank"),
+                          config.get("rank_fraction"), config.get("tt_rank"), config.get("tt_cores", 3),
+                          factorize.parse_tt_shape(shape) if shape else None)
+
+
 def train(config, corpus=None, log=print, force=False, on_start=None):
     """Run (or resume) training as `config` says; returns the report dict.
     `corpus` (from `data.load_corpus`) is read from config["data_dir"] if not given.
@@ -398,6 +408,9 @@ def train(config, corpus=None, log=print, force=False, on_start=None):
         base = make_spec(config["arch"], len(vocab), config["embed"], config["hidden"], config["layers"],
                          config["dropout"], config["tie_embeddings"], config["window"], config["zoneout"],
                          gate_hidden=config["gate_hidden"])
+    factor_plan = _factor_plan(config, base)  # checked here, before anything is written
+    if factor_plan and init is None:  # trained factored from the start
+        base = dict(base, factors=factor_plan)
     fill_training_defaults(config, base["arch"])
 
     keras.utils.set_random_seed(config["seed"])
@@ -458,7 +471,23 @@ def train(config, corpus=None, log=print, force=False, on_start=None):
         report["grow_prune"] = on_step.history
     plain_base = build_language_model(**base)
     before = _structure(plain_base)
-    if structured:
+    refactored = bool(factor_plan) and init is not None  # a trained model, factored now
+    if refactored and status == "completed":
+        plain = strip(model, plain_base)
+        ppl_dense = _eval(plain, *valid)
+        spec, weights, errors = factorize.from_trained(base, named_weights(plain), factor_plan)
+        plain = build_language_model(**spec)
+        set_named_weights(plain, weights)
+        ppl_factored = _eval(plain, *valid)
+        report["factorization"] = dict(
+            kind=config["factorize"], scope=config["factorize_scope"], matrices=factorize.describe(spec),
+            stored_fraction=factorize.total_reduction(spec), relative_error=errors,
+            valid_perplexity_dense=ppl_dense[0], valid_perplexity_factored=ppl_factored[0],
+            valid_r_at_3_factored=ppl_factored[1])
+        log(f"factored {len(errors)} matrices ({config['factorize']}): valid perplexity {ppl_dense[0]} -> "
+            f"{ppl_factored[0]} before fine-tuning; relative errors "
+            + ", ".join(f"{k} {v:.3f}" for k, v in errors.items()))
+    elif structured:
         gated_valid = _eval(model, *valid) if status == "completed" else None
         spec, weights = shrink(base, named_weights(model), gate_values(model), warn=log)
         plain = build_language_model(**spec)
@@ -474,8 +503,12 @@ def train(config, corpus=None, log=print, force=False, on_start=None):
             f"{after['macs_per_token']:,}")
     else:
         plain = strip(model, plain_base)
+        if factor_plan:
+            report["factorization"] = dict(kind=config["factorize"], scope=config["factorize_scope"],
+                                           matrices=factorize.describe(plain.spec),
+                                           stored_fraction=factorize.total_reduction(plain.spec))
 
-    if status == "completed" and structured and config["finetune_epochs"]:
+    if status == "completed" and (structured or refactored) and config["finetune_epochs"]:
         opts = [_optimizer(config)]
         opts[0].build(plain.trainable_variables)
         status, meta = _fit("finetune", plain, opts, make_train_step(plain, opts[0]), xs, ys,

@@ -1,0 +1,139 @@
+"""Factorization (`--factorize lowrank|tt`): which matrices, at what rank, and
+how a trained model becomes a factored one.
+
+How it changes the model: `plan()` gives the model spec's `factors`, one
+entry per chosen matrix (keras_models/factored.py says what they mean):
+- scope `recurrent`: the LSTM kernel and recurrent kernel, the QRNN kernel;
+- scope `output`: the output matrix, or with tied embeddings the shared
+  matrix E = A B (looked up as A[token] B, used as h B^T A^T; low rank only);
+- scope `all`: both.
+A rank is `--rank R`, or `--rank-fraction F` (r = round(F min(m, n))), and must
+store fewer numbers than the matrix: r < m n / (m + n). TT takes `--tt-rank`,
+`--tt-cores` (each side factored into that many near-equal sizes) or
+`--tt-shape 5,5,8:6,10,10` for every chosen matrix.
+
+What it does while training: nothing of its own. From scratch the factored
+model is built and trained as it is; from a trained run (`--init-from`) the
+train phase runs its `--epochs` (default 0) on the dense model first.
+
+How it finishes (from a trained run): `from_trained()` replaces each chosen
+matrix by its truncated SVD or TT-SVD, reporting the relative error per
+matrix; the trainer then fine-tunes the factored model (`--finetune-epochs`).
+"""
+KINDS = ("none", "lowrank", "tt")
+SCOPES = ("recurrent", "output", "all")
+ARCHS = ("qrnn", "lstm")
+# the weights of each layer, in variable order: its matrices first, then the rest
+MATRIX_ORDER = {"qrnn": ("kernel",), "lstm": ("kernel", "recurrent_kernel"), "output": ("kernel",),
+                "embedding": ("embeddings",)}
+
+
+class FactorizeError(ValueError):
+    """A factorization that cannot be made as asked; one-line message."""
+
+
+def matrices(spec, scope):
+    """[(key "LAYER/WEIGHT", rows, cols)] of the matrices `scope` covers."""
+    if scope not in SCOPES:
+        raise FactorizeError(f"unknown --factorize-scope {scope!r}; choose from {', '.join(SCOPES)}")
+    out, in_dim = [], spec["embed"]
+    if scope in ("recurrent", "all"):
+        for i, units in enumerate(spec["hidden_sizes"]):
+            if spec["arch"] == "qrnn":
+                out.append((f"rnn_{i}/kernel", (spec["window"] if i == 0 else 1) * in_dim, 3 * units))
+            else:
+                out += [(f"rnn_{i}/kernel", in_dim, 4 * units), (f"rnn_{i}/recurrent_kernel", units, 4 * units)]
+            in_dim = units
+    if scope in ("output", "all"):
+        if spec["tie_embeddings"]:
+            out.append(("embedding/embeddings", spec["vocab_size"], spec["embed"]))
+        else:
+            out.append(("output/kernel", spec["hidden_sizes"][-1], spec["vocab_size"]))
+    return out
+
+
+def plan(spec, kind, scope="all", rank=None, rank_fraction=None, tt_rank=None, tt_cores=3, tt_shape=None):
+    """The spec's `factors` for these options; FactorizeError says what is wrong."""
+    from keras_models.factored import lowrank_pays, tt_spec
+    if kind not in KINDS[1:]:
+        raise FactorizeError(f"unknown --factorize {kind!r}; choose from {', '.join(KINDS)}")
+    if spec["arch"] not in ARCHS:
+        raise FactorizeError(f"--factorize supports {', '.join(ARCHS)}, not {spec['arch']} (its gate MLPs are "
+                             "not factored yet)")
+    if spec.get("factors"):
+        raise FactorizeError("the model is factored already")
+    factors = {}
+    for key, rows, cols in matrices(spec, scope):
+        if kind == "lowrank":
+            if (rank is None) == (rank_fraction is None):
+                raise FactorizeError("give one of --rank and --rank-fraction")
+            r = rank if rank is not None else int(round(rank_fraction * min(rows, cols)))
+            if not lowrank_pays(rows, cols, r):
+                raise FactorizeError(f"rank {r} does not reduce {key} ({rows} x {cols}): it needs "
+                                     f"1 <= r < {rows * cols / (rows + cols):.1f}")
+            factors[key] = dict(kind="lowrank", rank=int(r))
+        else:
+            if key == "embedding/embeddings":
+                raise FactorizeError("--factorize tt does not factor a tied embedding yet (its lookup needs "
+                                     "rows of the TT matrix); use --factorize-scope recurrent, or lowrank")
+            if tt_rank is None or tt_rank < 1:
+                raise FactorizeError(f"--tt-rank must be at least 1, got {tt_rank}")
+            if tt_cores < 2:
+                raise FactorizeError(f"--tt-cores must be at least 2, got {tt_cores}")
+            try:
+                factors[key] = tt_spec(rows, cols, tt_rank, tt_cores, tt_shape)
+            except ValueError as e:
+                raise FactorizeError(f"{key}: {e}") from None
+    return factors
+
+
+def parse_tt_shape(text):
+    """'5,5,8:6,10,10' -> ([5, 5, 8], [6, 10, 10]); FactorizeError if malformed."""
+    try:
+        rows, cols = text.split(":")
+        m, n = [int(v) for v in rows.split(",")], [int(v) for v in cols.split(",")]
+    except ValueError:
+        raise FactorizeError(f"--tt-shape {text!r}: write the row and column factors as M1,M2,..:N1,N2,..") from None
+    if len(m) != len(n) or len(m) < 2 or min(m + n) < 1:
+        raise FactorizeError(f"--tt-shape {text!r}: as many row as column factors (at least 2), each >= 1")
+    return m, n
+
+
+def from_trained(spec, weights, factors):
+    """-> (factored spec, its weights by layer name, {key: relative Frobenius error})
+    from a plain model's `spec` and `weights` ({layer name: arrays})."""
+    from keras_models.factored import from_dense
+    new, errors = dict(weights), {}
+    for layer in sorted({key.split("/")[0] for key in factors}):
+        kind = "output" if layer == "output" else "embedding" if layer == "embedding" else spec["arch"]
+        order = MATRIX_ORDER[kind]
+        arrays = list(weights[layer])
+        out = []
+        for i, name in enumerate(order):
+            key = f"{layer}/{name}"
+            if key in factors:
+                parts, errors[key] = from_dense(arrays[i], factors[key])
+                out += parts
+            else:
+                out.append(arrays[i])
+        new[layer] = out + arrays[len(order):]
+    return dict(spec, factors=factors), new, {k: round(v, 6) for k, v in sorted(errors.items())}
+
+
+def describe(spec):
+    """The report's view of a factored spec: per matrix its factor and numbers stored."""
+    from keras_models.factored import factor_params
+    sizes = {key: (rows, cols) for key, rows, cols in matrices(spec, "all")}
+    out = {}
+    for key, f in (spec.get("factors") or {}).items():
+        rows, cols = sizes[key]
+        out[key] = dict(f, shape=[rows, cols], params=factor_params(rows, cols, f), dense_params=rows * cols)
+    return out
+
+
+def total_reduction(spec):
+    """Numbers stored by the chosen matrices, factored / dense."""
+    d = describe(spec)
+    return round(sum(v["params"] for v in d.values()) / max(1, sum(v["dense_params"] for v in d.values())), 4) \
+        if d else 1.0
+
