@@ -245,12 +245,12 @@ def main():
         write_results(a.json, rows)
 
 
-def write_results(path, rows):
-    """The rows and a description of the machine, as JSON."""
+def write_results(path, rows, **extra):
+    """The rows (and `extra` fields) and a description of the machine, as JSON."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     rundir.write_json(path, dict(date=time.strftime("%Y-%m-%d"), machine=platform.platform(),
                                  processor=platform.processor(), cpus=os.cpu_count(),
-                                 python=platform.python_version(), rows=rows))
+                                 python=platform.python_version(), **extra, rows=rows))
     print(f"wrote {path}")
 
 

@@ -64,3 +64,36 @@ def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", acti
                   else round(meter.joules_above_idle * 1e3 / steps, 6),
                   sha256=sha256_file(path))
     return result
+
+
+def interleaved(files, steps=1000, warmup=50, threads=1, block=50, delegate="auto"):
+    """Time several step models in one pass, round-robin: `block` steps of each in
+    turn (the order rotating every round) until each has `steps` timed steps, so
+    a busy neighbour or a clock change slows them all alike and the figures
+    compare. `files` {label: (path, states)} -> {label: {median, p90, p99 (ms),
+    steps, delegate, bytes, sha256}}."""
+    models = {label: load(path, states, threads, delegate) for label, (path, states) in files.items()}
+    labels = list(models)
+    streams = {}
+    for label, (model, _, _) in models.items():
+        tokens = np.random.default_rng(0).integers(0, model.vocab_size, size=warmup + steps)
+        for t in tokens[:warmup]:
+            model.step(int(t))
+        streams[label] = iter(tokens[warmup:])
+    times = {label: [] for label in labels}
+    rounds = -(-steps // block)
+    for r in range(rounds):
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            model = models[label][0]
+            for _ in range(min(block, steps - len(times[label]))):
+                t = int(next(streams[label]))
+                s = time.perf_counter()
+                model.step(t)
+                times[label].append(time.perf_counter() - s)
+    out = {}
+    for label, (path, _) in files.items():
+        ms = np.asarray(times[label]) * 1e3
+        out[label] = dict(median=round(float(np.median(ms)), 4), p90=round(float(np.percentile(ms, 90)), 4),
+                          p99=round(float(np.percentile(ms, 99)), 4), steps=len(ms), delegate=models[label][1],
+                          bytes=os.path.getsize(path), sha256=sha256_file(path))
+    return out
