@@ -20,6 +20,8 @@ How it finishes (from a trained run): `from_trained()` replaces each chosen
 matrix by its truncated SVD or TT-SVD, reporting the relative error per
 matrix; the trainer then fine-tunes the factored model (`--finetune-epochs`).
 """
+from pruning.methods import Method
+
 KINDS = ("none", "lowrank", "tt")
 SCOPES = ("recurrent", "output", "all")
 ARCHS = ("qrnn", "lstm")
@@ -137,3 +139,48 @@ def total_reduction(spec):
     return round(sum(v["params"] for v in d.values()) / max(1, sum(v["dense_params"] for v in d.values())), 4) \
         if d else 1.0
 
+
+
+def options_plan(config, spec):
+    """The factors the run's options ask for."""
+    shape = config.get("tt_shape")
+    return plan(spec, config["factorize"], config["factorize_scope"], config.get("rank"), config.get("rank_fraction"),
+                config.get("tt_rank"), config.get("tt_cores", 3), parse_tt_shape(shape) if shape else None)
+
+
+class Factorize(Method):
+    """The trainer's view (pruning/methods.py): from scratch the factored model
+    is built and trained; from a trained run the train phase runs its
+    --epochs on the dense model, then `finish` factors it (SVD / TT-SVD) and
+    --finetune-epochs fine-tunes the factored model."""
+
+    def __init__(self, config, init):
+        super().__init__(config, init)
+        self.finetunes = init is not None
+        self.factors = None
+
+    def spec(self, base):
+        self.factors = options_plan(self.config, base)  # checked before anything is written
+        return base if self.init is not None else dict(base, factors=self.factors)
+
+    def finish(self, model, plain, ctx, status):
+        from keras_models.language_model import build_language_model, named_weights, set_named_weights
+        from pruning.methods import rounded_eval
+        plain, _ = super().finish(model, plain, ctx, status)
+        c = self.config
+        report = dict(kind=c["factorize"], scope=c["factorize_scope"])
+        if self.init is None or status != "completed":
+            return plain, dict(factorization=dict(report, matrices=describe(plain.spec),
+                                                  stored_fraction=total_reduction(plain.spec)))
+        dense_ppl = rounded_eval(plain, ctx.valid)
+        spec, weights, errors = from_trained(plain.spec, named_weights(plain), self.factors)
+        factored = build_language_model(**spec)
+        set_named_weights(factored, weights)
+        factored_ppl = rounded_eval(factored, ctx.valid)
+        ctx.log(f"factored {len(errors)} matrices ({c['factorize']}): valid perplexity {dense_ppl[0]} -> "
+                f"{factored_ppl[0]} before fine-tuning; relative errors "
+                + ", ".join(f"{k} {v:.3f}" for k, v in errors.items()))
+        return factored, dict(factorization=dict(
+            report, matrices=describe(spec), stored_fraction=total_reduction(spec), relative_error=errors,
+            valid_perplexity_dense=dense_ppl[0], valid_perplexity_factored=factored_ppl[0],
+            valid_r_at_3_factored=factored_ppl[1]))

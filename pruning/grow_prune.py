@@ -18,11 +18,15 @@ update step, which would undo growth, and they are not meant to be written.
 The masks are the layer's own, and a `keras.callbacks.Callback` drives the
 phases so `model.fit` could use it as well as the custom loop.
 """
+import os
+
 import numpy as np
 
 from keras_models.backend import keras, tf
 from keras_models.hlstm import HLSTM
 from keras_models.language_model import zero_states
+from pruning import steps
+from pruning.methods import Method, Training
 
 
 def masked_layers(model):
@@ -142,3 +146,49 @@ class GrowPrune(keras.callbacks.Callback):
     def active(self):
         """{matrix: active connections} now."""
         return {w.name.split(":")[0]: int(m.numpy().sum()) for w, m in self.pairs()}
+
+
+class GrowPruneMethod(Method):
+    """`--schedule grow-prune` for the trainer: masked H-LSTM layers; while
+    training, the masks re-applied after each step and the grow / prune events
+    (each logged with the validation perplexity before it and the active
+    connections after it, in checkpoints/grow_prune.json, so a resume keeps
+    the events its checkpoint has seen and no others); finishing, the
+    weights (masks already applied) copied into the plain model."""
+
+    def settings(self, total_steps):
+        c = self.config
+        self.resolved = dict(schedule="grow-prune", target_sparsity=float(c["target_sparsity"]),
+                             seed_density=c["seed_density"], grow_fraction=c["grow_fraction"],
+                             grow_batches=c["grow_batches"], cycles=c["gp_cycles"], total_steps=total_steps)
+        return self.resolved
+
+    def build_options(self):
+        return dict(masks=True)
+
+    def training(self, model, ctx):
+        from pruning import checkpoints, rundir
+        from pruning.methods import rounded_eval
+        c = self.config
+        path = os.path.join(c["out"], rundir.CHECKPOINTS, "grow_prune.json")
+        gp = GrowPrune(model, self.resolved, list(zip(ctx.xs, ctx.ys)), c["lr"], c["seed"], ctx.log)
+        gp.seed()  # a resumed run's checkpoint replaces the seed masks
+        self.history = []
+        if c.get("resumed") and os.path.exists(path):
+            # events after the checkpoint happen again: keep only those it has seen
+            done = (checkpoints.meta(os.path.join(c["out"], rundir.CHECKPOINT)) or {}).get("step", 0)
+            self.history = [e for e in rundir.read_json(path) if e["step"] < done]
+
+        def on_step(step):
+            event = gp.events.get(step)
+            if event:
+                ppl = rounded_eval(model, ctx.valid)
+                gp.on_train_batch_begin(step)
+                self.history.append(dict(step=step, event=event, valid_perplexity_before=ppl[0], active=gp.active()))
+                rundir.write_json(path, self.history)
+        opts, step = steps.plain_training(model, c, after=[l.apply_masks for l in masked_layers(model)])
+        return Training(opts, step, on_step)
+
+    def finish(self, model, plain, ctx, status):
+        plain, report = super().finish(model, plain, ctx, status)
+        return plain, dict(report, grow_prune=self.history)

@@ -317,11 +317,11 @@ def interrupted_message(out, started):
     from pruning import rundir
     if not started:
         return "interrupted: nothing was written"
-    from pruning.trainer import checkpoint_meta
+    from pruning import checkpoints
     kept = []
     for phase, name in (("train", rundir.CHECKPOINT), ("finetune", "checkpoints/finetune.npz"),
                         ("recover", "checkpoints/recover.npz")):
-        meta = checkpoint_meta(os.path.join(out, name))
+        meta = checkpoints.meta(os.path.join(out, name))
         if meta:
             kept = [f"{phase} checkpoint at epoch {meta['epoch'] + (1 if meta['batch'] else 0)}, step {meta['step']}"]
     where = kept[0] if kept else "no checkpoint yet (the run starts again from the beginning)"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pruning import trainer
+from pruning import steps
 from pruning.train import main
 from tests.conftest import SIGNAL_AT_STEP, write_corpus
 
@@ -20,7 +20,7 @@ TINY = ["--embed", "8", "--hidden", "12", "--epochs", "1", "--batch-size", "4", 
 def interrupt_at(monkeypatch, phase, call):
     """Ctrl-C (KeyboardInterrupt) at the `call`-th step of the `phase`-th train
     step made in the process (0 train, then finetune, then recover)."""
-    real, made = trainer.make_train_step, [0]
+    real, made = steps.make_train_step, [0]
 
     def make(*a, **k):
         step, index, calls = real(*a, **k), made[0], [0]
@@ -32,7 +32,7 @@ def interrupt_at(monkeypatch, phase, call):
                 raise KeyboardInterrupt
             return step(*args)
         return counted
-    monkeypatch.setattr(trainer, "make_train_step", make)
+    monkeypatch.setattr(steps, "make_train_step", make)
 
 
 def report(out):

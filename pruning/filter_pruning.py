@@ -1,0 +1,66 @@
+"""Filter pruning (`--schedule filter`; Tang & Lin): whole hidden units out,
+ranked by `--rank-by` random, norm or activation (unit_ranking.py).
+
+Changes the model: fixed 0/1 masks on the neurons (keras_models/neuron_gates.py,
+kind "mask"). While training: from a trained run (`--init-from`) the masks
+are set at once before the first step; otherwise they close gradually, every
+`frequency` steps between begin and end, the removed share growing cubically
+(TF-MOT's curve) to 1 - `--target-units`. Finishes: the masked units are
+removed (methods.GatedUnits).
+"""
+from keras_models.language_model import named_weights
+from keras_models.neuron_gates import gate_layers, gate_values
+from pruning import schedules, steps, unit_ranking
+from pruning.methods import GatedUnits, Training
+
+
+def apply_filter(model, config, fraction, batches, log=print):
+    """Set the filter masks of a gated (mask) model: keep `fraction` of each
+    layer's units, ranked by config["rank_by"] among the units still alive."""
+    spec = model.spec
+    alive = gate_values(model)
+    how = config["rank_by"]
+    if how == "norm":
+        scores = unit_ranking.norm_scores(spec, named_weights(model))
+    elif how == "activation":
+        scores = unit_ranking.activation_scores(model, spec, batches)
+    else:
+        scores = unit_ranking.random_scores(spec, config["seed"])
+    masks = unit_ranking.keep_masks(spec, scores, fraction, alive, warn=log)
+    for g in gate_layers(model):
+        g.mask.assign(masks[g.name[len("gate_"):]])
+
+
+def filter_fraction(settings, step):
+    """Units kept at `step` of gradual filter pruning: the removed share grows
+    from 0 to 1 - target between begin and end, cubically (TF-MOT's curve)."""
+    p = min(1.0, max(0.0, (step - settings["begin_step"]) / (settings["end_step"] - settings["begin_step"])))
+    return 1.0 - (1.0 - settings["target_units"]) * (1.0 - (1.0 - p) ** 3)
+
+
+class FilterPruning(GatedUnits):
+    def settings(self, total_steps):
+        c = self.config
+        s = schedules.resolve("filter", total_steps, c["target_sparsity"], c["initial_sparsity"],
+                              c["begin_step"], c["end_step"], c["prune_frequency"])
+        s.update(target_units=c["target_units"], rank_by=c["rank_by"], one_shot=self.init is not None)
+        self.resolved = s
+        return s
+
+    def build_options(self):
+        return dict(gates=dict(kind="mask"))
+
+    def training(self, model, ctx):
+        s, c = self.resolved, self.config
+        probe = ctx.xs if s["one_shot"] else ctx.xs[:20]  # activation ranking's data
+
+        def on_step(step):
+            if s["one_shot"]:
+                if step == 0:
+                    apply_filter(model, c, s["target_units"], probe, ctx.log)
+            elif s["begin_step"] <= step <= s["end_step"] and (
+                    (step - s["begin_step"]) % s["frequency"] == 0 or step == s["end_step"]):
+                apply_filter(model, c, filter_fraction(s, step), probe, ctx.log)
+        if s["one_shot"] and c["epochs"] == 0:  # no step will call it
+            on_step(0)
+        return Training(*steps.plain_training(model, c), on_step)

@@ -1,0 +1,46 @@
+"""The compiled training step and the optimizers every method trains with."""
+from keras_models.backend import keras, tf
+
+
+def make_train_step(model, opt, variables=None, penalty=None, before=(), after=()):
+    """One compiled step: (inputs, targets, states) -> (mean cross-entropy, new states).
+
+    `opt` is an optimizer for `variables` (default: all trainable ones) or a
+    list of (optimizer, variables) pairs; `penalty()` is added to the loss
+    (the L0 term); the callables in `before` run first (gate noise), those in
+    `after` last (re-applying grow-and-prune masks).
+    """
+    groups = opt if isinstance(opt, list) else [(opt, variables or model.trainable_variables)]
+    all_vars = [v for _, vs in groups for v in vs]
+
+    @tf.function
+    def train_step(x, y, states):
+        for fn in before:
+            fn()
+        with tf.GradientTape() as tape:
+            outputs = model([x] + states, training=True)
+            ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                y, outputs[0], from_logits=True))
+            loss = ce + penalty() if penalty is not None else ce
+        grads = tape.gradient(loss, all_vars)
+        k = 0
+        for o, vs in groups:
+            o.apply_gradients(zip(grads[k:k + len(vs)], vs))
+            k += len(vs)
+        for fn in after:
+            fn()
+        return ce, outputs[1:]
+    return train_step
+
+
+def optimizer(config, lr=None, kind=None):
+    """Adam, or plain SGD (`--optimizer sgd`, Zaremba et al.), with global-norm clipping."""
+    cls = keras.optimizers.SGD if (kind or config.get("optimizer", "adam")) == "sgd" else keras.optimizers.Adam
+    return cls(lr or config["lr"], global_clipnorm=config["clip_norm"] or None)
+
+
+def plain_training(model, config, after=()):
+    """([optimizer], step) training every weight with the run's optimizer."""
+    opt = optimizer(config)
+    opt.build(model.trainable_variables)
+    return [opt], make_train_step(model, opt, after=after)
