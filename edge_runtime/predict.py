@@ -159,9 +159,9 @@ def cmd_eval(args):
     share = counts["oov"] / max(1, counts["words"])
     if share > OOV_WARNING:
         other = "raw" if fmt == "ptb" else "ptb"
-        print(f"warning: {share:.0%} of the words are outside the vocabulary, so the perplexity looks better "
-              f"than the model is; is this text like the training text (or is it {other} format: "
-              f"--format {other})?", file=sys.stderr)
+        hint = f"; if the file is {other} text, give --format {other}" if args.format == "auto" else ""
+        print(f"warning: {share:.0%} of the words are outside the {len(vocab):,}-word vocabulary and read as "
+              f"<unk>, which makes the perplexity look better than the model is{hint}", file=sys.stderr)
     if note:
         print(note, file=sys.stderr)
     return 0
