@@ -1,5 +1,5 @@
 """Pruning schedules chosen by `--schedule`: TF-MOT magnitude pruning, and
-the structured ones (`l0`, `filter`; trained by `trainer.py`, see there).
+the structured ones (`l0`, `filter`: l0.py, filter_pruning.py; grow-prune: grow_prune.py).
 
 - none: dense training.
 - constant: `ConstantSparsity(target)` from `begin_step`, masks recomputed
