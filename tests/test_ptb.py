@@ -175,3 +175,28 @@ def test_unknown_recipe_and_missing_split_are_one_line_errors(tiny_corpus, tmp_p
     err = capsys.readouterr().err.strip()
     assert "valid" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "y").exists()
+
+
+def test_factorization_benchmark_plan_and_verdicts(tmp_path):
+    from benchmarks import factorization as fb
+    base, data_dir, rows = fb.plan("ptb", str(tmp_path))
+    families = [family for _, family, _, _ in rows]
+    assert families == ["dense"] + ["magnitude"] * 2 + ["low-rank"] * 9 + ["tt"] * 4
+    assert all(opts[:2] == ["--init-from", base] for _, _, _, opts in rows)
+    lowrank = [opts for _, family, _, opts in rows if family == "low-rank"]
+    assert all("--finetune-epochs" in opts and "1" == opts[opts.index("--finetune-epochs") + 1] for opts in lowrank)
+    assert [f for _, f, _, _ in fb.plan("embedded", str(tmp_path))[2]] == ["dense"] + ["low-rank"] * 9
+
+    def r(method, family, ppl, ms, macs):
+        return dict(method=method, family=family, test_perplexity=ppl, macs=macs,
+                    dynamic=dict(latency_ms=ms * 1.5), int8=dict(latency_ms=ms))
+    rows = [r("dense", "dense", 100.0, 0.10, 1000), r("dense + epoch", "dense", 98.0, 0.10, 1000),
+            r("lr a", "low-rank", 102.0, 0.08, 500), r("lr b", "low-rank", 103.5, 0.06, 300),
+            r("lr c", "low-rank", 120.0, 0.04, 100)]
+    lines = fb.verdicts(rows)
+    # within 5% of 98.0 (102.9): lr a only; 0.10 / 0.08 = 1.25x < 1.5x
+    assert "target (1.5x the dense int8 step within 5% of 98.00): missed: lr a" in lines[2] and "(1.25x)" in lines[2]
+    assert lines[3].startswith("fastest factorized: lr c, int8 0.0400 ms (2.50x)")
+    assert "dense + epoch (98.00" in lines[1] and "lr b" in lines[1] and "lr c" in lines[1]
+    rows[3]["test_perplexity"] = 102.5
+    assert ": met: lr b" in fb.verdicts(rows)[2]
