@@ -96,8 +96,8 @@ def parse_tt_shape(text):
         m, n = [int(v) for v in rows.split(",")], [int(v) for v in cols.split(",")]
     except ValueError:
         raise FactorizeError(f"--tt-shape {text!r}: write the row and column factors as M1,M2,..:N1,N2,..") from None
-    if len(m) != len(n) or len(m) < 2 or min(m + n) < 1:
-        raise FactorizeError(f"--tt-shape {text!r}: as many row as column factors (at least 2), each >= 1")
+    if len(m) != len(n) or len(m) < 2 or min(m + n) < 2:
+        raise FactorizeError(f"--tt-shape {text!r}: as many row as column factors (at least 2), each >= 2")
     return m, n
 
 

@@ -19,6 +19,7 @@ import sys
 
 from edge_runtime import quiet
 from pruning.factorize import KINDS as FACTORIZATIONS, SCOPES as FACTOR_SCOPES  # no TensorFlow at import
+from pruning.factorize import FactorizeError, parse_tt_shape
 
 DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_sparsity=0.0,
                 begin_step=None, end_step=None, prune_frequency=None, embed=256, hidden=512,
@@ -125,7 +126,8 @@ def parser():
       help="filter: fraction of each layer's hidden units kept, in (0, 1] (default %(default)s)")
     a("--rank-by", default=d["rank_by"], metavar=choices(RANKINGS), help="filter: how units are ranked (default %(default)s)")
     a("--finetune-epochs", type=int, default=d["finetune_epochs"],
-      help="l0/filter: epochs of training after the units are removed (default %(default)s)")
+      help="l0/filter: epochs of training after the units are removed; --factorize from --init-from: "
+           "after the matrices are factored (default %(default)s)")
     a("--recover", default=d["recover"], metavar=choices(RECOVERIES),
       help="rank-one: train a u v^T update per matrix, weights frozen (default %(default)s)")
     a("--recover-epochs", type=int, default=d["recover_epochs"], help="epochs of rank-one recovery (default %(default)s)")
@@ -271,10 +273,10 @@ def validate_factorize(c, arch):
         if c["tt_cores"] < 2:
             return f"--tt-cores must be at least 2, got {c['tt_cores']}"
         if c["tt_shape"] is not None:
-            rows, _, cols = c["tt_shape"].partition(":")
-            sizes = [v for v in rows.split(",") + cols.split(",")]
-            if not cols or not all(v.isdigit() and int(v) > 0 for v in sizes) or rows.count(",") != cols.count(","):
-                return f"--tt-shape {c['tt_shape']!r}: write the row and column factors as M1,M2,..:N1,N2,.."
+            try:
+                parse_tt_shape(c["tt_shape"])
+            except FactorizeError as e:
+                return str(e)
     return None
 
 
@@ -340,7 +342,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     quiet.configure(args.verbose)
     from pruning import data, rundir
-    from pruning.factorize import FactorizeError  # a rank the matrices do not allow, found when planned
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "force", "verbose")}
     started = []  # set once the run directory holds this run
     try:
