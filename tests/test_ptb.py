@@ -197,9 +197,11 @@ def test_factorization_benchmark_plan_and_verdicts(tmp_path):
     lines = fb.verdicts(rows)
     assert lines[0].startswith("dense int8 files of the same shapes: 0.1100, 0.1000 ms (10% apart")
     # within 5% of 98.0 (102.9): lr a only; 0.10 / 0.08 = 1.25x < 1.5x
-    assert "target (1.5x the dense int8 step within 5% of 98.00): missed: lr a" in lines[3] and "(1.25x)" in lines[3]
-    assert lines[4].startswith("dynamic step ~ ") and lines[5].startswith("int8 step ~ 0.0")
-    assert lines[6].startswith("fastest factorized: lr c, int8 0.0400 ms (2.50x)")
+    assert "target (1.5x the dense int8 step within 5% of 98.00): missed: lr a, test 102.00 (+4.1%)" in lines[3]
+    assert "(1.25x)" in lines[3]
+    assert lines[4] == "the best 1.5x-fast factorized model: lr b, test 103.50 (+5.6%), 1.67x"
+    assert lines[5].startswith("dynamic step ~ ") and lines[6].startswith("int8 step ~ 0.0")
+    assert lines[7].startswith("fastest factorized: lr c, int8 0.0400 ms (2.50x)")
     assert "dense + epoch (98.00" in lines[2] and "lr b" in lines[2] and "lr c" in lines[2]
     rows[3]["test_perplexity"] = 102.5
     assert ": met: lr b" in fb.verdicts(rows)[3]
