@@ -1,4 +1,4 @@
-"""The single-rank update of Tang & Lin (PAPERS.md section 1).
+"""The single-rank update of Tang & Lin ("Adaptive Pruning of Neural Language Models for Mobile Devices", 2018).
 
 A pruned matrix W (used as x @ W, shape [n_in, n_out]) becomes W + v u^T,
 computed as x @ W + (x . v) u: n_in + n_out numbers and as many MACs per

@@ -1,4 +1,4 @@
-"""The run directory (DESIGN.md): its paths, and atomic writes into it."""
+"""The run directory (README.md, "The run directory"): its paths, and atomic writes into it."""
 import json
 import os
 import shutil
