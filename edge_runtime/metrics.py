@@ -19,18 +19,20 @@ def top_words(logp, k, excluded):
     return [int(i) for i in order[: k + len(excluded)] if int(i) not in excluded][:k]
 
 
-def suggestion_hits(logp, targets, excluded, k=K):
-    """Per row of `logp` [T, V] (or [V]): is `targets[t]` among `top_words(logp[t], k, excluded)`?
+def is_hit(logp, target, excluded, k=K):
+    """Is `target` among `top_words(logp, k, excluded)`? The same ranking without
+    sorting: a word comes before the target if it is more probable, or as
+    probable with a lower id; a hit has fewer than k shown words before it.
+    Two passes over V, so it costs a few microseconds a token on the device."""
+    own = logp[target]
+    if target in excluded or not np.isfinite(own):
+        return False
+    before = int(np.count_nonzero(logp > own)) + int(np.count_nonzero(logp[:target] == own))
+    before -= sum(1 for e in excluded if logp[e] > own or (logp[e] == own and e < target))
+    return before < k
 
-    The same ranking without sorting: a word comes before the target if it is
-    more probable, or as probable with a lower id; a hit has fewer than k
-    shown words before it."""
-    logp = np.atleast_2d(np.asarray(logp))
-    targets = np.asarray(targets, dtype=np.int64).reshape(-1)
-    own = logp[np.arange(len(targets)), targets][:, None]
-    ids = np.arange(logp.shape[1])
-    before = (logp > own) | ((logp == own) & (ids < targets[:, None]))
-    excluded = list(excluded)
-    if excluded:
-        before[:, excluded] = False
-    return (before.sum(axis=1) < k) & ~np.isin(targets, excluded) & np.isfinite(own[:, 0])
+
+def suggestion_hits(logp, targets, excluded, k=K):
+    """`is_hit` for each row of `logp` [T, V] (or [V]) and its target."""
+    excluded = tuple(int(e) for e in excluded)
+    return np.array([is_hit(row, int(t), excluded, k) for row, t in zip(np.atleast_2d(logp), targets)], dtype=bool)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from edge_runtime import quiet
-from edge_runtime.metrics import suggestion_hits
+from edge_runtime.metrics import is_hit
 
 try:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -82,7 +82,7 @@ def evaluate_ids(model, ids, excluded, progress=None):
     """Perplexity and R@3 over an id stream, any iterable (first id = context).
 
     Same definitions as training: exp(total NLL / predicted tokens); R@3 as
-    `metrics.suggestion_hits` says, `excluded` being the ids never suggested
+    `metrics.is_hit` says, `excluded` being the ids never suggested
     (`Vocab.never_suggested`).
     """
     model.reset()
@@ -93,7 +93,7 @@ def evaluate_ids(model, ids, excluded, progress=None):
         logp = model.step(int(prev))
         target = int(target)
         nll -= float(logp[target])
-        hits += int(suggestion_hits(logp, [target], excluded)[0])
+        hits += is_hit(logp, target, excluded)
         n += 1
         prev = target
         if progress is not None:
