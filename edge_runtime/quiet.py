@@ -26,8 +26,6 @@ def configure(verbose):
     """Called by each CLI before anything native loads."""
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
-    else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def verbose():

@@ -320,13 +320,12 @@ def interrupted_message(out, started):
     if not started:
         return "interrupted: nothing was written"
     from pruning import checkpoints
-    kept = []
+    where = "no checkpoint yet (the run starts again from the beginning)"
     for phase, name in (("train", rundir.CHECKPOINT), ("finetune", "checkpoints/finetune.npz"),
-                        ("recover", "checkpoints/recover.npz")):
+                        ("recover", "checkpoints/recover.npz")):  # the latest phase's checkpoint is the one
         meta = checkpoints.meta(os.path.join(out, name))
         if meta:
-            kept = [f"{phase} checkpoint at epoch {meta['epoch'] + (1 if meta['batch'] else 0)}, step {meta['step']}"]
-    where = kept[0] if kept else "no checkpoint yet (the run starts again from the beginning)"
+            where = f"{phase} checkpoint at epoch {meta['epoch'] + (1 if meta['batch'] else 0)}, step {meta['step']}"
     return (f"interrupted: {out} keeps its {where}; continue with "
             f"python -m pruning.train --resume --out {out}")
 
