@@ -1,15 +1,26 @@
-"""The step model as a SavedModel with one signature, `step`, for the converter.
+"""The step model as a SavedModel with two signatures, `step` and `suggest`.
 
-Signature inputs: `token` int32 [1] and each state tensor (float32, batch 1,
-named as the model's state inputs: `l0_c`, `l0_x_prev`, `l0_h`, ...).
-Outputs: `log_probs` float32 [1, V] and, for each state `S`, `S_out`: the new
-state to feed back. Named outputs let signature runners on Android, iOS and
-Python find everything without knowing the architecture.
+Both take `token` int32 [1] and each state tensor (float32, batch 1, named as
+the model's state inputs: `l0_c`, `l0_x_prev`, `l0_h`, ...), and return, for
+each state `S`, `S_out`: the new state to feed back.
+- `step` returns `log_probs` float32 [1, V].
+- `suggest` returns `ids` int32 [1, k + 2] and `log_probs` float32 [1, k + 2]:
+  the k + 2 most probable ids, best first, ties to the lower id, so a keyboard
+  does not copy V floats out of the model to show three words. The caller
+  drops `<unk>` and `<eos>` and keeps the first k, which are then exactly the
+  words edge_runtime/metrics.py's `top_words` shows. (Masking them in the
+  graph instead cost a gather over V, slower than the whole top-k.)
+A token id outside [0, V) is read as `<unk>` inside the graph: a client's bad
+id gives `<unk>`'s prediction instead of failing in GATHER. Named outputs let
+signature runners on Android, iOS and Python find everything without knowing
+the architecture.
 """
 from keras_models.backend import tf
 
 SIGNATURE = "step"
+SUGGEST = "suggest"
 OUTPUT_SUFFIX = "_out"
+TOP_K = 3
 
 
 def state_layout(step_model):
@@ -18,24 +29,59 @@ def state_layout(step_model):
                  dtype="float32") for t in step_model.inputs[1:]]
 
 
-def step_function(step_model):
-    """A tf.function with named inputs and outputs around the Keras step model."""
+def check_top_k(k, vocab_size, excluded):
+    """ValueError unless 1 <= k <= the number of words a keyboard may show."""
+    most = vocab_size - len(set(excluded))
+    if not 1 <= k <= most:
+        raise ValueError(f"--top-k must be between 1 and {most} (the vocabulary's {vocab_size} ids "
+                         f"less <unk> and <eos>); got {k}")
+
+
+def _specs(step_model):
     names = [t.name for t in step_model.inputs[1:]]
     specs = [tf.TensorSpec([1], tf.int32, name="token")]
     specs += [tf.TensorSpec(t.shape, tf.float32, name=n) for t, n in zip(step_model.inputs[1:], names)]
+    return names, specs
+
+
+def _run(step_model, names, unk_id, token, states):
+    """(log_probs [1, V], {S_out: state}) with out-of-range ids read as <unk>."""
+    vocab_size = step_model.outputs[0].shape[-1]
+    safe = tf.where((token >= 0) & (token < vocab_size), token, tf.fill(tf.shape(token), unk_id))
+    out = step_model([tf.reshape(safe, (1, 1))] + list(states), training=False)
+    return out[0], {n + OUTPUT_SUFFIX: s for n, s in zip(names, out[1:])}
+
+
+def step_function(step_model, unk_id):
+    """A tf.function with named inputs and outputs around the Keras step model."""
+    names, specs = _specs(step_model)
 
     @tf.function(input_signature=specs)
     def step(token, *states):
-        out = step_model([tf.reshape(token, (1, 1))] + list(states), training=False)
-        result = {"log_probs": out[0]}
-        result.update({n + OUTPUT_SUFFIX: s for n, s in zip(names, out[1:])})
-        return result
+        log_probs, new_states = _run(step_model, names, unk_id, token, states)
+        return dict(log_probs=log_probs, **new_states)
 
     return step
 
 
-def save_step_model(step_model, directory):
+def suggest_function(step_model, unk_id, excluded, k=TOP_K):
+    """`step`, but returning the top k + len(excluded) ids and log-probabilities."""
+    names, specs = _specs(step_model)
+    check_top_k(k, step_model.outputs[0].shape[-1], excluded)
+    width = k + len(set(excluded))
+
+    @tf.function(input_signature=specs)
+    def suggest(token, *states):
+        log_probs, new_states = _run(step_model, names, unk_id, token, states)
+        values, ids = tf.math.top_k(log_probs, k=width)  # ties: the lower index first
+        return dict(ids=ids, log_probs=values, **new_states)
+
+    return suggest
+
+
+def save_step_model(step_model, directory, unk_id, excluded, k=TOP_K):
     module = tf.Module()
     module.model = step_model
-    module.step = step_function(step_model)
-    tf.saved_model.save(module, directory, signatures={SIGNATURE: module.step})
+    module.step = step_function(step_model, unk_id)
+    module.suggest = suggest_function(step_model, unk_id, excluded, k)
+    tf.saved_model.save(module, directory, signatures={SIGNATURE: module.step, SUGGEST: module.suggest})

@@ -161,7 +161,7 @@ def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, 
 
 
 def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_tokens=None,
-                force=False, log=print):
+                force=False, log=print, top_k=None):
     """Convert a run directory; returns the manifest dict."""
     from convert.variants import PRECISIONS
     check_run_dir(run_dir)
@@ -172,7 +172,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
     if os.path.exists(final) and not force:
         raise ConvertError(f"{final} already exists; use --force to replace it")
 
-    from convert.export import save_step_model, state_layout, step_function
+    from convert.export import TOP_K, check_top_k, save_step_model, state_layout, step_function
     from convert.variants import calibration_feeds
     from edge_runtime.files import atomic_write_text, make_temp_dir, replace_dir
     from edge_runtime.manifest import FILE, FORMAT_VERSION, sha256_file
@@ -191,6 +191,11 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
     if model.spec["vocab_size"] != len(vocab):
         raise ConvertError(f"{run_dir}: the model has {model.spec['vocab_size']} outputs "
                            f"but vocab.txt has {len(vocab)} tokens")
+    top_k = TOP_K if top_k is None else top_k
+    try:
+        check_top_k(top_k, len(vocab), vocab.never_suggested)
+    except ValueError as e:
+        raise ConvertError(str(e)) from None
     ids = valid[: eval_tokens + 1] if eval_tokens else valid
     keras_eval = evaluate(model, ids, vocab.never_suggested)
     log(f"Keras model: perplexity {keras_eval['perplexity']:.3f} on {keras_eval['tokens']} "
@@ -201,8 +206,9 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
     work = make_temp_dir(final)
     saved = os.path.join(work, ".saved_model")
     try:
-        save_step_model(step, saved)
-        feeds = calibration_feeds(step_function(step), states, windows) if "int8" in precisions else None
+        save_step_model(step, saved, vocab.unk_id, vocab.never_suggested, top_k)
+        feeds = (calibration_feeds(step_function(step, vocab.unk_id), states, windows)
+                 if "int8" in precisions else None)
         shutil.copyfile(os.path.join(run_dir, "vocab.txt"), os.path.join(work, "vocab.txt"))
         variants = {}
         for precision in precisions:
@@ -224,6 +230,8 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
             vocab=dict(file="vocab.txt", sha256=sha256_file(os.path.join(work, "vocab.txt")),
                        size=len(vocab)),
             signature="step", token_input="token", output="log_probs", states=states,
+            suggest=dict(signature="suggest", k=top_k, ids="ids", log_probs="log_probs",
+                         never_suggested=list(vocab.never_suggested)),
             eval=dict(split="valid", tokens=keras_eval["tokens"],
                       keras_perplexity=round(keras_eval["perplexity"], 4),
                       keras_r_at_3=round(keras_eval["r_at_3"], 4)),
@@ -261,6 +269,8 @@ def parser():
                         "the same), on (required), off (default %(default)s)")
     p.add_argument("--int8-io", default="float", metavar="{float,int8}",
                    help="int8 variant: float or int8 state/log-prob inputs and outputs (default %(default)s)")
+    p.add_argument("--top-k", type=int, default=3,
+                   help="words the suggest signature returns, fixed in the file (default %(default)s)")
     p.add_argument("--eval-tokens", type=int, default=None,
                    help="measure perplexity on the first N validation tokens (default: all of them)")
     p.add_argument("--force", action="store_true", help="replace an existing tflite/ folder")
@@ -282,7 +292,7 @@ def main(argv=None):
         if args.eval_tokens is not None and args.eval_tokens < 1:
             raise ConvertError("--eval-tokens must be at least 1")
         manifest = convert_run(args.run_dir, precisions, args.sparse_encoding, args.int8_io,
-                               args.eval_tokens, args.force)
+                               args.eval_tokens, args.force, top_k=args.top_k)
     except (ConvertError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

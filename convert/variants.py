@@ -45,7 +45,9 @@ def calibration_feeds(step_fn, state_layout, windows):
 
 def make_converter(saved_model_dir, precision, sparse=False, feeds=None, int8_io="float"):
     from keras_models.backend import tf
-    conv = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["step"])
+    from convert.export import SIGNATURE, SUGGEST
+    signatures = [SIGNATURE, SUGGEST]
+    conv = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=signatures)
     opts = []
     if precision != "float32":
         opts.append(tf.lite.Optimize.DEFAULT)
@@ -55,7 +57,8 @@ def make_converter(saved_model_dir, precision, sparse=False, feeds=None, int8_io
     if precision == "float16":
         conv.target_spec.supported_types = [tf.float16]
     elif precision == "int8":
-        conv.representative_dataset = lambda: iter(feeds)
+        # each signature is calibrated on the same feeds: (signature, inputs) pairs
+        conv.representative_dataset = lambda: ((sig, feed) for feed in feeds for sig in signatures)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io == "int8":
             conv.inference_input_type = tf.int8

@@ -6,7 +6,9 @@ fixed pseudo-random token sequence: median, p90, p99. The delegate is
 XNNPACK or none; `auto` tries XNNPACK and falls back to none when it fails to
 prepare (a sparse quantized FULLY_CONNECTED does), and says so. Energy:
 total and above idle per token (`energy.py`). The result names the file's
-sha256, so a figure is never taken for another file's.
+sha256, so a figure is never taken for another file's. Beside the step,
+`overhead` times the bare invoke of the same graph in one interleaved pass
+with the step: what edge_runtime adds to LiteRT's own work.
 """
 import os
 import time
@@ -19,10 +21,11 @@ from edge_runtime.manifest import sha256_file
 from edge_runtime.runner import StepModel
 
 
-def load(path, states, threads=None, delegate="auto"):
+def load(path, states, threads=None, delegate="auto", api="interpreter"):
     """(StepModel, delegate used, note)."""
-    if delegate != "auto":
-        return StepModel(path, states, num_threads=threads, delegate=delegate), delegate, None
+    if delegate != "auto" or api == "compiled":  # the compiled API has the CPU accelerator only
+        delegate = "xnnpack" if delegate == "auto" else delegate
+        return StepModel(path, states, num_threads=threads, delegate=delegate, api=api), delegate, None
     try:  # StepModel runs one step on load: XNNPACK fails to prepare there, if it does
         return StepModel(path, states, num_threads=threads, delegate="xnnpack"), "xnnpack", None
     except Exception as e:  # XNNPACK failed to prepare
@@ -30,11 +33,20 @@ def load(path, states, threads=None, delegate="auto"):
         return StepModel(path, states, num_threads=threads, delegate="none"), "none", note
 
 
+def overhead(model, tokens, block=50):
+    """The step and the bare invoke of its graph, timed in one `round_robin` pass:
+    {step_ms, invoke_ms, step_over_invoke}."""
+    times = round_robin({"step": lambda i: model.step(int(tokens[i])), "invoke": lambda i: model.invoke()},
+                        len(tokens), block)
+    step, invoke = summary(times["step"]), summary(times["invoke"])
+    return dict(step_ms=step, invoke_ms=invoke, step_over_invoke=round(step["median"] / invoke["median"], 3))
+
+
 def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", active_watts=None,
-        sysfs_root="/", idle_seconds=IDLE_SECONDS):
+        sysfs_root="/", idle_seconds=IDLE_SECONDS, api="interpreter"):
     rss0 = device.current_rss_bytes()
     t0 = time.perf_counter()
-    model, used, note = load(path, states, threads, delegate)
+    model, used, note = load(path, states, threads, delegate, api)
     load_s = time.perf_counter() - t0
     tokens = np.random.default_rng(0).integers(0, model.vocab_size, size=warmup + steps)
     for t in tokens[:warmup]:
@@ -48,8 +60,9 @@ def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", acti
             model.step(int(t))
             times[i] = time.perf_counter() - s
         total = time.perf_counter() - start
+    runtime = overhead(model, tokens[warmup:])
     ms = times * 1e3
-    result = dict(file=os.path.basename(path), bytes=os.path.getsize(path), delegate=used,
+    result = dict(file=os.path.basename(path), bytes=os.path.getsize(path), delegate=used, api=api,
                   delegate_note=note, threads=threads, steps=steps, warmup=warmup,
                   latency_ms=dict(median=round(float(np.median(ms)), 4),
                                   p90=round(float(np.percentile(ms, 90)), 4),
@@ -62,38 +75,46 @@ def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", acti
                   idle_watts=None if meter.idle_watts is None else round(meter.idle_watts, 4),
                   energy_above_idle_mj_per_token=None if meter.joules_above_idle is None
                   else round(meter.joules_above_idle * 1e3 / steps, 6),
-                  sha256=sha256_file(path))
+                  overhead=runtime, sha256=sha256_file(path))
     return result
 
 
-def interleaved(files, steps=1000, warmup=50, threads=1, block=50, delegate="auto"):
-    """Time several step models in one pass, round-robin: `block` steps of each in
-    turn (the order rotating every round) until each has `steps` timed steps, so
-    a busy neighbour or a clock change slows them all alike and the figures
-    compare. `files` {label: (path, states)} -> {label: {median, p90, p99 (ms),
-    steps, delegate, bytes, sha256}}."""
-    models = {label: load(path, states, threads, delegate) for label, (path, states) in files.items()}
-    labels = list(models)
-    streams = {}
+def round_robin(calls, steps, block=50):
+    """Time callables in one pass: `block` calls of each in turn (the order rotating
+    every round) until each has `steps`, so a busy neighbour or a clock change
+    slows them all alike and the figures compare. `calls` {label: f(i)}, i the
+    call's number -> {label: seconds of each call}."""
+    labels = list(calls)
+    times = {label: [] for label in labels}
+    for r in range(-(-steps // block)):
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            f, done = calls[label], times[label]
+            for _ in range(min(block, steps - len(done))):
+                i = len(done)
+                s = time.perf_counter()
+                f(i)
+                done.append(time.perf_counter() - s)
+    return times
+
+
+def summary(seconds):
+    ms = np.asarray(seconds) * 1e3
+    return dict(median=round(float(np.median(ms)), 4), p90=round(float(np.percentile(ms, 90)), 4),
+                p99=round(float(np.percentile(ms, 99)), 4), steps=len(ms))
+
+
+def interleaved(files, steps=1000, warmup=50, threads=1, block=50, delegate="auto", api="interpreter"):
+    """Time several step models in one pass (`round_robin`), each fed its own
+    pseudo-random tokens after `warmup` steps. `files` {label: (path, states)} ->
+    {label: {median, p90, p99 (ms), steps, delegate, bytes, sha256}}."""
+    models = {label: load(path, states, threads, delegate, api) for label, (path, states) in files.items()}
+    calls = {}
     for label, (model, _, _) in models.items():
         tokens = np.random.default_rng(0).integers(0, model.vocab_size, size=warmup + steps)
         for t in tokens[:warmup]:
             model.step(int(t))
-        streams[label] = iter(tokens[warmup:])
-    times = {label: [] for label in labels}
-    rounds = -(-steps // block)
-    for r in range(rounds):
-        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
-            model = models[label][0]
-            for _ in range(min(block, steps - len(times[label]))):
-                t = int(next(streams[label]))
-                s = time.perf_counter()
-                model.step(t)
-                times[label].append(time.perf_counter() - s)
-    out = {}
-    for label, (path, _) in files.items():
-        ms = np.asarray(times[label]) * 1e3
-        out[label] = dict(median=round(float(np.median(ms)), 4), p90=round(float(np.percentile(ms, 90)), 4),
-                          p99=round(float(np.percentile(ms, 99)), 4), steps=len(ms), delegate=models[label][1],
-                          bytes=os.path.getsize(path), sha256=sha256_file(path))
-    return out
+        calls[label] = (lambda m, ts: lambda i: m.step(int(ts[i])))(model, tokens[warmup:])
+    times = round_robin(calls, steps, block)
+    return {label: dict(summary(times[label]), delegate=models[label][1], bytes=os.path.getsize(path),
+                        sha256=sha256_file(path))
+            for label, (path, _) in files.items()}

@@ -23,7 +23,7 @@ from edge_runtime import device, energy, quiet  # noqa: E402
 from edge_runtime import manifest as mf  # noqa: E402
 from edge_runtime.files import atomic_write_text  # noqa: E402
 from edge_runtime.metrics import top_words  # noqa: E402
-from edge_runtime.runner import StepModel, evaluate_ids  # noqa: E402
+from edge_runtime.runner import APIS, StepModel, evaluate_ids  # noqa: E402
 from edge_runtime.text import tokenize  # noqa: E402
 from edge_runtime.textfile import FORMATS, OOV_WARNING, TextError, detect_format, iter_ids  # noqa: E402
 from edge_runtime.vocab import Vocab  # noqa: E402
@@ -67,21 +67,45 @@ def suggestions(logp, vocab, k):
     return [(vocab.tokens[i], math.exp(float(logp[i]))) for i in top_words(logp, k, vocab.never_suggested)]
 
 
+def check_top_k(k, vocab):
+    most = len(vocab) - len(set(vocab.never_suggested))
+    if not 1 <= k <= most:
+        raise UsageError(f"--top-k must be between 1 and {most} (the vocabulary's {len(vocab)} ids "
+                         f"less <unk> and <eos>); got {k}")
+
+
+class Keyboard:
+    """What `suggest` runs: the model's `suggest` signature when the file has one
+    with at least k words (no V floats leave the model), else `step` and
+    `top_words`; both show the same words."""
+
+    def __init__(self, model, vocab, k):
+        self.model, self.vocab, self.k = model, vocab, k
+        self.in_graph = model.top_k is not None and model.top_k >= k
+        self.feed(vocab.eos_id)
+
+    def feed(self, token_id):
+        if self.in_graph:
+            ids, logp = self.model.suggest(token_id, self.vocab.never_suggested)
+            self.shown = [(self.vocab.tokens[i], math.exp(float(p))) for i, p in zip(ids[: self.k], logp)]
+        else:
+            self.shown = suggestions(self.model.step(token_id), self.vocab, self.k)
+
+
 def cmd_suggest(args):
     manifest, variant, path, vocab = load(args)
-    model = StepModel(path, manifest["states"], num_threads=args.threads)
-    logp = model.step(vocab.eos_id)
+    check_top_k(args.top_k, vocab)
+    keyboard = Keyboard(StepModel(path, manifest["states"], num_threads=args.threads, api=args.api), vocab, args.top_k)
 
     def feed(text):
-        nonlocal logp
         tokens = tokenize(text)
         oov = [t for t in tokens if t not in vocab.index]
         for i in vocab.encode(tokens):
-            logp = model.step(i)
+            keyboard.feed(i)
         return tokens, oov
 
     def show(tokens, oov):
-        result = suggestions(logp, vocab, args.top_k)
+        result = keyboard.shown
         if args.json:
             print(json.dumps(dict(variant=variant, tokens=tokens, unknown_words=oov,
                                   suggestions=[dict(word=w, probability=round(p, 6)) for w, p in result])))
@@ -133,7 +157,7 @@ def cmd_eval(args):
     manifest, variant, path, vocab = load(args)
     fmt = detect_format(args.file, args.errors) if args.format == "auto" else args.format
     delegate = "none" if args.delegate == "none" else "auto"
-    model, used, note = benchmark.load(path, manifest["states"], args.threads, delegate)
+    model, used, note = benchmark.load(path, manifest["states"], args.threads, delegate, args.api)
     counts = {}
     progress = Progress()
     t0 = time.perf_counter()
@@ -171,20 +195,36 @@ def bench_dir(manifest):
     return os.path.join(os.path.dirname(manifest["_dir"]), "bench")
 
 
-def bench_file(manifest, variant, threads, delegate):
+def bench_file(manifest, variant, args):
+    """Where `bench --json` keeps a variant's figures: named by the file's sha256 and
+    this device, so a re-converted file or another folder's file is measured anew."""
+    sha = manifest["variants"][variant]["sha256"]
     host = device.describe()["hostname"] or "device"
-    return os.path.join(bench_dir(manifest), f"{variant}-{host}-t{threads or 'default'}-{delegate}.json")
+    return os.path.join(bench_dir(manifest), f"{variant}-{sha[:16]}-{host}-t{args.threads or 'default'}-"
+                                             f"{args.delegate}-{args.api}.json")
+
+
+def cached_bench(manifest, variant, args):
+    """The saved figures of this very file measured on this device, or None."""
+    try:
+        with open(bench_file(manifest, variant, args), encoding="utf-8") as f:
+            r = json.load(f)
+    except (OSError, ValueError):
+        return None
+    same = isinstance(r, dict) and r.get("sha256") == manifest["variants"][variant]["sha256"] \
+        and r.get("device") == device.describe() and "latency_ms" in r
+    return r if same else None
 
 
 def run_bench(manifest, variant, args, save=True):
     path = mf.variant_path(manifest, variant)
     r = benchmark.run(path, manifest["states"], args.steps, args.warmup, args.threads,
-                      args.delegate, args.active_watts, idle_seconds=args.idle_seconds)
+                      args.delegate, args.active_watts, idle_seconds=args.idle_seconds, api=args.api)
     r.update(variant=variant, device=device.describe(),
              perplexity=manifest["variants"][variant].get("perplexity"),
              measured=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if save:
-        atomic_write_text(bench_file(manifest, variant, args.threads, args.delegate),
+        atomic_write_text(bench_file(manifest, variant, args),
                           json.dumps(r, indent=2) + "\n")
     return r
 
@@ -238,11 +278,8 @@ def cmd_pick(args):
                 continue
             measured = None
             if args.max_latency_ms is not None or args.max_energy_mj is not None:
-                f = bench_file(manifest, name, args.threads, args.delegate)
-                if os.path.exists(f):
-                    with open(f) as fh:
-                        measured = json.load(fh)
-                else:
+                measured = cached_bench(manifest, name, args)
+                if measured is None:
                     print(f"measuring {label} on this device ...", file=sys.stderr)
                     measured = run_bench(manifest, name, args)
             if args.max_latency_ms is not None and measured["latency_ms"]["median"] > args.max_latency_ms:
@@ -259,11 +296,19 @@ def cmd_pick(args):
                     continue
             candidates.append((v["perplexity"], label, v, measured))
     if not candidates:
+        if args.json:
+            print(json.dumps(dict(picked=None, rejected=reasons), indent=2))
         print("no variant meets the budget:", file=sys.stderr)
         for r in reasons:
             print(f"  {r}", file=sys.stderr)
         return 1
     ppl, label, v, measured = min(candidates, key=lambda c: c[0])
+    if args.json:
+        print(json.dumps(dict(picked=label, file=v["file"], sha256=v["sha256"], perplexity=ppl, bytes=v["bytes"],
+                              latency_ms=measured and measured["latency_ms"],
+                              energy_mj_per_token=measured and measured.get("energy_mj_per_token"),
+                              within_budget=len(candidates), rejected=reasons), indent=2))
+        return 0
     why = [f"perplexity {ppl:.3f} (best of {len(candidates)} within budget)", f"{v['bytes']:,} bytes"]
     if measured:
         why.append(f"median latency {measured['latency_ms']['median']:.3f} ms")
@@ -287,6 +332,8 @@ def parser():
             sp.add_argument("--variant", default=None, metavar="{" + ",".join(VARIANTS) + "}",
                             help="which file (bench: or all; default: the first of dynamic, int8, float16, float32 that converted)")
         sp.add_argument("--threads", type=int, default=None, help="interpreter threads (default: LiteRT's)")
+        sp.add_argument("--api", choices=APIS, default="interpreter",
+                        help="LiteRT's Interpreter or its CompiledModel API (default %(default)s)")
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.add_argument("--verbose", action="store_true", help="show LiteRT's INFO lines")
 

@@ -3,15 +3,23 @@
 The model's `step` signature takes `token` (int32 [1]) and the state
 tensors, and returns `log_probs` and the new states; which output feeds
 which input comes from the manifest's `states` list (or, without one, the
-`S` -> `S_out` naming convention). Quantized inputs and outputs (the int8
-variant with int8 I/O) are quantized and dequantized here, so callers see
-float32 log-probabilities and states either way.
+`S` -> `S_out` naming convention). Files converted since 2026-12-02 also
+have a `suggest` signature returning the top-k `ids` and their `log_probs`
+(see convert/export.py). Quantized inputs and outputs (the int8 variant with
+int8 I/O) are dequantized for the caller, who sees float32 either way; the
+state is kept in the model's own dtype, and fed back as it came out when the
+output's quantization is the input's, so nothing is requantized per step.
+
+Two LiteRT APIs run the file: `interpreter` (the default; the fastest from
+Python, see below) and `compiled` (CompiledModel with TensorBuffers, the
+API LiteRT develops now). Both give the same numbers.
 """
 import math
 
 import numpy as np
 
 from edge_runtime import quiet
+from edge_runtime.manifest import ManifestError
 from edge_runtime.metrics import is_hit
 
 try:
@@ -20,62 +28,224 @@ except ImportError as e:  # pragma: no cover - only on a device without the runt
     raise ImportError("edge_runtime needs ai-edge-litert: pip install ai-edge-litert") from e
 
 SIGNATURE = "step"
+SUGGEST = "suggest"
 DELEGATES = ("xnnpack", "none")
+APIS = ("interpreter", "compiled")
+SUGGEST_SLACK = 2  # the suggest signature returns k + 2 ids: <unk> and <eos> may be among them
 
 
 def _quantize(x, detail):
     scale, zero = detail["quantization"]
     if detail["dtype"] == np.float32 or scale == 0:
-        return x.astype(detail["dtype"])
+        return np.asarray(x, detail["dtype"])
     info = np.iinfo(detail["dtype"])
     return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
 
 
 def _dequantize(x, detail):
+    """float32 copy of an output (never a view into the model's memory)."""
     scale, zero = detail["quantization"]
     if x.dtype == np.float32 or scale == 0:
-        return x.astype(np.float32)
+        return np.array(x, np.float32)
     return (x.astype(np.float32) - zero) * scale
+
+
+class _InterpreterEngine:
+    """Interpreter, reading and writing the signature's tensors in place.
+
+    The signature runner resizes and reallocates every input on every call,
+    which cost more than the invoke itself on small models (22 us a step
+    against an 9 us invoke). Tensors are allocated once here and read and
+    written through numpy views, which stay valid because nothing reallocates
+    them after."""
+
+    def __init__(self, interpreter, signatures):
+        self.wrapper = interpreter._interpreter  # the views and per-subgraph invoke live here
+        self.subgraph, self.views = {}, {}
+        for sig in signatures:
+            runner = interpreter.get_signature_runner(sig)
+            details = {**runner.get_input_details(), **runner.get_output_details()}
+            runner(**{n: np.zeros(d["shape"], d["dtype"]) for n, d in runner.get_input_details().items()})
+            index = runner._subgraph_index
+            self.subgraph[sig] = index
+            self.views[sig] = {n: self.wrapper.tensor(self.wrapper, d["index"], index) for n, d in details.items()}
+
+    def state_home(self, sig, names):
+        """The signature's own input tensors hold the state: nothing is copied in."""
+        return {n: self.views[sig][n] for n in names}
+
+    def set_token(self, sig, token_id):
+        self.views[sig]["token"][0] = token_id
+
+    def set_input(self, sig, name, value):
+        np.copyto(self.views[sig][name], value)
+
+    def invoke(self, sig):
+        self.wrapper.Invoke(self.subgraph[sig])
+
+    def output(self, sig, name):
+        return self.views[sig][name]  # a view: read it before the next invoke
+
+
+class _CompiledEngine:
+    """CompiledModel, with TensorBuffers made by the model for its signatures."""
+
+    def __init__(self, path, signatures, details, num_threads):
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.options import CpuOptions, Options
+        options = Options(cpu_options=CpuOptions(num_threads=num_threads or 0))
+        self.model = CompiledModel.from_file(path, options=options)
+        listed = self.model.get_signature_list()
+        self.inputs = {s: {n: self.model.create_input_buffer_by_name(s, n) for n in listed[s]["inputs"]}
+                       for s in signatures}
+        self.outputs = {s: {n: self.model.create_output_buffer_by_name(s, n) for n in listed[s]["outputs"]}
+                        for s in signatures}
+        self.details = details
+
+    def state_home(self, sig, names):
+        return None  # TensorBuffers are written from numpy every step
+
+    def set_token(self, sig, token_id):
+        self.inputs[sig]["token"].write(np.array([token_id], np.int32))
+
+    def set_input(self, sig, name, value):
+        self.inputs[sig][name].write(value)
+
+    def invoke(self, sig):
+        self.model.run_by_name(sig, self.inputs[sig], self.outputs[sig])
+
+    def output(self, sig, name):
+        d = self.details[sig][name]
+        return self.outputs[sig][name].read(int(np.prod(d["shape"])), d["dtype"]).reshape(d["shape"])
 
 
 class StepModel:
     """One .tflite step model and its recurrent state."""
 
-    def __init__(self, path, states=None, num_threads=None, delegate="xnnpack"):
+    def __init__(self, path, states=None, num_threads=None, delegate="xnnpack", api="interpreter"):
         if delegate not in DELEGATES:
             raise ValueError(f"unknown delegate {delegate!r}; choose from {', '.join(DELEGATES)}")
+        if api not in APIS:
+            raise ValueError(f"unknown LiteRT API {api!r}; choose from {', '.join(APIS)}")
+        if api == "compiled" and delegate != "xnnpack":
+            raise ValueError("the compiled API runs on LiteRT's CPU accelerator (XNNPACK): use --delegate xnnpack")
         resolver = (OpResolverType.BUILTIN if delegate == "xnnpack"
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        self.delegate = delegate
-        self.interpreter = Interpreter(model_path=path, num_threads=num_threads,
-                                       experimental_op_resolver_type=resolver)
-        self.runner = self.interpreter.get_signature_runner(SIGNATURE)
-        self.inputs = self.runner.get_input_details()
-        self.outputs = self.runner.get_output_details()
+        self.delegate, self.api = delegate, api
+        interpreter = Interpreter(model_path=path, num_threads=num_threads,
+                                  experimental_op_resolver_type=resolver)
+        signatures = interpreter.get_signature_list()
+        if SIGNATURE not in signatures:
+            raise ManifestError(f"{path} has no {SIGNATURE!r} signature (it has {', '.join(signatures) or 'none'})")
+        self.signatures = [s for s in (SIGNATURE, SUGGEST) if s in signatures]
+        self.details = {}
+        for sig in self.signatures:
+            runner = interpreter.get_signature_runner(sig)
+            self.details[sig] = {**runner.get_input_details(), **runner.get_output_details()}
+        self.inputs = {n: self.details[SIGNATURE][n] for n in signatures[SIGNATURE]["inputs"]}
+        self.outputs = {n: self.details[SIGNATURE][n] for n in signatures[SIGNATURE]["outputs"]}
         if states is None:
             states = [dict(input=n, output=n + "_out") for n in sorted(self.inputs) if n != "token"]
         self.state_pairs = [(s["input"], s["output"]) for s in states]
+        _check_signatures(path, signatures, self.state_pairs)
+        self._carry = {sig: [(i, o, (d[o]["dtype"], d[o]["quantization"]) == (d[i]["dtype"], d[i]["quantization"]))
+                             for i, o in self.state_pairs] for sig, d in self.details.items()}
         self.vocab_size = int(self.outputs["log_probs"]["shape"][-1])
-        self.reset()
+        self.top_k = None  # the words suggest shows: its width less the ids it may drop
+        if SUGGEST in self.signatures:
+            self.top_k = int(self.details[SUGGEST]["ids"]["shape"][-1]) - SUGGEST_SLACK
         # The delegate is applied at the first invoke, which prints LiteRT's "INFO: Created
         # TensorFlow Lite XNNPACK delegate" line and fails here if XNNPACK cannot prepare.
         with quiet.filtered_stderr():
+            if api == "compiled":
+                self.engine = _CompiledEngine(path, self.signatures, self.details, num_threads)
+                del interpreter
+            else:
+                self.engine = _InterpreterEngine(interpreter, self.signatures)
+            names = [i for i, _ in self.state_pairs]
+            self._homes = {sig: self.engine.state_home(sig, names) for sig in self.signatures}
+            self._at = SIGNATURE
+            self.reset()
             self.step(0)
         self.reset()
 
+    @property
+    def state(self):
+        """The recurrent state, in the model's dtypes; with the Interpreter API these
+        are the step signature's input tensors themselves (read, don't keep)."""
+        return self._state
+
+    @state.setter
+    def state(self, values):
+        for name, value in values.items():
+            np.copyto(self._state[name], value)
+
     def reset(self):
         """Zero state: the start of a text."""
-        self.state = {i: np.zeros(self.inputs[i]["shape"], np.float32) for i, _ in self.state_pairs}
+        zero = {i: _quantize(np.zeros(self.inputs[i]["shape"], np.float32), self.inputs[i])
+                for i, _ in self.state_pairs}
+        home = self._homes[self._at]
+        if home is None:
+            self._state = zero
+        else:
+            self._state = home
+            self.state = zero
+
+    def _run(self, sig, token_id):
+        details, engine = self.details[sig], self.engine
+        engine.set_token(sig, token_id)
+        home = self._homes[sig]
+        if home is None:  # the compiled API: the state is written in every step
+            for name, value in self._state.items():
+                engine.set_input(sig, name, value)
+        elif sig != self._at:  # the state moves into this signature's inputs, once
+            for name, value in self._state.items():
+                np.copyto(home[name], value)
+            self._state, self._at = home, sig
+        engine.invoke(sig)
+        for i, o, same in self._carry[sig]:
+            out = engine.output(sig, o)
+            if same:
+                np.copyto(self._state[i], out)
+            else:  # int8 I/O whose output scale differs from the input's
+                np.copyto(self._state[i], _quantize(_dequantize(out, details[o]), details[i]))
+        return details
 
     def step(self, token_id):
         """Feed one token id; returns float32 log-probabilities [V] of the next."""
-        feed = {"token": np.array([token_id], dtype=np.int32)}
-        for name, value in self.state.items():
-            feed[name] = _quantize(value, self.inputs[name])
-        out = self.runner(**feed)
-        for i, o in self.state_pairs:
-            self.state[i] = _dequantize(out[o], self.outputs[o])
-        return _dequantize(out["log_probs"], self.outputs["log_probs"]).reshape(-1)
+        details = self._run(SIGNATURE, token_id)
+        return _dequantize(self.engine.output(SIGNATURE, "log_probs"), details["log_probs"]).reshape(-1)
+
+    def suggest(self, token_id, excluded):
+        """Feed one token id through the `suggest` signature: (ids [k], log-probabilities
+        [k]) of the words a keyboard shows, best first, `excluded` (`<unk>`, `<eos>`)
+        dropped; the words `metrics.top_words` picks. Files without it: use `step`."""
+        if self.top_k is None:
+            raise ManifestError("this model has no suggest signature (convert it again to add one)")
+        details = self._run(SUGGEST, token_id)
+        ids = self.engine.output(SUGGEST, "ids").reshape(-1)
+        logp = _dequantize(self.engine.output(SUGGEST, "log_probs"), details["log_probs"]).reshape(-1)
+        keep = [j for j, i in enumerate(ids.tolist()) if i not in excluded][: self.top_k]
+        return ids[keep].astype(np.int64), logp[keep]
+
+    def invoke(self, sig=SIGNATURE):
+        """The bare invoke of a signature on the inputs as they are: what the runtime's
+        own work costs, for `bench` to set beside `step`."""
+        self.engine.invoke(sig)
+
+
+def _check_signatures(path, signatures, state_pairs):
+    """ManifestError unless the file's signatures have the manifest's tensors."""
+    want_in = {"token", *(i for i, _ in state_pairs)}
+    want_out = {"log_probs", *(o for _, o in state_pairs)}
+    for sig, extra in ((SIGNATURE, set()), (SUGGEST, {"ids"})):
+        if sig not in signatures:
+            continue
+        have_in, have_out = set(signatures[sig]["inputs"]), set(signatures[sig]["outputs"])
+        if have_in != want_in or have_out != want_out | extra:
+            raise ManifestError(f"{path}: the {sig!r} signature has inputs {sorted(have_in)} and outputs "
+                                f"{sorted(have_out)}; the manifest's states need {sorted(want_in)} and "
+                                f"{sorted(want_out | extra)}")
 
 
 def evaluate_ids(model, ids, excluded, progress=None):

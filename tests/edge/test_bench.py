@@ -29,7 +29,7 @@ def test_interleaved_takes_the_files_in_turn_block_by_block(monkeypatch, tmp_pat
     for name in ("a", "b", "c"):
         paths[name] = tmp_path / f"{name}.tflite"
         paths[name].write_bytes(name.encode() * 10)
-    monkeypatch.setattr(bench, "load", lambda path, states, threads, delegate: (
+    monkeypatch.setattr(bench, "load", lambda path, states, threads, delegate, api: (
         Recorder(str(path)[-8], log), "xnnpack", None))
     out = bench.interleaved({n: (str(p), []) for n, p in paths.items()}, steps=7, warmup=2, block=3)
     timed = log[6:]  # after 2 warm-up steps each
@@ -38,3 +38,20 @@ def test_interleaved_takes_the_files_in_turn_block_by_block(monkeypatch, tmp_pat
     assert out["a"]["bytes"] == 10 and len(out["a"]["sha256"]) == 64
     assert all(r["median"] <= r["p90"] <= r["p99"] for r in out.values())
     assert np.isfinite([r["median"] for r in out.values()]).all()
+
+
+def test_overhead_times_step_and_bare_invoke_block_by_block():
+    calls = []
+
+    class Model:
+        def step(self, t):
+            calls.append(("step", t))
+
+        def invoke(self):
+            calls.append(("invoke", None))
+
+    r = bench.overhead(Model(), list(range(7)), block=3)
+    kinds = [k for k, _ in calls]
+    assert kinds == ["step"] * 3 + ["invoke"] * 3 + ["invoke"] * 3 + ["step"] * 3 + ["step", "invoke"]
+    assert [t for k, t in calls if k == "step"] == list(range(7))
+    assert set(r) == {"step_ms", "invoke_ms", "step_over_invoke"}

@@ -203,3 +203,34 @@ def test_litert_start_up_lines_are_hidden_unless_verbose(tflite_dir):
     assert quiet.returncode == 0 and quiet.stdout.strip() and quiet.stderr == ""
     loud = subprocess.run(cmd + ["--verbose"], capture_output=True, text=True, timeout=120)
     assert loud.returncode == 0 and loud.stdout == quiet.stdout
+
+
+def test_pick_uses_only_figures_of_this_file_measured_on_this_device(tflite_dir, tmp_path, capsys):
+    import shutil
+    from edge_runtime import device
+    from edge_runtime.predict import bench_file, parser
+    copy = tmp_path / "tflite"
+    shutil.copytree(tflite_dir, copy)
+    manifest = mf.load(str(copy))
+    names = [n for n, v in manifest["variants"].items() if v["status"] == "ok"]
+    budget = ["--max-latency-ms", "1e-6", "--steps", "20", "--warmup", "2", "--json"]
+    args = parser().parse_args(["pick", "--model", str(copy), *budget])
+    stale = dict(latency_ms=dict(median=1e-9, p90=1e-9, p99=1e-9), energy_mj_per_token=None)
+    other_device = dict(device.describe(), hostname="another-phone")
+    for fake in (dict(stale, sha256="0" * 64, device=device.describe()),  # another file's figure
+                 dict(stale, device=other_device)):  # this file, another device
+        for n in names:
+            f = bench_file(manifest, n, args)
+            os.makedirs(os.path.dirname(f), exist_ok=True)
+            with open(f, "w") as fh:
+                json.dump(dict(fake, sha256=fake.get("sha256", manifest["variants"][n]["sha256"])), fh)
+        code, out, err = run(capsys, "pick", "--model", copy, *budget)
+        assert code == 1 and err.count("measuring") == len(names)  # measured here, over budget
+        assert json.loads(out)["picked"] is None
+    code, _, _ = run(capsys, "bench", "--model", copy, "--variant", "all", "--steps", "20", "--warmup", "2",
+                     "--idle-seconds", "0", "--json")
+    assert code == 0
+    code, out, err = run(capsys, "pick", "--model", copy, "--max-latency-ms", "1e6", "--json")
+    picked = json.loads(out)
+    assert code == 0 and "measuring" not in err  # this file's own figures, saved by bench
+    assert picked["sha256"] == manifest["variants"][picked["picked"].rsplit(":", 1)[1]]["sha256"]
