@@ -1,0 +1,390 @@
+"""edgelm's step against the runtimes a user could pick instead, in one process.
+
+    python benchmarks/peers.py export RUN [--out runs/peers/NAME]      # the train venv (TensorFlow)
+    python benchmarks/peers.py run runs/peers/NAME [...] [--steps 3000] # the peers venv: pip install -e '.[edge,peers]'
+
+`export` writes the run's trained weights (`weights.npz`, plain arrays) and
+two floors as LiteRT int8 files, built the way edgelm builds its own:
+- `matvec.tflite`: one int8 FULLY_CONNECTED holding as many weights as the
+  step's matrices (in = the output layer's input size): the time to stream
+  the step's weights once, the floor for any step that reads them all;
+- `gemm.tflite`: a 64 x 1024 x 1024 int8 matrix product, for the peak int8
+  MAC rate of this CPU under LiteRT.
+`run` builds the same step from the same weights in PyTorch eager (float32,
+and `quantize_dynamic` int8 of its Linear/LSTM modules) and in ONNX Runtime
+(a graph with the state as inputs and outputs, float32, and
+`quantize_dynamic` int8), checks that each gives the float32 .tflite's
+log-probabilities, then times every system and the floors in one
+`bench.round_robin` pass, 1 thread each, and writes
+benchmarks/results/peers.json. The QRNN, which PyTorch has no layer for, is
+written in plain PyTorch / ONNX ops, as in keras_models/qrnn.py.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+GEMM = (64, 1024, 1024)  # rows, in, out
+
+
+# ---- export (TensorFlow) ------------------------------------------------------------------
+
+def export(run_dir, out):
+    from keras_models.backend import keras, tf
+    from keras_models.language_model import load_model, named_weights
+    from edge_runtime.files import atomic_write_text
+    model = load_model(os.path.join(run_dir, "model"))
+    spec = dict(model.spec)
+    if spec["arch"] not in ("lstm", "qrnn") or spec.get("factors") or spec.get("rank_one"):
+        raise SystemExit("error: peers compares dense LSTM and QRNN models only")
+    named = named_weights(model)
+    arrays = {"embedding": named["embedding"][0]}
+    for i in range(len(spec["hidden_sizes"])):
+        for j, a in enumerate(named[f"rnn_{i}"]):
+            arrays[f"rnn_{i}_{j}"] = a
+    out_w = named["output"]
+    arrays["output_bias"] = out_w[-1]
+    arrays["output_kernel"] = out_w[0] if len(out_w) == 2 else arrays["embedding"].T
+    os.makedirs(out, exist_ok=True)
+    np.savez(os.path.join(out, "weights.npz"), **arrays)
+    matrices = sum(a.size for k, a in arrays.items() if k.startswith("rnn_") and a.ndim == 2)
+    matrices += arrays["output_kernel"].size
+    d_in = arrays["output_kernel"].shape[0]
+    floors = dict(matvec=(1, d_in, -(-matrices // d_in)), gemm=GEMM)
+    for name, (rows, d, n) in floors.items():
+        keras.utils.set_random_seed(0)
+        x = keras.Input((d,), batch_size=rows)
+        m = keras.Model(x, keras.layers.Dense(n)(x))
+        conv = tf.lite.TFLiteConverter.from_keras_model(m)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([np.random.default_rng(i).normal(size=(rows, d)).astype(np.float32)]
+                                               for i in range(20))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+        with open(os.path.join(out, f"{name}.tflite"), "wb") as f:
+            f.write(conv.convert())
+    meta = dict(run=os.path.abspath(run_dir), spec={k: (list(v) if k == "hidden_sizes" else v) for k, v in spec.items()},
+                matrix_weights=int(matrices), floors={k: list(v) for k, v in floors.items()})
+    atomic_write_text(os.path.join(out, "peers.json"), json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {out}: {matrices:,} matrix weights; floors {floors}")
+
+
+# ---- the step in PyTorch -------------------------------------------------------------------
+
+def torch_step(spec, w):
+    """A torch.nn.Module: (token [1], *states) -> (log_probs [1, V], *states)."""
+    import torch
+    from torch import nn
+
+    class QRNNLayer(nn.Module):
+        def __init__(self, kernel, bias, window):
+            super().__init__()
+            self.window = window
+            self.gates = nn.Linear(kernel.shape[0], kernel.shape[1])
+            self.gates.weight.data = torch.from_numpy(kernel.T.copy())
+            self.gates.bias.data = torch.from_numpy(bias.copy())
+
+        def forward(self, x, c, x_prev=None):
+            xin = torch.cat([x_prev, x], dim=-1) if self.window > 1 else x
+            z, f, o = self.gates(xin).chunk(3, dim=-1)
+            f = torch.sigmoid(f)
+            c = f * c + (1 - f) * torch.tanh(z)
+            return torch.sigmoid(o) * c, c, x
+
+    class LSTMLayer(nn.Module):
+        def __init__(self, kernel, recurrent, bias):
+            super().__init__()
+            d, h4 = kernel.shape
+            self.cell = nn.LSTM(d, h4 // 4, batch_first=True)
+            self.cell.weight_ih_l0.data = torch.from_numpy(kernel.T.copy())  # gate order i, f, c, o in both
+            self.cell.weight_hh_l0.data = torch.from_numpy(recurrent.T.copy())
+            self.cell.bias_ih_l0.data = torch.from_numpy(bias.copy())
+            self.cell.bias_hh_l0.data.zero_()
+
+        def forward(self, x, h, c):
+            y, (h, c) = self.cell(x[:, None], (h[None], c[None]))
+            return y[:, 0], h[0], c[0]
+
+    class Step(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding.from_pretrained(torch.from_numpy(w["embedding"]))
+            layers = []
+            for i, _ in enumerate(spec["hidden_sizes"]):
+                if spec["arch"] == "qrnn":
+                    layers.append(QRNNLayer(w[f"rnn_{i}_0"], w[f"rnn_{i}_1"], spec["window"] if i == 0 else 1))
+                else:
+                    layers.append(LSTMLayer(w[f"rnn_{i}_0"], w[f"rnn_{i}_1"], w[f"rnn_{i}_2"]))
+            self.layers = nn.ModuleList(layers)
+            self.output = nn.Linear(*w["output_kernel"].shape)
+            self.output.weight.data = torch.from_numpy(w["output_kernel"].T.copy())
+            self.output.bias.data = torch.from_numpy(w["output_bias"].copy())
+
+        def forward(self, token, states):
+            x = self.embedding(token)
+            new = []
+            for i, layer in enumerate(self.layers):
+                if spec["arch"] == "qrnn":
+                    prev = states[i][1] if i == 0 and spec["window"] > 1 else None
+                    x, c, xp = layer(x, states[i][0], prev)
+                    new.append((c, xp) if prev is not None else (c,))
+                else:
+                    x, h, c = layer(x, *states[i])
+                    new.append((h, c))
+            return torch.log_softmax(self.output(x), dim=-1), new
+
+    return Step().eval()
+
+
+def zero_state(spec, lib=np):
+    """Per layer: QRNN (c[, x_prev]) or LSTM (h, c), batch 1, float32 numpy arrays."""
+    out = []
+    d = spec["embed"]
+    for i, h in enumerate(spec["hidden_sizes"]):
+        if spec["arch"] == "qrnn":
+            out.append((np.zeros((1, h), np.float32),) + ((np.zeros((1, d), np.float32),)
+                                                          if i == 0 and spec["window"] > 1 else ()))
+        else:
+            out.append((np.zeros((1, h), np.float32), np.zeros((1, h), np.float32)))
+    return out
+
+
+class TorchRunner:
+    def __init__(self, spec, w, int8):
+        import torch
+        self.torch = torch
+        model = torch_step(spec, w)
+        if int8:  # torch.ao's eager quantize_dynamic: deprecated, still what users of eager mode have
+            import warnings
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8)
+        self.model, self.spec = model, spec
+        self.reset()
+
+    def reset(self):
+        self.state = [tuple(self.torch.from_numpy(a) for a in s) for s in zero_state(self.spec)]
+
+    def step(self, token):
+        with self.torch.inference_mode():
+            logp, self.state = self.model(self.torch.tensor([token]), self.state)
+        return logp.numpy().reshape(-1)
+
+
+# ---- the step in ONNX Runtime ---------------------------------------------------------------
+
+def onnx_step(spec, w, path):
+    """An ONNX graph: token int64 [1] and the states in, log_probs and the states out."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    nodes, inits, inputs, outputs = [], [], [], []
+    names = iter(range(10 ** 6))
+
+    def const(a, name):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(a), name))
+        return name
+
+    def op(kind, args, n_out=1, **attrs):
+        outs = [f"t{next(names)}" for _ in range(n_out)]
+        nodes.append(helper.make_node(kind, args, outs, **attrs))
+        return outs if n_out > 1 else outs[0]
+
+    def state(name, size):
+        inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, size]))
+        return name
+
+    def emit(name, value, size):
+        nodes.append(helper.make_node("Identity", [value], [name]))
+        outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, size]))
+
+    inputs.append(helper.make_tensor_value_info("token", TensorProto.INT64, [1]))
+    x = op("Gather", [const(w["embedding"], "embedding"), "token"], axis=0)  # [1, E]
+    d = spec["embed"]
+    for i, h in enumerate(spec["hidden_sizes"]):
+        kernel = const(w[f"rnn_{i}_0"], f"rnn_{i}_kernel")
+        if spec["arch"] == "qrnn":
+            c = state(f"l{i}_c", h)
+            if i == 0 and spec["window"] > 1:
+                prev = state(f"l{i}_x_prev", d)
+                emit(f"l{i}_x_prev_out", x, d)
+                x = op("Concat", [prev, x], axis=1)
+            g = op("Add", [op("MatMul", [x, kernel]), const(w[f"rnn_{i}_1"], f"rnn_{i}_bias")])
+            z, f, o = op("Split", [g, const(np.array([h, h, h], np.int64), f"split_{i}")], n_out=3, axis=1)
+            f = op("Sigmoid", [f])
+            one_minus = op("Sub", [const(np.ones(1, np.float32), f"one_{i}"), f])
+            c = op("Add", [op("Mul", [f, c]), op("Mul", [one_minus, op("Tanh", [z])])])
+            x = op("Mul", [op("Sigmoid", [o]), c])
+            emit(f"l{i}_c_out", c, h)
+        else:
+            hs, c = state(f"l{i}_h", h), state(f"l{i}_c", h)
+            g = op("Add", [op("Add", [op("MatMul", [x, kernel]),
+                                      op("MatMul", [hs, const(w[f"rnn_{i}_1"], f"rnn_{i}_recurrent")])]),
+                           const(w[f"rnn_{i}_2"], f"rnn_{i}_bias")])
+            gi, gf, gc, go = op("Split", [g, const(np.array([h] * 4, np.int64), f"split_{i}")], n_out=4, axis=1)
+            c = op("Add", [op("Mul", [op("Sigmoid", [gf]), c]), op("Mul", [op("Sigmoid", [gi]), op("Tanh", [gc])])])
+            x = op("Mul", [op("Sigmoid", [go]), op("Tanh", [c])])
+            emit(f"l{i}_h_out", x, h)
+            emit(f"l{i}_c_out", c, h)
+        d = h
+    logits = op("Add", [op("MatMul", [x, const(w["output_kernel"], "output_kernel")]),
+                        const(w["output_bias"], "output_bias")])
+    nodes.append(helper.make_node("LogSoftmax", [logits], ["log_probs"], axis=1))
+    outputs.insert(0, helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, [1, w["output_bias"].size]))
+    graph = helper.make_graph(nodes, "step", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+class OrtRunner:
+    def __init__(self, path):
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs() if i.name != "token"]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.reset()
+
+    def reset(self):
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        self.state = {n: np.zeros(shapes[n], np.float32) for n in self.inputs}
+
+    def step(self, token):
+        out = dict(zip(self.outputs, self.session.run(None, dict(token=np.array([token], np.int64), **self.state))))
+        self.state = {n: out[n + "_out"] for n in self.inputs}
+        return out["log_probs"].reshape(-1)
+
+
+# ---- run (the peers venv) ---------------------------------------------------------------------
+
+class Bare:
+    """A floor file: the bare invoke of its one signature on fixed inputs."""
+
+    def __init__(self, path):
+        from ai_edge_litert.interpreter import Interpreter
+        self.interpreter = Interpreter(model_path=path, num_threads=1)
+        self.interpreter.allocate_tensors()
+        self.interpreter.invoke()
+
+    def step(self, _token=None):
+        self.interpreter.invoke()
+
+
+def systems(folder, meta):
+    import torch
+    from edge_runtime import manifest as mf
+    from edge_runtime.runner import StepModel
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    torch.set_num_threads(1)
+    spec = meta["spec"]
+    with np.load(os.path.join(folder, "weights.npz")) as z:
+        w = {k: z[k] for k in z.files}
+    onnx_f32, onnx_int8 = os.path.join(folder, "step.onnx"), os.path.join(folder, "step.int8.onnx")
+    onnx_step(spec, w, onnx_f32)
+    quantize_dynamic(onnx_f32, onnx_int8, weight_type=QuantType.QInt8)
+    manifest = mf.load(os.path.join(meta["run"], "tflite"))
+    out = {"PyTorch eager float32": TorchRunner(spec, w, False),
+           "PyTorch eager dynamic int8": TorchRunner(spec, w, True),
+           "ONNX Runtime float32": OrtRunner(onnx_f32), "ONNX Runtime dynamic int8": OrtRunner(onnx_int8)}
+    for name in ("float32", "dynamic", "int8"):
+        if manifest["variants"].get(name, {}).get("status") == "ok":
+            out[f"edgelm {name} .tflite"] = StepModel(mf.variant_path(manifest, name), manifest["states"],
+                                                      num_threads=1)
+    out["floor: int8 matvec of the step's weights"] = Bare(os.path.join(folder, "matvec.tflite"))
+    return out, mf.variant_path(manifest, "float32"), manifest
+
+
+def check(runners, reference, tokens):
+    """Each system's log-probabilities on `tokens` against the float32 .tflite's:
+    max |difference| (float32 systems should agree to ~1e-5; int8 ones are
+    further off, by their quantization)."""
+    out = {}
+    ref = [reference.step(t) for t in tokens]
+    for name, r in runners.items():
+        if isinstance(r, Bare):
+            continue
+        r.reset()
+        got = [r.step(t) for t in tokens]
+        r.reset()
+        out[name] = float(max(np.abs(g - e).max() for g, e in zip(got, ref)))
+    return out
+
+
+def run(folders, steps, out_json):
+    from edge_runtime import bench, device
+    from edge_runtime.files import atomic_write_text
+    from edge_runtime.runner import StepModel
+    results = []
+    for folder in folders:
+        with open(os.path.join(folder, "peers.json")) as f:
+            meta = json.load(f)
+        runners, ref_path, manifest = systems(folder, meta)
+        diffs = check(runners, StepModel(ref_path, manifest["states"], num_threads=1), list(range(2, 40)))
+        vocab = meta["spec"]["vocab_size"]
+        tokens = np.random.default_rng(0).integers(0, vocab, size=steps)
+        for r in runners.values():
+            for t in tokens[:50]:
+                r.step(int(t))
+        calls = {name: (lambda r: lambda i: r.step(int(tokens[i])))(r) for name, r in runners.items()}
+        times = bench.round_robin(calls, steps)
+        rows = {name: dict(bench.summary(t), max_abs_diff_vs_float32_tflite=diffs.get(name))
+                for name, t in times.items()}
+        gemm = Bare(os.path.join(folder, "gemm.tflite"))
+        g = bench.summary(bench.round_robin({"gemm": lambda i: gemm.step()}, 200)["gemm"])
+        macs = int(np.prod(GEMM))
+        floor = rows["floor: int8 matvec of the step's weights"]["median"]
+        results.append(dict(model=meta["run"], spec=meta["spec"], matrix_weights=meta["matrix_weights"],
+                            systems=rows, gemm_ms=g, gemm_int8_gmacs=round(macs / (g["median"] * 1e-3) / 1e9, 1),
+                            matvec_gb_per_s=round(meta["matrix_weights"] / (floor * 1e-3) / 1e9, 1),
+                            int8_over_floor=round(rows["edgelm int8 .tflite"]["median"] / floor, 3)
+                            if "edgelm int8 .tflite" in rows else None,
+                            dynamic_over_ort_int8=round(rows["edgelm dynamic .tflite"]["median"]
+                                                        / rows["ONNX Runtime dynamic int8"]["median"], 3)
+                            if "edgelm dynamic .tflite" in rows else None))
+    print(f"1 thread, medians of {steps} steps each, one interleaved pass per model; {device.describe()['cpu']}")
+    for r in results:
+        s = r["spec"]
+        print(f"\n{s['arch']} {s['hidden_sizes']} V={s['vocab_size']} ({r['matrix_weights']:,} matrix weights)")
+        print("| system | median us | p90 us | max abs diff vs float32 .tflite |")
+        print("|---|---|---|---|")
+        for name, x in r["systems"].items():
+            d = x["max_abs_diff_vs_float32_tflite"]
+            print(f"| {name} | {x['median'] * 1e3:.1f} | {x['p90'] * 1e3:.1f} | {'' if d is None else f'{d:.2g}'} |")
+        print(f"int8 GEMM {GEMM}: {r['gemm_ms']['median']:.3f} ms = {r['gemm_int8_gmacs']} G int8 MAC/s; "
+              f"the matvec floor streams {r['matvec_gb_per_s']} GB/s")
+        print(f"edgelm int8 / matvec floor: {r['int8_over_floor']} (target 1.3); "
+              f"edgelm dynamic / ONNX Runtime dynamic int8: {r['dynamic_over_ort_int8']} (target <= 1)")
+    atomic_write_text(out_json, json.dumps(dict(date=time.strftime("%Y-%m-%d"), machine=platform.machine(),
+                                                device=device.describe(), steps=steps, results=results),
+                                           indent=2) + "\n")
+    print(f"\nwritten to {out_json}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("export", help="weights and floor files of a trained run (needs TensorFlow)")
+    e.add_argument("run_dir")
+    e.add_argument("--out", help="default runs/peers/<run name>")
+    r = sub.add_parser("run", help="build the peers and time everything (needs the peers extra)")
+    r.add_argument("folders", nargs="+", help="folders written by export")
+    r.add_argument("--steps", type=int, default=3000, help="timed steps of each system (default %(default)s)")
+    r.add_argument("--json", default=os.path.join("benchmarks", "results", "peers.json"))
+    args = p.parse_args(argv)
+    if args.command == "export":
+        export(args.run_dir, args.out or os.path.join("runs", "peers", os.path.basename(os.path.abspath(args.run_dir))))
+    else:
+        run(args.folders, args.steps, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
