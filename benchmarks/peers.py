@@ -9,7 +9,10 @@ two floors as LiteRT int8 files, built the way edgelm builds its own:
   step's matrices (in = the output layer's input size): the time to stream
   the step's weights once, the floor for any step that reads them all;
 - `gemm.tflite`: a 64 x 1024 x 1024 int8 matrix product, for the peak int8
-  MAC rate of this CPU under LiteRT.
+  MAC rate of this CPU under LiteRT;
+and, to see where the int8 step's time goes, the output layer alone:
+`output.tflite` (its int8 matrix product) and `output_lsm.tflite` (that and
+the log-softmax over V, float out, as in the step).
 `run` builds the same step from the same weights in PyTorch eager (float32,
 and `quantize_dynamic` int8 of its Linear/LSTM modules) and in ONNX Runtime
 (a graph with the state as inputs and outputs, float32, and
@@ -57,17 +60,21 @@ def export(run_dir, out):
     matrices = sum(a.size for k, a in arrays.items() if k.startswith("rnn_") and a.ndim == 2)
     matrices += arrays["output_kernel"].size
     d_in = arrays["output_kernel"].shape[0]
-    floors = dict(matvec=(1, d_in, -(-matrices // d_in)), gemm=GEMM)
+    vocab = arrays["output_bias"].size
+    floors = dict(matvec=(1, d_in, -(-matrices // d_in)), gemm=GEMM, output=(1, d_in, vocab),
+                  output_lsm=(1, d_in, vocab))
     for name, (rows, d, n) in floors.items():
         keras.utils.set_random_seed(0)
         x = keras.Input((d,), batch_size=rows)
-        m = keras.Model(x, keras.layers.Dense(n)(x))
+        y = keras.layers.Dense(n)(x)
+        m = keras.Model(x, tf.nn.log_softmax(y) if name == "output_lsm" else y)
         conv = tf.lite.TFLiteConverter.from_keras_model(m)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([np.random.default_rng(i).normal(size=(rows, d)).astype(np.float32)]
                                                for i in range(20))
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = conv.inference_output_type = tf.int8
+        if name != "output_lsm":  # the step's log-probabilities come out as float
+            conv.inference_input_type = conv.inference_output_type = tf.int8
         with open(os.path.join(out, f"{name}.tflite"), "wb") as f:
             f.write(conv.convert())
     meta = dict(run=os.path.abspath(run_dir), spec={k: (list(v) if k == "hidden_sizes" else v) for k, v in spec.items()},
@@ -299,6 +306,8 @@ def systems(folder, meta):
             out[f"edgelm {name} .tflite"] = StepModel(mf.variant_path(manifest, name), manifest["states"],
                                                       num_threads=1)
     out["floor: int8 matvec of the step's weights"] = Bare(os.path.join(folder, "matvec.tflite"))
+    out["part: the output layer's int8 matvec"] = Bare(os.path.join(folder, "output.tflite"))
+    out["part: the output layer + log-softmax over V"] = Bare(os.path.join(folder, "output_lsm.tflite"))
     return out, mf.variant_path(manifest, "float32"), manifest
 
 
