@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from edge_runtime import manifest as mf  # noqa: E402
-from edge_runtime.predict import bench_file  # noqa: E402
+from edge_runtime.predict import bench_file, cached_bench  # noqa: E402
 from keras_models.cost import macs_from_spec  # noqa: E402  (no TensorFlow needed)
 from pruning import data, rundir  # noqa: E402
 
@@ -154,16 +154,12 @@ def bench_path(path, variant):
 
 def bench_result(path, variant):
     """This machine's bench result for the file the manifest names now, or None: a result
-    from another host, or for an earlier conversion (another sha256), is not this file's."""
+    from another device, or for an earlier conversion (another sha256), is not this file's."""
     try:
         manifest = mf.load(os.path.join(path, "tflite"))
     except mf.ManifestError:
         return None
-    f = bench_file(manifest, variant, 1, "auto")
-    if variant not in manifest["variants"] or not os.path.exists(f):
-        return None
-    b = rundir.read_json(f)
-    return b if b.get("sha256") == manifest["variants"][variant].get("sha256") else None
+    return cached_bench(manifest, variant, 1, "auto")
 
 
 def bench_median_of(path, variant, runs=BENCH_RUNS):

@@ -195,19 +195,21 @@ def bench_dir(manifest):
     return os.path.join(os.path.dirname(manifest["_dir"]), "bench")
 
 
-def bench_file(manifest, variant, args):
+def bench_file(manifest, variant, threads, delegate, api="interpreter"):
     """Where `bench --json` keeps a variant's figures: named by the file's sha256 and
     this device, so a re-converted file or another folder's file is measured anew."""
     sha = manifest["variants"][variant]["sha256"]
     host = device.describe()["hostname"] or "device"
-    return os.path.join(bench_dir(manifest), f"{variant}-{sha[:16]}-{host}-t{args.threads or 'default'}-"
-                                             f"{args.delegate}-{args.api}.json")
+    return os.path.join(bench_dir(manifest), f"{variant}-{sha[:16]}-{host}-t{threads or 'default'}-"
+                                             f"{delegate}-{api}.json")
 
 
-def cached_bench(manifest, variant, args):
+def cached_bench(manifest, variant, threads, delegate, api="interpreter"):
     """The saved figures of this very file measured on this device, or None."""
+    if manifest["variants"].get(variant, {}).get("status") != "ok":
+        return None
     try:
-        with open(bench_file(manifest, variant, args), encoding="utf-8") as f:
+        with open(bench_file(manifest, variant, threads, delegate, api), encoding="utf-8") as f:
             r = json.load(f)
     except (OSError, ValueError):
         return None
@@ -224,7 +226,7 @@ def run_bench(manifest, variant, args, save=True):
              perplexity=manifest["variants"][variant].get("perplexity"),
              measured=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if save:
-        atomic_write_text(bench_file(manifest, variant, args),
+        atomic_write_text(bench_file(manifest, variant, args.threads, args.delegate, args.api),
                           json.dumps(r, indent=2) + "\n")
     return r
 
@@ -278,7 +280,7 @@ def cmd_pick(args):
                 continue
             measured = None
             if args.max_latency_ms is not None or args.max_energy_mj is not None:
-                measured = cached_bench(manifest, name, args)
+                measured = cached_bench(manifest, name, args.threads, args.delegate, args.api)
                 if measured is None:
                     print(f"measuring {label} on this device ...", file=sys.stderr)
                     measured = run_bench(manifest, name, args)

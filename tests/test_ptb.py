@@ -7,6 +7,7 @@ import zipfile
 import pytest
 
 from benchmarks import ptb, ptb_compression, structured
+from edge_runtime import device
 from pruning import train as train_cli
 from pruning.trainer import lr_factor
 
@@ -92,13 +93,13 @@ def test_retime_benches_three_times_keeps_the_middle_and_does_not_convert_again(
     run_dir = tmp_path / "run"
     mine = fake_converted_run(run_dir)
     with open(mine, "w") as f:
-        json.dump({"latency_ms": {"median": 0.1}, "bytes": 123, "sha256": "a" * 64}, f)
+        json.dump({"latency_ms": {"median": 0.1}, "bytes": 123, "sha256": "a" * 64, "device": device.describe()}, f)
     calls, medians = [], iter([0.3, 0.1, 0.2])
 
     def fake_run(*args):  # a bench run writes its result file, as predict.py does
         calls.append(args)
         with open(mine, "w") as f:
-            json.dump({"latency_ms": {"median": next(medians)}, "bytes": 123, "sha256": "a" * 64}, f)
+            json.dump({"latency_ms": {"median": next(medians)}, "bytes": 123, "sha256": "a" * 64, "device": device.describe()}, f)
     monkeypatch.setattr(structured, "run", fake_run)
     assert structured.measure_variants(str(run_dir), ("dynamic",)) == {
         "dynamic": dict(latency_ms=0.1, bytes=123, perplexity=140.0, r_at_3=0.35)}
@@ -113,11 +114,12 @@ def test_retime_benches_three_times_keeps_the_middle_and_does_not_convert_again(
 def test_bench_results_of_another_machine_or_file_are_not_reported(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     mine = fake_converted_run(run_dir)
-    # later by name than this host's, and of the same file: another machine's figure
-    (run_dir / "bench" / "dynamic-zzzz-t1-auto.json").write_text(json.dumps(
-        {"latency_ms": {"median": 9.0}, "bytes": 123, "sha256": "a" * 64}))
+    with open(mine, "w") as f:  # this file's figure, measured on another device
+        json.dump({"latency_ms": {"median": 9.0}, "bytes": 123, "sha256": "a" * 64,
+                   "device": dict(device.describe(), hostname="another-machine")}, f)
+    assert structured.bench_result(str(run_dir), "dynamic") is None
     with open(mine, "w") as f:  # this machine's, but of the file before a re-conversion
-        json.dump({"latency_ms": {"median": 7.0}, "bytes": 99, "sha256": "b" * 64}, f)
+        json.dump({"latency_ms": {"median": 7.0}, "bytes": 99, "sha256": "b" * 64, "device": device.describe()}, f)
     assert structured.bench_result(str(run_dir), "dynamic") is None
     calls = []
 
@@ -125,7 +127,7 @@ def test_bench_results_of_another_machine_or_file_are_not_reported(tmp_path, mon
         calls.append(args[1])  # the module or the subcommand
         if "bench" in args:
             with open(mine, "w") as f:
-                json.dump({"latency_ms": {"median": 0.5}, "bytes": 123, "sha256": "a" * 64}, f)
+                json.dump({"latency_ms": {"median": 0.5}, "bytes": 123, "sha256": "a" * 64, "device": device.describe()}, f)
     monkeypatch.setattr(structured, "run", fake_run)
     got = structured.measure_variants(str(run_dir), ("dynamic",))
     assert calls == ["convert.to_tflite", "bench", "bench", "bench"]  # converted and timed here, again

@@ -220,7 +220,7 @@ def test_pick_uses_only_figures_of_this_file_measured_on_this_device(tflite_dir,
     for fake in (dict(stale, sha256="0" * 64, device=device.describe()),  # another file's figure
                  dict(stale, device=other_device)):  # this file, another device
         for n in names:
-            f = bench_file(manifest, n, args)
+            f = bench_file(manifest, n, args.threads, args.delegate, args.api)
             os.makedirs(os.path.dirname(f), exist_ok=True)
             with open(f, "w") as fh:
                 json.dump(dict(fake, sha256=fake.get("sha256", manifest["variants"][n]["sha256"])), fh)
