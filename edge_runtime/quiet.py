@@ -17,9 +17,13 @@ import tempfile
 
 VERBOSE_ENV = "EDGELM_VERBOSE"
 # absl's "I1201 12:00:00.000 123 file.cc:1] ..." (E0000 too: the epoch-0 prefix it
-# uses before initialisation), its banner about that, and LiteRT's INFO lines.
+# uses before initialisation), its banner about that, LiteRT's INFO lines, and the
+# CompiledModel API's "INFO: [file.cc:N]" / "WARNING: [file.cc:N]" lines (accelerator
+# registry, the NPU and OpenVINO plugins a CPU machine does not have) with their
+# "└" continuation lines.
 CHATTER = re.compile(r"^([IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|WARNING: All log messages before absl"
-                     r"|INFO: (Created TensorFlow Lite|Initialized TensorFlow Lite))")
+                     r"|INFO: (Created TensorFlow Lite|Initialized TensorFlow Lite)"
+                     r"|(INFO|WARNING): \[\S+:\d+\]|└ )")
 
 
 def configure(verbose):

@@ -14,7 +14,11 @@ Two LiteRT APIs run the file: `interpreter` (the default; the fastest from
 Python, see below) and `compiled` (CompiledModel with TensorBuffers, the
 API LiteRT develops now). Both give the same numbers.
 """
+import atexit
+import gc
 import math
+import os
+import sys
 
 import numpy as np
 
@@ -101,6 +105,18 @@ class _CompiledEngine:
         self.outputs = {s: {n: self.model.create_output_buffer_by_name(s, n) for n in listed[s]["outputs"]}
                         for s in signatures}
         self.details = details
+        atexit.register(self._at_exit)
+
+    def _at_exit(self):
+        """Free the model and its environment while fd 2 is filtered: LiteRT logs a
+        line per accelerator as it destroys them. Its process-wide registry is
+        destroyed after Python has finished, so at exit fd 2 is closed first."""
+        with quiet.filtered_stderr():
+            self.inputs = self.outputs = self.model = None
+            gc.collect()
+        if not quiet.verbose():
+            sys.stderr.flush()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 
     def state_home(self, sig, names):
         return None  # TensorBuffers are written from numpy every step

@@ -199,10 +199,11 @@ def test_manifest_checks(tflite_dir, tmp_path, capsys):
 def test_litert_start_up_lines_are_hidden_unless_verbose(tflite_dir):
     cmd = [sys.executable, os.path.join(ROOT, "edge_runtime", "predict.py"), "suggest", "--model", str(tflite_dir),
            "--variant", "float32", "--text", "the"]
-    quiet = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert quiet.returncode == 0 and quiet.stdout.strip() and quiet.stderr == ""
-    loud = subprocess.run(cmd + ["--verbose"], capture_output=True, text=True, timeout=120)
-    assert loud.returncode == 0 and loud.stdout == quiet.stdout
+    for api in ("interpreter", "compiled"):
+        quiet = subprocess.run(cmd + ["--api", api], capture_output=True, text=True, timeout=120)
+        assert quiet.returncode == 0 and quiet.stdout.strip() and quiet.stderr == "", api
+        loud = subprocess.run(cmd + ["--api", api, "--verbose"], capture_output=True, text=True, timeout=120)
+        assert loud.returncode == 0 and loud.stdout == quiet.stdout and "INFO" in loud.stderr
 
 
 def test_pick_uses_only_figures_of_this_file_measured_on_this_device(tflite_dir, tmp_path, capsys):
