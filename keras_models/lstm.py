@@ -73,8 +73,8 @@ class LSTM(keras.layers.Layer):
 def run_cell(cell, xw, h0, c0):
     """Apply `cell((h, c), xw_t) -> (h, c)` over the time axis of xw (B, T, .);
     -> [h (B, T, H), h_T, c_T]. T = 1 (the step model) needs no loop: builtin ops only."""
-    if xw.shape[1] == 1:
-        h, c = cell((h0, c0), xw[:, 0])
-        return [h[:, None], h, c]
+    if xw.shape[1] == 1:  # reshapes, not slices: each slice is an op in the converted step
+        h, c = cell((h0, c0), tf.reshape(xw, (-1, xw.shape[-1])))
+        return [tf.reshape(h, (-1, 1, h.shape[-1])), h, c]
     hs, cs = tf.scan(cell, tf.transpose(xw, [1, 0, 2]), initializer=(h0, c0))
     return [tf.transpose(hs, [1, 0, 2]), hs[-1], cs[-1]]

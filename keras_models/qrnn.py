@@ -67,9 +67,11 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         steps = x.shape[1]
         if self.window > 1:
             x_ext = tf.concat([inputs[2], x], axis=1)  # (B, T + k - 1, D)
-            t_dyn = tf.shape(x)[1]
-            shifted = [x_ext[:, j:j + t_dyn] for j in range(self.window)]
-            x_win = tf.concat(shifted, axis=-1)
+            if steps == 1:  # the step model: the window is x_ext itself, a reshape, not k slices
+                x_win = tf.reshape(x_ext, (-1, 1, self.window * x.shape[-1]))
+            else:
+                t_dyn = tf.shape(x)[1]
+                x_win = tf.concat([x_ext[:, j:j + t_dyn] for j in range(self.window)], axis=-1)
             new_prev = x_ext[:, -(self.window - 1):]
         else:
             x_win = x
@@ -85,12 +87,14 @@ class QRNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
                 f = tf.where(noise.uniform(tf.shape(f)) < self.zoneout, tf.ones_like(f), f)
             else:  # the expectation of that: f + p (1 - f)
                 f = f + self.zoneout * (1.0 - f)
-        if steps == 1:
-            c_seq = (f[:, 0] * c0 + (1.0 - f[:, 0]) * z[:, 0])[:, None, :]
+        if steps == 1:  # the step model: reshapes, not slices
+            f1, z1 = tf.reshape(f, tf.shape(c0)), tf.reshape(z, tf.shape(c0))
+            c_last = f1 * c0 + (1.0 - f1) * z1
+            c_seq = tf.reshape(c_last, tf.shape(o))
         else:
             c_seq = fo_pool(f, (1.0 - f) * z, c0)
+            c_last = c_seq[:, -1]
         h = o * c_seq
-        c_last = c_seq[:, -1]
         outputs = [h, c_last]
         if self.window > 1:
             outputs.append(new_prev)
