@@ -95,6 +95,7 @@ class _CompiledEngine:
     """CompiledModel, with TensorBuffers made by the model for its signatures."""
 
     def __init__(self, path, signatures, details, num_threads):
+        """`details`: {signature: {tensor name: Interpreter-style details}}."""
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.options import CpuOptions, Options
         options = Options(cpu_options=CpuOptions(num_threads=num_threads or 0))
@@ -104,7 +105,11 @@ class _CompiledEngine:
                        for s in signatures}
         self.outputs = {s: {n: self.model.create_output_buffer_by_name(s, n) for n in listed[s]["outputs"]}
                         for s in signatures}
-        self.details = details
+        # run_by_index with the buffers listed once: run_by_name rebuilds two maps per call
+        self.runs = {s: (self.model.get_signature_index(s), [self.inputs[s][n] for n in listed[s]["inputs"]],
+                         [self.outputs[s][n] for n in listed[s]["outputs"]]) for s in signatures}
+        self.reads = {s: {n: (int(np.prod(d["shape"])), d["dtype"], tuple(d["shape"])) for n, d in details[s].items()}
+                      for s in signatures}
         atexit.register(self._at_exit)
 
     def _at_exit(self):
@@ -112,7 +117,7 @@ class _CompiledEngine:
         line per accelerator as it destroys them. Its process-wide registry is
         destroyed after Python has finished, so at exit fd 2 is closed first."""
         with quiet.filtered_stderr():
-            self.inputs = self.outputs = self.model = None
+            self.inputs = self.outputs = self.runs = self.model = None
             gc.collect()
         if not quiet.verbose():
             sys.stderr.flush()
@@ -128,11 +133,11 @@ class _CompiledEngine:
         self.inputs[sig][name].write(value)
 
     def invoke(self, sig):
-        self.model.run_by_name(sig, self.inputs[sig], self.outputs[sig])
+        self.model.run_by_index(*self.runs[sig])
 
     def output(self, sig, name):
-        d = self.details[sig][name]
-        return self.outputs[sig][name].read(int(np.prod(d["shape"])), d["dtype"]).reshape(d["shape"])
+        count, dtype, shape = self.reads[sig][name]
+        return self.outputs[sig][name].read(count, dtype).reshape(shape)
 
 
 class StepModel:
