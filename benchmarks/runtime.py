@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from edge_runtime import bench, device, manifest as mf  # noqa: E402
 from edge_runtime.metrics import top_words  # noqa: E402
-from edge_runtime.runner import StepModel  # noqa: E402
+from edge_runtime.runner import StepModel, _dequantize, _quantize  # noqa: E402
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
@@ -47,21 +47,11 @@ class SignatureRunner:
         self.pairs = [(s["input"], s["output"]) for s in states]
         self.state = {i: np.zeros(self.ins[i]["shape"], np.float32) for i, _ in self.pairs}
 
-    @staticmethod
-    def _q(x, d):
-        scale, zero = d["quantization"]
-        return x.astype(d["dtype"]) if scale == 0 else np.clip(np.round(x / scale) + zero, -128, 127).astype(d["dtype"])
-
-    @staticmethod
-    def _dq(x, d):
-        scale, zero = d["quantization"]
-        return x.astype(np.float32) if scale == 0 else (x.astype(np.float32) - zero) * scale
-
     def step(self, token):
         out = self.runner(token=np.array([token], np.int32),
-                          **{n: self._q(v, self.ins[n]) for n, v in self.state.items()})
-        self.state = {i: self._dq(out[o], self.outs[o]) for i, o in self.pairs}
-        return self._dq(out["log_probs"], self.outs["log_probs"]).reshape(-1)
+                          **{n: _quantize(v, self.ins[n]) for n, v in self.state.items()})
+        self.state = {i: _dequantize(out[o], self.outs[o]) for i, o in self.pairs}
+        return _dequantize(out["log_probs"], self.outs["log_probs"]).reshape(-1)
 
 
 def measure(manifest, name, steps, block=50):
