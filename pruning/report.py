@@ -84,13 +84,17 @@ def table(rows):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def parser():
     p = argparse.ArgumentParser(prog="python -m pruning.report", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="run directories written by python -m pruning.train")
     p.add_argument("--variant", default="int8", choices=("float32", "float16", "dynamic", "int8"),
                    help="which converted file's bytes and latency to show (default %(default)s)")
     p.add_argument("--json", action="store_true", help="the rows as JSON")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     try:
         rows = [row(r, args.variant) for r in args.runs]
     except (ReportError, ValueError, OSError) as e:

@@ -8,6 +8,7 @@ import pytest
 
 from convert.to_tflite import parser as convert_parser
 from edge_runtime.predict import parser as predict_parser
+from pruning.report import parser as report_parser
 from pruning.train import parser as train_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def all_parsers():
     yield "pruning.train", train_parser()
     yield "convert.to_tflite", convert_parser()
+    yield "pruning.report", report_parser()
     top = predict_parser()
     yield "predict.py", top
     for action in top._actions:
@@ -32,7 +34,7 @@ CHOICES = {"--arch": "qrnn,lstm,hlstm", "--schedule": "none,constant,polynomial,
            "--rank-by": "random,norm,activation", "--recover": "none,rank-one",
            "--recipe": "zaremba-small,zaremba-medium", "--sparse-encoding": "auto,on,off",
            "--int8-io": "float,int8", "--variant": "float32,float16,dynamic,int8", "--format": "auto,ptb,raw",
-           "--delegate": None, "--errors": "strict,replace"}
+           "--delegate": None, "--errors": "strict,replace", "--api": "interpreter,compiled"}
 
 
 @pytest.mark.parametrize("name,p", list(all_parsers()), ids=lambda x: x if isinstance(x, str) else "")
