@@ -5,9 +5,14 @@ Changes the model: fixed 0/1 masks on the neurons (keras_models/neuron_gates.py,
 kind "mask"). While training: from a trained run (`--init-from`) the masks
 are set at once before the first step; otherwise they close gradually, every
 `frequency` steps between begin and end, the removed share growing cubically
-(TF-MOT's curve) to 1 - `--target-units`. Finishes: the masked units are
+(TF-MOT's curve) to 1 - `--target-units`. `--target-macs F` sets that
+fraction to the one whose smaller model comes closest to F of the dense
+model's MACs per token (`units_for_macs`). Finishes: the masked units are
 removed (methods.GatedUnits).
 """
+import numpy as np
+
+from keras_models.cost import macs_from_spec
 from keras_models.language_model import named_weights
 from keras_models.neuron_gates import gate_layers, gate_values
 from pruning import schedules, steps, unit_ranking
@@ -31,6 +36,21 @@ def apply_filter(model, config, fraction, batches, log=print):
         g.mask.assign(masks[g.name[len("gate_"):]])
 
 
+def kept_spec(spec, fraction):
+    """The spec left when `fraction` of each layer's units is kept (as keep_masks rounds)."""
+    sizes = [max(1, int(round(fraction * h))) for h in spec["hidden_sizes"]]
+    return dict(spec, hidden_sizes=sizes, embed=sizes[-1] if spec["tie_embeddings"] else spec["embed"])
+
+
+def units_for_macs(spec, target):
+    """(fraction of units kept, the MACs fraction it gives) closest to `target` of the
+    dense MACs; of equally close fractions, the largest (the most units)."""
+    dense = macs_from_spec(spec)
+    best = min((abs(macs_from_spec(kept_spec(spec, u)) / dense - target), -u) for u in np.linspace(0.001, 1, 1000))
+    u = -best[1]
+    return round(float(u), 3), round(macs_from_spec(kept_spec(spec, u)) / dense, 4)
+
+
 def filter_fraction(settings, step):
     """Units kept at `step` of gradual filter pruning: the removed share grows
     from 0 to 1 - target between begin and end, cubically (TF-MOT's curve)."""
@@ -46,6 +66,12 @@ class FilterPruning(GatedUnits):
         s.update(target_units=c["target_units"], rank_by=c["rank_by"], one_shot=self.init is not None)
         self.resolved = s
         return s
+
+    def spec(self, base):
+        if self.config.get("target_macs") is not None:  # settings() is config["pruning"]: recorded there
+            units, macs = units_for_macs(base, self.config["target_macs"])
+            self.resolved.update(target_units=units, target_macs=self.config["target_macs"], expected_macs=macs)
+        return base
 
     def build_options(self):
         return dict(gates=dict(kind="mask"))

@@ -27,7 +27,7 @@ DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial
                 batch_size=32, bptt=35, lr=None, clip_norm=0.25, seed=0, data_dir=None,
                 vocab_size=10000, checkpoint_every=200, init_from=None, l0_lambda=0.002,
                 l0_beta=2.0 / 3.0, l0_gamma=-0.1, l0_zeta=1.1, l0_init=3.0, gate_lr=0.02, l0_penalty="count",
-                freeze_weights=False, target_units=0.5, rank_by="norm", finetune_epochs=0,
+                freeze_weights=False, target_units=0.5, target_macs=None, rank_by="norm", finetune_epochs=0,
                 recover="none", recover_epochs=1, gate_hidden=256, seed_density=0.3,
                 grow_fraction=0.5, grow_batches=20, gp_cycles=2, optimizer=None, lr_decay=1.0,
                 decay_after=0, init_scale=None, recipe=None, prune_scope="all", factorize="none",
@@ -124,6 +124,9 @@ def parser():
     a("--freeze-weights", action="store_true", help="l0: train only the gates (Tang & Lin); needs --init-from")
     a("--target-units", type=float, default=d["target_units"],
       help="filter: fraction of each layer's hidden units kept, in (0, 1] (default %(default)s)")
+    a("--target-macs", type=float, default=d["target_macs"],
+      help="filter: end at this share of the dense model's MACs per token, in (0, 1]; sets --target-units "
+           "to the fraction of units that comes closest")
     a("--rank-by", default=d["rank_by"], metavar=choices(RANKINGS), help="filter: how units are ranked (default %(default)s)")
     a("--finetune-epochs", type=int, default=d["finetune_epochs"],
       help="l0/filter: epochs of training after the units are removed; --factorize from --init-from: "
@@ -230,6 +233,12 @@ def validate_structured(c):
         return "--freeze-weights learns L0 gates on a trained model: use it with --schedule l0 --init-from RUN"
     if not 0.0 < c["target_units"] <= 1.0:
         return f"--target-units must be in (0, 1], got {c['target_units']}"
+    if c["target_macs"] is not None:
+        if not 0.0 < c["target_macs"] <= 1.0:
+            return f"--target-macs must be in (0, 1], got {c['target_macs']}"
+        if c["schedule"] != "filter":
+            return (f"--target-macs is supported with --schedule filter (through the unit fraction), "
+                    f"not {c['schedule']} yet")
     if c["rank_by"] not in RANKINGS:
         return f"unknown --rank-by {c['rank_by']!r}; choose from {', '.join(RANKINGS)}"
     if c["finetune_epochs"] < 0 or c["recover_epochs"] < 1:

@@ -100,6 +100,24 @@ def test_one_shot_filter_from_a_trained_run(corpus, dense, tmp_path):
     assert json.loads((out / "train_report.json").read_text())["steps"] == 0
 
 
+@pytest.mark.parametrize("target", [0.6, 0.3])
+def test_filter_asked_for_by_macs_ends_within_two_points(corpus, tmp_path, target):
+    from pruning.filter_pruning import kept_spec, units_for_macs
+    from keras_models.cost import macs_from_spec
+    spec = dict(arch="lstm", vocab_size=100, embed=20, hidden_sizes=[40, 20], tie_embeddings=True, window=1,
+                factors=None)
+    units, expected = units_for_macs(spec, target)  # against a hand count of the kept shapes
+    h0, h1 = round(units * 40), round(units * 20)
+    hand = h1 * 4 * h0 + h0 * 4 * h0 + h0 * 4 * h1 + h1 * 4 * h1 + h1 * 100  # tied: the embedding is h1 wide
+    assert expected == round(hand / macs_from_spec(spec), 4) == round(macs_from_spec(kept_spec(spec, units))
+                                                                       / macs_from_spec(spec), 4)
+    out, r = _run(corpus, tmp_path, "f", schedule="filter", epochs=1, embed=16, hidden=32, target_macs=target)
+    s = r["structure"]
+    assert abs(s["after"]["macs_per_token"] / s["before"]["macs_per_token"] - target) <= 0.02
+    # the kept shapes are the ones units_for_macs predicted from the dense spec
+    assert r["schedule"]["target_macs"] == target and s["macs_fraction"] == r["schedule"]["expected_macs"]
+
+
 def test_l0_with_frozen_weights_and_no_penalty_changes_nothing(corpus, dense, tmp_path):
     out, r = _run(corpus, tmp_path, "l0", schedule="l0", init_from=str(dense), epochs=1,
                   freeze_weights=True, l0_lambda=0.0, l0_init=8.0)
@@ -160,6 +178,8 @@ def test_rank_one_recovery_trains_only_the_update_and_lowers_the_loss():
     (["--schedule", "l0", "--l0-lambda", "-1"], "--l0-lambda must not be negative"),
     (["--schedule", "filter", "--target-units", "0"], "--target-units must be in (0, 1]"),
     (["--schedule", "filter", "--target-units", "1.5"], "--target-units must be in (0, 1]"),
+    (["--schedule", "filter", "--target-macs", "0"], "--target-macs must be in (0, 1]"),
+    (["--schedule", "l0", "--target-macs", "0.5"], "--target-macs is supported with --schedule filter"),
     (["--schedule", "filter", "--rank-by", "size"], "unknown --rank-by"),
     (["--schedule", "l0", "--freeze-weights"], "--freeze-weights learns L0 gates on a trained model"),
     (["--init-from", "/nonexistent"], "not a trained run directory"),
