@@ -61,7 +61,7 @@ def measure(manifest, name, steps, block=50):
     compiled = StepModel(path, states, num_threads=1, api="compiled")
     suggest = StepModel(path, states, num_threads=1)
     runner = SignatureRunner(path, states)
-    excluded = tuple(manifest.get("suggest", {}).get("never_suggested", ()))
+    excluded = tuple((manifest.get("suggest") or {}).get("never_suggested", ()))
     tokens = np.random.default_rng(0).integers(0, step.vocab_size, size=steps + 50)
     for t in tokens[:50]:
         for m in (step, compiled, runner):

@@ -80,8 +80,11 @@ def suggest_function(step_model, unk_id, excluded, k=TOP_K):
 
 
 def save_step_model(step_model, directory, unk_id, excluded, k=TOP_K):
+    """The SavedModel with `step` and, unless k is 0, `suggest`."""
     module = tf.Module()
     module.model = step_model
     module.step = step_function(step_model, unk_id)
-    module.suggest = suggest_function(step_model, unk_id, excluded, k)
-    tf.saved_model.save(module, directory, signatures={SIGNATURE: module.step, SUGGEST: module.suggest})
+    signatures = {SIGNATURE: module.step}
+    if k:
+        module.suggest = signatures[SUGGEST] = suggest_function(step_model, unk_id, excluded, k)
+    tf.saved_model.save(module, directory, signatures=signatures)

@@ -72,7 +72,7 @@ def _try_xnnpack(path, states):
         return dict(ok=False, error=_first_line(e))
 
 
-def _convert(saved_dir, precision, sparse, feeds, int8_io):
+def _convert(saved_dir, precision, sparse, feeds, int8_io, signatures):
     """Bytes of one conversion, or ConvertError with the converter's own message."""
     from convert.variants import make_converter
     from edge_runtime.quiet import captured_stderr
@@ -82,7 +82,7 @@ def _convert(saved_dir, precision, sparse, feeds, int8_io):
             # full-int8 calibration runs TensorFlow's own tf.lite.Interpreter, which warns that it
             # is deprecated; edgelm runs its files with ai-edge-litert
             warnings.filterwarnings("ignore", "\\s*Warning: tf.lite.Interpreter is deprecated", UserWarning)
-            return make_converter(saved_dir, precision, sparse, feeds, int8_io).convert()
+            return make_converter(saved_dir, precision, sparse, feeds, int8_io, signatures).convert()
     except Exception as e:
         errors = [l.strip() for l in lines if "error:" in l]
         raise ConvertError(errors[0] if errors else _first_line(e)) from None
@@ -115,7 +115,7 @@ def _same_outputs(reference, path, states, ids):
     return None
 
 
-def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, states, check_ids):
+def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, states, check_ids, signatures):
     """Convert one precision into out_dir; returns (manifest entry, path or None).
 
     The dense file is always made; with sparse encoding `auto` or `on` the
@@ -129,14 +129,14 @@ def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, 
     base = dict(quantization=precision, int8_io=int8_io if precision == "int8" else None)
     path = os.path.join(out_dir, f"{precision}.tflite")
     try:
-        atomic_write_bytes(path, _convert(saved_dir, precision, False, feeds, int8_io))
+        atomic_write_bytes(path, _convert(saved_dir, precision, False, feeds, int8_io, signatures))
     except ConvertError as e:
         return dict(base, status="failed", error=str(e)), None
     sparse, sparse_note = False, None
     if sparse_mode != "off":
         trial = path + ".sparse"
         try:
-            atomic_write_bytes(trial, _convert(saved_dir, precision, True, feeds, int8_io))
+            atomic_write_bytes(trial, _convert(saved_dir, precision, True, feeds, int8_io, signatures))
             differs = _same_outputs(path, trial, states, check_ids)
             if differs:
                 sparse_note = f"the sparse file is not the same model: {differs}"
@@ -172,7 +172,8 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
     if os.path.exists(final) and not force:
         raise ConvertError(f"{final} already exists; use --force to replace it")
 
-    from convert.export import TOP_K, check_top_k, save_step_model, state_layout, step_function
+    from convert.export import (SIGNATURE, SUGGEST, TOP_K, check_top_k, save_step_model, state_layout,
+                                step_function)
     from convert.variants import calibration_feeds
     from edge_runtime.files import atomic_write_text, make_temp_dir, replace_dir
     from edge_runtime.manifest import FILE, FORMAT_VERSION, sha256_file
@@ -193,9 +194,11 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
                            f"but vocab.txt has {len(vocab)} tokens")
     top_k = TOP_K if top_k is None else top_k
     try:
-        check_top_k(top_k, len(vocab), vocab.never_suggested)
+        if top_k:  # 0: no suggest signature
+            check_top_k(top_k, len(vocab), vocab.never_suggested)
     except ValueError as e:
         raise ConvertError(str(e)) from None
+    signatures = (SIGNATURE, SUGGEST) if top_k else (SIGNATURE,)
     ids = valid[: eval_tokens + 1] if eval_tokens else valid
     keras_eval = evaluate(model, ids, vocab.never_suggested)
     log(f"Keras model: perplexity {keras_eval['perplexity']:.3f} on {keras_eval['tokens']} "
@@ -214,7 +217,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
         for precision in precisions:
             log(f"converting {precision} ...")
             entry, path = convert_variant(saved, precision, sparse_mode, feeds, int8_io, work,
-                                          states, ids[:64])
+                                          states, ids[:64], signatures)
             if path:
                 delegate = "xnnpack" if entry["xnnpack"]["ok"] else "none"
                 r = evaluate_ids(StepModel(path, states, delegate=delegate), ids, vocab.never_suggested)
@@ -230,8 +233,8 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
             vocab=dict(file="vocab.txt", sha256=sha256_file(os.path.join(work, "vocab.txt")),
                        size=len(vocab)),
             signature="step", token_input="token", output="log_probs", states=states,
-            suggest=dict(signature="suggest", k=top_k, ids="ids", log_probs="log_probs",
-                         never_suggested=list(vocab.never_suggested)),
+            suggest=dict(signature=SUGGEST, k=top_k, ids="ids", log_probs="log_probs",
+                         never_suggested=list(vocab.never_suggested)) if top_k else None,
             eval=dict(split="valid", tokens=keras_eval["tokens"],
                       keras_perplexity=round(keras_eval["perplexity"], 4),
                       keras_r_at_3=round(keras_eval["r_at_3"], 4)),
@@ -270,7 +273,8 @@ def parser():
     p.add_argument("--int8-io", default="float", metavar="{float,int8}",
                    help="int8 variant: float or int8 state/log-prob inputs and outputs (default %(default)s)")
     p.add_argument("--top-k", type=int, default=3,
-                   help="words the suggest signature returns, fixed in the file (default %(default)s)")
+                   help="words the suggest signature returns, fixed in the file; 0: no suggest signature "
+                        "(smaller int8 files) (default %(default)s)")
     p.add_argument("--eval-tokens", type=int, default=None,
                    help="measure perplexity on the first N validation tokens (default: all of them)")
     p.add_argument("--force", action="store_true", help="replace an existing tflite/ folder")

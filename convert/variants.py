@@ -43,10 +43,9 @@ def calibration_feeds(step_fn, state_layout, windows):
     return feeds
 
 
-def make_converter(saved_model_dir, precision, sparse=False, feeds=None, int8_io="float"):
+def make_converter(saved_model_dir, precision, sparse=False, feeds=None, int8_io="float", signatures=("step",)):
     from keras_models.backend import tf
-    from convert.export import SIGNATURE, SUGGEST
-    signatures = [SIGNATURE, SUGGEST]
+    signatures = list(signatures)
     conv = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=signatures)
     opts = []
     if precision != "float32":

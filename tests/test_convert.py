@@ -118,6 +118,30 @@ def test_bad_input_one_line_exit_2(converted, tmp_path, capsys):
     (broken / "model" / "weights.h5").write_bytes(b"not an h5 file")
     assert "cannot load the run" in err([str(broken)])
     assert not (broken / "tflite").exists()
+    size = len(Vocab.load(str(converted / "vocab.txt")))
+    for k in (-1, size - 1):  # a suggest signature of k >= V - 2 shows <unk> or <eos>, or runs out of words
+        assert f"--top-k must be between 1 and {size - 2}" in err([str(converted), "--top-k", str(k), "--force"])
+    assert (converted / "tflite" / "manifest.json").read_bytes() == before
+
+
+def test_suggest_signature_and_top_k_0_without_it(converted, tmp_path):
+    import shutil
+    manifest = mf.load(str(converted / "tflite"))
+    assert manifest["suggest"] == dict(signature="suggest", k=3, ids="ids", log_probs="log_probs",
+                                       never_suggested=[Vocab.load(str(converted / "vocab.txt")).unk_id,
+                                                        Vocab.load(str(converted / "vocab.txt")).eos_id])
+    for name in manifest["variants"]:
+        sig = Interpreter(model_path=mf.variant_path(manifest, name)).get_signature_list()["suggest"]
+        assert set(sig["outputs"]) == {"ids", "log_probs"} | {s["output"] for s in manifest["states"]}
+    run = tmp_path / "run"
+    shutil.copytree(converted, run, ignore=shutil.ignore_patterns("tflite"))
+    assert convert_main([str(run), "--quantize", "int8", "--top-k", "0"]) == 0
+    plain = mf.load(str(run / "tflite"))
+    assert plain["suggest"] is None
+    assert list(Interpreter(model_path=mf.variant_path(plain, "int8")).get_signature_list()) == ["step"]
+    assert plain["variants"]["int8"]["bytes"] < manifest["variants"]["int8"]["bytes"]
+    model = StepModel(mf.variant_path(plain, "int8"), plain["states"])
+    assert model.top_k is None
 
 
 def test_sparse_encoding_on_a_sparse_untied_model(tmp_path):
