@@ -189,9 +189,9 @@ def test_factorization_benchmark_plan_and_verdicts(tmp_path):
     assert all("--finetune-epochs" in opts and "1" == opts[opts.index("--finetune-epochs") + 1] for opts in lowrank)
     assert [f for _, f, _, _ in fb.plan("embedded", str(tmp_path))[2]] == ["dense"] + ["low-rank"] * 9
 
-    def r(method, family, ppl, ms, macs):
+    def r(method, family, ppl, ms, macs, delegate="xnnpack"):
         return dict(method=method, family=family, test_perplexity=ppl, macs=macs,
-                    dynamic=dict(latency_ms=ms * 1.5), int8=dict(latency_ms=ms))
+                    dynamic=dict(latency_ms=ms * 1.5, delegate=delegate), int8=dict(latency_ms=ms, delegate=delegate))
     rows = [r("dense", "dense", 100.0, 0.10, 1000), r("dense + epoch", "dense", 98.0, 0.10, 1000),
             r("lr a", "low-rank", 102.0, 0.08, 500), r("lr b", "low-rank", 103.5, 0.06, 300),
             r("lr c", "low-rank", 120.0, 0.04, 100)]
@@ -207,3 +207,9 @@ def test_factorization_benchmark_plan_and_verdicts(tmp_path):
     assert "dense + epoch (98.00" in lines[2] and "lr b" in lines[2] and "lr c" in lines[2]
     rows[3]["test_perplexity"] = 102.5
     assert ": met: lr b" in fb.verdicts(rows)[3]
+    # a file XNNPACK could not run is named, and left out of the fit (which is exact on the others here)
+    rows.append(r("magnitude 90%", "magnitude", 99.0, 0.5, 1000, delegate="none"))
+    lines = fb.verdicts(rows)
+    assert "int8 files that XNNPACK could not run (sparse-encoded), so ran without a delegate: magnitude 90%" in lines
+    fit = [line for line in lines if line.startswith("int8 step ~ ")][0]
+    assert "over the 5 files XNNPACK ran" in fit
