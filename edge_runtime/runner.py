@@ -59,7 +59,7 @@ class _InterpreterEngine:
 
     The signature runner resizes and reallocates every input on every call,
     which cost more than the invoke itself on small models (22 us a step
-    against an 9 us invoke). Tensors are allocated once here and read and
+    against a 9 us invoke). Tensors are allocated once here and read and
     written through numpy views, which stay valid because nothing reallocates
     them after."""
 
@@ -110,18 +110,12 @@ class _CompiledEngine:
                          [self.outputs[s][n] for n in listed[s]["outputs"]]) for s in signatures}
         self.reads = {s: {n: (int(np.prod(d["shape"])), d["dtype"], tuple(d["shape"])) for n, d in details[s].items()}
                       for s in signatures}
-        atexit.register(self._at_exit)
+        if not _OPEN:
+            atexit.register(_quiet_exit)
+        _OPEN.append(self)
 
-    def _at_exit(self):
-        """Free the model and its environment while fd 2 is filtered: LiteRT logs a
-        line per accelerator as it destroys them. Its process-wide registry is
-        destroyed after Python has finished, so at exit fd 2 is closed first."""
-        with quiet.filtered_stderr():
-            self.inputs = self.outputs = self.runs = self.model = None
-            gc.collect()
-        if not quiet.verbose():
-            sys.stderr.flush()
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    def free(self):
+        self.inputs = self.outputs = self.runs = self.model = None
 
     def state_home(self, sig, names):
         return None  # TensorBuffers are written from numpy every step
@@ -138,6 +132,24 @@ class _CompiledEngine:
     def output(self, sig, name):
         count, dtype, shape = self.reads[sig][name]
         return self.outputs[sig][name].read(count, dtype).reshape(shape)
+
+
+# Compiled engines, kept until exit and freed there quietly: LiteRT logs its environment's
+# teardown whenever one is freed, so freeing one mid-run would print to the terminal.
+_OPEN = []
+
+
+def _quiet_exit():
+    """Free the compiled models and their environment while fd 2 is filtered: LiteRT
+    logs a line per accelerator as it destroys them. Its process-wide registry is
+    destroyed after Python has finished, so at exit fd 2 is closed first."""
+    with quiet.filtered_stderr():
+        for engine in _OPEN:
+            engine.free()
+        gc.collect()
+    if not quiet.verbose():
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 
 
 class StepModel:
