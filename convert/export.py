@@ -15,6 +15,7 @@ id gives `<unk>`'s prediction instead of failing in GATHER. Named outputs let
 signature runners on Android, iOS and Python find everything without knowing
 the architecture.
 """
+from edge_runtime.metrics import SUGGEST_SLACK, check_top_k
 from keras_models.backend import tf
 
 SIGNATURE = "step"
@@ -27,14 +28,6 @@ def state_layout(step_model):
     """[{'input', 'output', 'shape', 'dtype'}] of the step model's state tensors."""
     return [dict(input=t.name, output=t.name + OUTPUT_SUFFIX, shape=[int(d) for d in t.shape],
                  dtype="float32") for t in step_model.inputs[1:]]
-
-
-def check_top_k(k, vocab_size, excluded):
-    """ValueError unless 1 <= k <= the number of words a keyboard may show."""
-    most = vocab_size - len(set(excluded))
-    if not 1 <= k <= most:
-        raise ValueError(f"--top-k must be between 1 and {most} (the vocabulary's {vocab_size} ids "
-                         f"less <unk> and <eos>); got {k}")
 
 
 def _specs(step_model):
@@ -68,7 +61,9 @@ def suggest_function(step_model, unk_id, excluded, k=TOP_K):
     """`step`, but returning the top k + len(excluded) ids and log-probabilities."""
     names, specs = _specs(step_model)
     check_top_k(k, step_model.outputs[0].shape[-1], excluded)
-    width = k + len(set(excluded))
+    if len(set(excluded)) != SUGGEST_SLACK:  # the runtime reads k as the width less this
+        raise ValueError(f"a suggest signature drops {SUGGEST_SLACK} ids, not {len(set(excluded))}")
+    width = k + SUGGEST_SLACK
 
     @tf.function(input_signature=specs)
     def suggest(token, *states):

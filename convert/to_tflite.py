@@ -172,8 +172,8 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
     if os.path.exists(final) and not force:
         raise ConvertError(f"{final} already exists; use --force to replace it")
 
-    from convert.export import (SIGNATURE, SUGGEST, TOP_K, check_top_k, save_step_model, state_layout,
-                                step_function)
+    from convert.export import SIGNATURE, SUGGEST, TOP_K, save_step_model, state_layout, step_function
+    from edge_runtime.metrics import check_top_k
     from convert.variants import calibration_feeds
     from edge_runtime.files import atomic_write_text, make_temp_dir, replace_dir
     from edge_runtime.manifest import FILE, FORMAT_VERSION, sha256_file

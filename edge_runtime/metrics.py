@@ -10,6 +10,15 @@ so a position whose next token is `<unk>` or `<eos>` is always a miss.
 import numpy as np
 
 K = 3
+SUGGEST_SLACK = 2  # a suggest signature returns k + 2 ids: <unk> and <eos> may be among them
+
+
+def check_top_k(k, vocab_size, excluded):
+    """ValueError unless 1 <= k <= the number of words a keyboard may show."""
+    most = vocab_size - len(set(excluded))
+    if not 1 <= k <= most:
+        raise ValueError(f"--top-k must be between 1 and {most} (the vocabulary's {vocab_size} ids "
+                         f"less <unk> and <eos>); got {k}")
 
 
 def top_words(logp, k, excluded):

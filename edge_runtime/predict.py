@@ -22,7 +22,7 @@ from edge_runtime import bench as benchmark  # noqa: E402
 from edge_runtime import device, energy, quiet  # noqa: E402
 from edge_runtime import manifest as mf  # noqa: E402
 from edge_runtime.files import atomic_write_text  # noqa: E402
-from edge_runtime.metrics import top_words  # noqa: E402
+from edge_runtime.metrics import check_top_k, top_words  # noqa: E402
 from edge_runtime.runner import APIS, StepModel, evaluate_ids  # noqa: E402
 from edge_runtime.text import tokenize  # noqa: E402
 from edge_runtime.textfile import FORMATS, OOV_WARNING, TextError, detect_format, iter_ids  # noqa: E402
@@ -67,13 +67,6 @@ def suggestions(logp, vocab, k):
     return [(vocab.tokens[i], math.exp(float(logp[i]))) for i in top_words(logp, k, vocab.never_suggested)]
 
 
-def check_top_k(k, vocab):
-    most = len(vocab) - len(set(vocab.never_suggested))
-    if not 1 <= k <= most:
-        raise UsageError(f"--top-k must be between 1 and {most} (the vocabulary's {len(vocab)} ids "
-                         f"less <unk> and <eos>); got {k}")
-
-
 class Keyboard:
     """What `suggest` runs: the model's `suggest` signature when the file has one
     with at least k words (no V floats leave the model), else `step` and
@@ -94,7 +87,7 @@ class Keyboard:
 
 def cmd_suggest(args):
     manifest, variant, path, vocab = load(args)
-    check_top_k(args.top_k, vocab)
+    check_top_k(args.top_k, len(vocab), vocab.never_suggested)
     keyboard = Keyboard(StepModel(path, manifest["states"], num_threads=args.threads, api=args.api), vocab, args.top_k)
 
     def feed(text):

@@ -24,7 +24,7 @@ import numpy as np
 
 from edge_runtime import quiet
 from edge_runtime.manifest import ManifestError
-from edge_runtime.metrics import is_hit
+from edge_runtime.metrics import SUGGEST_SLACK, is_hit
 
 try:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -35,7 +35,6 @@ SIGNATURE = "step"
 SUGGEST = "suggest"
 DELEGATES = ("xnnpack", "none")
 APIS = ("interpreter", "compiled")
-SUGGEST_SLACK = 2  # the suggest signature returns k + 2 ids: <unk> and <eos> may be among them
 
 
 def _quantize(x, detail):
