@@ -20,8 +20,10 @@ def _optimizer_variables(opts):
     return out
 
 
-def save(path, model, opts, states, meta):
+def save(path, model, opts, states, meta, extra=()):
+    """`extra`: variables a method trains outside the model (the L0 multipliers)."""
     arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"e{i}": v.numpy() for i, v in enumerate(extra)})
     arrays.update({f"o{i}": v.numpy() for i, v in enumerate(_optimizer_variables(opts))})
     arrays.update({f"s{i}": np.asarray(s) for i, s in enumerate(states)})
     arrays["rng"] = noise.get_state()  # dropout, zoneout and gate noise go on where they were
@@ -31,14 +33,16 @@ def save(path, model, opts, states, meta):
     rundir.atomic_write_bytes(path, buf.getvalue())
 
 
-def load(path, model, opts):
-    """Restore a checkpoint into `model` and `opts`; -> (meta, states)."""
+def load(path, model, opts, extra=()):
+    """Restore a checkpoint into `model`, `opts` and `extra`; -> (meta, states)."""
     with np.load(path) as z:
         meta = json.loads(bytes(z["meta"]).decode())
         n_w = sum(1 for k in z.files if k.startswith("w"))
         model.set_weights([z[f"w{i}"] for i in range(n_w)])
         for i, v in enumerate(_optimizer_variables(opts)):
             v.assign(z[f"o{i}"])
+        for i, v in enumerate(extra):
+            v.assign(z[f"e{i}"])
         states = [z[f"s{i}"] for i in range(sum(1 for k in z.files if k.startswith("s")))]
         if "rng" in z.files:  # checkpoints before 2026-12 have none
             noise.set_state(z["rng"])

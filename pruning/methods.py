@@ -25,7 +25,8 @@ import collections
 
 # TensorFlow loads inside the hooks, so the CLI can import the methods' option
 # lists and check them first.
-Training = collections.namedtuple("Training", "opts step on_step before_epoch", defaults=(None, None))
+# `extra`: variables trained outside the model (checkpointed with it).
+Training = collections.namedtuple("Training", "opts step on_step before_epoch extra", defaults=(None, None, ()))
 
 
 class Context:

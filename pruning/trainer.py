@@ -76,12 +76,13 @@ def lr_factor(config, epoch):
 
 
 def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_step=None,
-         before_epoch=None, decay=False):
+         before_epoch=None, decay=False, extra=()):
     """Run (or resume) `epochs` epochs of `train_step`; returns (status, meta).
 
     `on_step(step)` runs before each step (filter pruning events),
     `before_epoch(epoch)` after each epoch (TF-MOT's epoch hook); `decay`
-    applies the learning-rate schedule (`lr_factor`) to every optimizer."""
+    applies the learning-rate schedule (`lr_factor`) to every optimizer;
+    `extra` are variables outside the model checkpointed with it."""
     base_lrs = [float(o.learning_rate) for o in opts]
     out = config["out"]
     ckpt_path = os.path.join(out, rundir.CHECKPOINT if phase == "train"
@@ -89,7 +90,7 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
     meta = dict(epoch=0, batch=0, step=0, wall=0.0, train_time=0.0, history=[])
     states = zero_states(model, config["batch_size"])
     if config.get("resumed") and os.path.exists(ckpt_path):
-        meta, states = checkpoints.load(ckpt_path, model, opts)
+        meta, states = checkpoints.load(ckpt_path, model, opts, extra)
         meta["resumed_wall"] = meta["wall"]
         if meta["epoch"] < epochs:
             log(f"{phase}: resuming at epoch {meta['epoch'] + 1}, batch {meta['batch']}, step {meta['step']}")
@@ -129,7 +130,7 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
                     meta["train_time"] += time.time() - t0
                     t0 = time.time()
                     meta["wall"] = time.time() - start
-                    checkpoints.save(ckpt_path, model, opts, states, meta)
+                    checkpoints.save(ckpt_path, model, opts, states, meta, extra)
             meta["train_time"] += time.time() - t0
             if before_epoch is not None:
                 before_epoch(epoch)
@@ -145,7 +146,7 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
             with writer.as_default():
                 tf.summary.scalar("valid/perplexity", r["perplexity"], step=meta["step"])
             meta.update(epoch=epoch + 1, batch=0, wall=time.time() - start)
-            checkpoints.save(ckpt_path, model, opts, states, meta)
+            checkpoints.save(ckpt_path, model, opts, states, meta, extra)
     except Diverged as e:
         log(f"training diverged: {e}; the last good checkpoint is kept in {ckpt_path}")
         return "diverged", meta
@@ -230,7 +231,7 @@ def train(config, corpus=None, log=print, force=False, on_start=None):
         on_start()
     started = time.time()
     status, meta = _fit("train", model, training.opts, training.step, xs, ys, epochs, valid, config, log,
-                        training.on_step, training.before_epoch, decay=True)
+                        training.on_step, training.before_epoch, decay=True, extra=training.extra)
     done = dict(history=list(meta["history"]), steps=meta["step"], train_time=meta["train_time"],
                 earlier_wall=meta.get("resumed_wall", 0.0))  # earlier_wall: time spent before a resume
     report = dict(status=status, arch=base["arch"], schedule=settings, vocab_size=len(vocab),

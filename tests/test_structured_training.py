@@ -118,6 +118,29 @@ def test_filter_asked_for_by_macs_ends_within_two_points(corpus, tmp_path, targe
     assert r["schedule"]["target_macs"] == target and s["macs_fraction"] == r["schedule"]["expected_macs"]
 
 
+@pytest.fixture(scope="module")
+def dense_wide(corpus, tmp_path_factory):
+    """A model wide enough that one unit is a small share of its MACs."""
+    out = tmp_path_factory.mktemp("dense_wide") / "run"
+    rundir.prepare(str(out))
+    train(tiny_config(corpus, out, schedule="none", epochs=1, embed=16, hidden=32), **QUIET)
+    return out
+
+
+@pytest.mark.parametrize("target,frozen", [(0.6, False), (0.3, False), (0.5, True)])
+def test_l0_asked_for_by_macs_ends_within_two_points(corpus, dense_wide, tmp_path, target, frozen):
+    from keras_models.cost import macs_from_spec
+    kw = dict(init_from=str(dense_wide), freeze_weights=True) if frozen else dict(embed=16, hidden=32)
+    out, r = _run(corpus, tmp_path, "l0", schedule="l0", epochs=2, target_macs=target, gate_lr=0.1, **kw)
+    s = r["structure"]
+    model = load_model(str(out / "model"))
+    dense = macs_from_spec(dict(model.spec, hidden_sizes=[32, 16], embed=16))  # the shapes it started from
+    assert abs(macs_from_spec(model.spec) / dense - target) <= 0.02
+    assert s["macs_fraction"] == round(macs_from_spec(model.spec) / dense, 4)
+    assert r["schedule"]["l0_penalty"] == "lagrangian" and s["multipliers"][1] > 0  # the constraint was pushed
+    assert s["gated_valid_perplexity"] == pytest.approx(r["valid_perplexity"], rel=1e-4)
+
+
 def test_l0_with_frozen_weights_and_no_penalty_changes_nothing(corpus, dense, tmp_path):
     out, r = _run(corpus, tmp_path, "l0", schedule="l0", init_from=str(dense), epochs=1,
                   freeze_weights=True, l0_lambda=0.0, l0_init=8.0)
@@ -179,7 +202,7 @@ def test_rank_one_recovery_trains_only_the_update_and_lowers_the_loss():
     (["--schedule", "filter", "--target-units", "0"], "--target-units must be in (0, 1]"),
     (["--schedule", "filter", "--target-units", "1.5"], "--target-units must be in (0, 1]"),
     (["--schedule", "filter", "--target-macs", "0"], "--target-macs must be in (0, 1]"),
-    (["--schedule", "l0", "--target-macs", "0.5"], "--target-macs is supported with --schedule filter"),
+    (["--schedule", "polynomial", "--target-macs", "0.5"], "--target-macs asks l0 or filter pruning for a cost"),
     (["--schedule", "filter", "--rank-by", "size"], "unknown --rank-by"),
     (["--schedule", "l0", "--freeze-weights"], "--freeze-weights learns L0 gates on a trained model"),
     (["--init-from", "/nonexistent"], "not a trained run directory"),
