@@ -8,7 +8,9 @@ entry per chosen matrix (keras_models/factored.py says what they mean):
   matrix E = A B (looked up as A[token] B, used as h B^T A^T; low rank only);
 - scope `all`: both.
 A rank is `--rank R`, or `--rank-fraction F` (r = round(F min(m, n))), and must
-store fewer numbers than the matrix: r < m n / (m + n). TT takes `--tt-rank`,
+store fewer numbers than the matrix: r < m n / (m + n); `--target-macs F`
+picks the rank fraction whose model comes closest to F of the dense MACs
+(`fraction_for_macs`). TT takes `--tt-rank`,
 `--tt-cores` (each side factored into that many near-equal sizes) or
 `--tt-shape 5,5,8:6,10,10` for every chosen matrix.
 
@@ -20,6 +22,8 @@ How it finishes (from a trained run): `from_trained()` replaces each chosen
 matrix by its truncated SVD or TT-SVD, reporting the relative error per
 matrix; the trainer then fine-tunes the factored model (`--finetune-epochs`).
 """
+import numpy as np
+
 from pruning.methods import Method
 
 KINDS = ("none", "lowrank", "tt")
@@ -141,9 +145,32 @@ def total_reduction(spec):
 
 
 
+def fraction_for_macs(spec, scope, target):
+    """(rank fraction, MACs fraction it gives) of `--factorize lowrank` closest to
+    `target` of the dense MACs; of equally close ones, the largest rank."""
+    from keras_models.cost import macs_from_spec
+    dense, best = macs_from_spec(spec), None
+    for f in np.linspace(0.001, 0.999, 999):
+        try:
+            macs = macs_from_spec(dict(spec, factors=plan(spec, "lowrank", scope, rank_fraction=f))) / dense
+        except FactorizeError:  # a rank that does not pay for some matrix
+            continue
+        key = (abs(macs - target), -f)
+        if best is None or key < best[0]:
+            best = (key, round(float(f), 3), round(macs, 4))
+    if best is None:
+        raise FactorizeError(f"no rank of --factorize-scope {scope} reduces every matrix of this model")
+    return best[1], best[2]
+
+
 def options_plan(config, spec):
-    """The factors the run's options ask for."""
+    """The factors the run's options ask for (`--target-macs`: the rank fraction
+    `fraction_for_macs` finds, recorded in config["pruning"])."""
     shape = config.get("tt_shape")
+    if config.get("target_macs") is not None:
+        fraction, macs = fraction_for_macs(spec, config["factorize_scope"], config["target_macs"])
+        config["rank_fraction"] = fraction
+        config["pruning"].update(target_macs=config["target_macs"], rank_fraction=fraction, expected_macs=macs)
     return plan(spec, config["factorize"], config["factorize_scope"], config.get("rank"), config.get("rank_fraction"),
                 config.get("tt_rank"), config.get("tt_cores", 3), parse_tt_shape(shape) if shape else None)
 

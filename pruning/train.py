@@ -125,9 +125,9 @@ def parser():
     a("--target-units", type=float, default=d["target_units"],
       help="filter: fraction of each layer's hidden units kept, in (0, 1] (default %(default)s)")
     a("--target-macs", type=float, default=d["target_macs"],
-      help="l0, filter: end at this share of the dense model's MACs per token, in (0, 1]. l0: a Lagrangian "
-           "constraint with learned multipliers replaces --l0-lambda; filter: sets --target-units to the "
-           "fraction of units that comes closest")
+      help="l0, filter, --factorize lowrank: end at this share of the dense model's MACs per token, in (0, 1]. "
+           "l0: a Lagrangian constraint with learned multipliers replaces --l0-lambda; filter: sets "
+           "--target-units, lowrank: --rank-fraction, to the value that comes closest")
     a("--rank-by", default=d["rank_by"], metavar=choices(RANKINGS), help="filter: how units are ranked (default %(default)s)")
     a("--finetune-epochs", type=int, default=d["finetune_epochs"],
       help="l0/filter: epochs of training after the units are removed; --factorize from --init-from: "
@@ -237,8 +237,9 @@ def validate_structured(c):
     if c["target_macs"] is not None:
         if not 0.0 < c["target_macs"] <= 1.0:
             return f"--target-macs must be in (0, 1], got {c['target_macs']}"
-        if c["schedule"] not in ("filter", "l0"):
-            return f"--target-macs asks l0 or filter pruning for a cost, not --schedule {c['schedule']}"
+        if c["schedule"] not in ("filter", "l0") and c["factorize"] != "lowrank":
+            return (f"--target-macs asks l0 or filter pruning, or --factorize lowrank, for a cost, not "
+                    f"--schedule {c['schedule']}" + (f" with --factorize {c['factorize']}" if c["factorize"] != "none" else ""))
     if c["rank_by"] not in RANKINGS:
         return f"unknown --rank-by {c['rank_by']!r}; choose from {', '.join(RANKINGS)}"
     if c["finetune_epochs"] < 0 or c["recover_epochs"] < 1:
@@ -270,8 +271,9 @@ def validate_factorize(c, arch):
     if c["recover"] != "none":
         return "--recover rank-one does not combine with --factorize yet"
     if c["factorize"] == "lowrank":
-        if (c["rank"] is None) == (c["rank_fraction"] is None):
-            return "--factorize lowrank takes one of --rank and --rank-fraction"
+        given = (c["rank"] is not None) + (c["rank_fraction"] is not None) + (c["target_macs"] is not None)
+        if given != 1:
+            return "--factorize lowrank takes one of --rank, --rank-fraction and --target-macs"
         if c["rank"] is not None and c["rank"] < 1:
             return f"--rank must be at least 1, got {c['rank']}"
         if c["rank_fraction"] is not None and not 0 < c["rank_fraction"] < 1:

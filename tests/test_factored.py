@@ -157,6 +157,22 @@ def test_tt_from_scratch_converts_in_every_precision_with_builtin_ops(corpus, tm
         assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), (name, ops)
 
 
+@pytest.mark.parametrize("target", [0.6, 0.35])
+def test_lowrank_asked_for_by_macs_ends_within_two_points(corpus, tmp_path, target):
+    out = tmp_path / "lr"
+    assert main(tiny(corpus) + ["--embed", "16", "--hidden", "32", "--factorize", "lowrank", "--target-macs",
+                                str(target), "--out", str(out)]) == 0
+    report = json.loads((out / "train_report.json").read_text())
+    spec = load_model(str(out / "model")).spec
+    dense = macs_from_spec(dict(spec, factors=None))
+    assert abs(macs_from_spec(spec) / dense - target) <= 0.02
+    s = report["schedule"]
+    assert s["target_macs"] == target and s["expected_macs"] == round(macs_from_spec(spec) / dense, 4)
+    # every factored matrix has the rank the recorded fraction gives
+    for key, rows, cols in factorize.matrices(spec, "all"):
+        assert spec["factors"][key]["rank"] == round(s["rank_fraction"] * min(rows, cols))
+
+
 def test_factoring_after_unit_pruning(corpus, tmp_path):
     pruned = tmp_path / "filter"
     dense = tmp_path / "dense"
@@ -174,7 +190,9 @@ def test_factoring_after_unit_pruning(corpus, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--factorize", "lowrank", "--rank", "0"], "--rank must be at least 1"),
     (["--factorize", "lowrank", "--rank", "40"], "rank 40 does not reduce rnn_0/kernel (16 x 36)"),
-    (["--factorize", "lowrank", "--rank", "2", "--rank-fraction", "0.5"], "takes one of --rank and --rank-fraction"),
+    (["--factorize", "lowrank", "--rank", "2", "--rank-fraction", "0.5"], "takes one of --rank, --rank-fraction and --target-macs"),
+    (["--factorize", "lowrank", "--rank", "2", "--target-macs", "0.5"], "takes one of --rank, --rank-fraction"),
+    (["--factorize", "tt", "--tt-rank", "2", "--target-macs", "0.5"], "not --schedule none with --factorize tt"),
     (["--factorize", "tt", "--tt-rank", "2", "--tt-shape", "2,4:6,7", "--factorize-scope", "recurrent"],
      "--tt-shape 2x4:6x7 multiplies out to 8 x 42, not the matrix's 16 x 36"),
     (["--factorize", "tt", "--tt-rank", "0"], "--tt-rank of at least 1, got 0"),
