@@ -120,9 +120,13 @@ def l0_penalty(model, kind="count"):
     gates = {g.name[len("gate_"):]: g for g in gate_layers(model)}
     if kind == "count":
         return tf.add_n([g.penalty() for g in gates.values()])
-    spec = model.spec
+    expected = macs_from_spec(counted_spec(model.spec, {k: g.penalty() for k, g in gates.items()}))
+    return expected / float(macs_from_spec(model.spec))
+
+
+def counted_spec(spec, counts):
+    """The spec with `counts` {group: open units} as its sizes (with tied
+    embeddings the last layer is the embedding's group)."""
     last = len(spec["hidden_sizes"]) - 1
-    open_units = [gates["embedding" if spec["tie_embeddings"] and i == last else f"rnn_{i}"].penalty()
-                  for i in range(last + 1)]
-    expected = macs_from_spec(dict(spec, embed=gates["embedding"].penalty(), hidden_sizes=open_units))
-    return expected / float(macs_from_spec(spec))
+    sizes = [counts["embedding" if spec["tie_embeddings"] and i == last else f"rnn_{i}"] for i in range(last + 1)]
+    return dict(spec, embed=counts["embedding"], hidden_sizes=sizes)

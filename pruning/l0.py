@@ -8,22 +8,26 @@ gates trained by their own Adam (`--gate-lr`), the weights with the run's
 optimizer unless `--freeze-weights`. Finishes: the units whose test-time
 gate is 0 are removed (methods.GatedUnits).
 
-`--target-macs F` replaces lambda by the Lagrangian of Wang, Wohlwend & Lei
-(2020): with s the expected MACs fraction and t the target,
-    loss + l1 (s - t) + l2 (s - t)^2,
-minimised over the weights and gates and maximised over l1, l2 (their own
-Adam at `--gate-lr`, through a reversed gradient), so the multipliers grow
-for as long as s misses t. t falls linearly from 1 to F over the first
-half of the steps (a sudden target closes gates before the weights adapt)
-and is held after. The constraint holds in expectation, and gates need not
-have reached 0 or 1 when training ends; so, as Wang et al.'s code does, the
-finished model keeps in each group the round(E[open gates]) units of
-largest log alpha and closes the others (`close_beyond_expected`).
+`--target-macs F` replaces lambda by a multiplier that is learned, a
+controller on lambda after the Lagrangian of Wang, Wohlwend & Lei (2020):
+with s the expected MACs fraction and t the target,
+    loss + l (s - t)^2,
+minimised over the weights and gates and maximised over l (its own Adam at
+`--gate-lr`, through a reversed gradient), so l grows for as long as s
+misses t. Wang et al. add a linear term l1 (s - t); with the gates' Adam
+steps it kept pushing after s had crossed t, until l1 had wound down (a
+1-epoch run asked for 0.5 ended at 0.29), while the square's push turns at
+s = t. t falls linearly from 1 to F over the first half of the steps (a
+sudden target closes gates before the weights adapt) and is held after.
+The constraint holds in expectation, and gates need not have reached 0 or 1
+when training ends; so the finished model closes open gates, lowest log
+alpha first, while that brings its MACs closer to F (`close_to_target`;
+Wang et al.'s code likewise closes the lowest-ranked gates at the end).
 """
 import numpy as np
 
 from keras_models.backend import tf
-from keras_models.neuron_gates import gate_layers, l0_penalty
+from keras_models.neuron_gates import counted_spec, gate_layers, l0_penalty
 from pruning import steps
 from pruning.methods import GatedUnits, Training
 
@@ -36,31 +40,45 @@ def ascend(x):
     return tf.identity(x), lambda dy: -dy
 
 
-def lagrangian(model, target, anneal_steps, clock):
-    """(multipliers [l1, l2], penalty()) of the MACs constraint; `clock` counts steps."""
-    lam = [tf.Variable(0.0, name="l0_lambda_1"), tf.Variable(0.0, name="l0_lambda_2")]
+def constraint(model, target, anneal_steps, clock):
+    """([multiplier], penalty()) of the MACs constraint; `clock` counts steps."""
+    lam = tf.Variable(0.0, name="l0_multiplier")
 
     def penalty():
         t = 1.0 - (1.0 - target) * tf.minimum(1.0, tf.cast(clock.iterations, tf.float32) / anneal_steps)
-        gap = l0_penalty(model, "macs") - t
-        return ascend(lam[0]) * gap + ascend(lam[1]) * tf.square(gap)
-    return lam, penalty
+        return ascend(lam) * tf.square(l0_penalty(model, "macs") - t)
+    return [lam], penalty
 
 
 CLOSED = -20.0  # a log alpha whose test-time gate is 0
 
 
-def close_beyond_expected(gates):
-    """Close, in each gate group, the units beyond its expected open count
-    (by log alpha); -> how many were closed that the test-time gate had open."""
-    closed = 0
-    for g in gates:
-        a = g.log_alpha.numpy()
-        keep = int(round(float(g.penalty())))
-        shut = np.argsort(-a, kind="stable")[keep:]
-        closed += int(np.count_nonzero(g.test_values()[shut]))
-        a[shut] = CLOSED
-        g.log_alpha.assign(a)
+def close_to_target(model, target):
+    """Close open gates, lowest log alpha first (each group keeps one), while that
+    brings the MACs fraction of the open units closer to `target`; -> how many."""
+    from keras_models.cost import macs_from_spec
+    gates = {g.name[len("gate_"):]: g for g in gate_layers(model)}
+    alpha = {k: g.log_alpha.numpy() for k, g in gates.items()}
+    is_open = {k: g.test_values() > 0 for k, g in gates.items()}
+    dense = macs_from_spec(model.spec)
+
+    def share():
+        return macs_from_spec(counted_spec(model.spec, {k: int(o.sum()) for k, o in is_open.items()})) / dense
+    closed, now = 0, share()
+    while now > target:
+        candidates = [(a[i], k, i) for k, a in alpha.items() if is_open[k].sum() > 1
+                      for i in np.flatnonzero(is_open[k])]
+        if not candidates:
+            break
+        _, k, i = min(candidates)
+        is_open[k][i] = False
+        after = share()
+        if after < target and target - after > now - target:  # closing it would land further away
+            is_open[k][i] = True
+            break
+        closed, now = closed + 1, after
+    for k, g in gates.items():
+        g.log_alpha.assign(np.where(is_open[k], alpha[k], CLOSED).astype(np.float32))
     return closed
 
 
@@ -71,7 +89,7 @@ class L0(GatedUnits):
         s = dict(schedule="l0", l0_lambda=c["l0_lambda"], l0_penalty=c["l0_penalty"],
                  freeze_weights=c["freeze_weights"], beta=c["l0_beta"], gamma=c["l0_gamma"], zeta=c["l0_zeta"])
         if c.get("target_macs") is not None:
-            s.update(l0_lambda=None, l0_penalty="lagrangian", target_macs=c["target_macs"],
+            s.update(l0_lambda=None, l0_penalty="constraint", target_macs=c["target_macs"],
                      anneal_steps=self.anneal_steps)
         return s
 
@@ -91,7 +109,7 @@ class L0(GatedUnits):
         self.multipliers = ()
         if c.get("target_macs") is not None:
             clock = groups[0][0]  # the gates' optimizer: its step count is checkpointed
-            self.multipliers, penalty = lagrangian(model, c["target_macs"], self.anneal_steps, clock)
+            self.multipliers, penalty = constraint(model, c["target_macs"], self.anneal_steps, clock)
             groups.append((steps.optimizer(c, c["gate_lr"], "adam"), self.multipliers))
         else:
             lam, kind = float(c["l0_lambda"]), c["l0_penalty"]
@@ -104,10 +122,10 @@ class L0(GatedUnits):
     def finish(self, model, plain, ctx, status):
         expected = round(float(l0_penalty(model)), 2)
         expected_macs = round(float(l0_penalty(model, "macs")), 4)
-        closed = close_beyond_expected(gate_layers(model)) if self.multipliers else None
+        closed = close_to_target(model, self.config["target_macs"]) if self.multipliers else None
         smaller, report = super().finish(model, plain, ctx, status)
         report["structure"].update(expected_l0=expected, expected_macs_fraction=expected_macs)
         if self.multipliers:
-            report["structure"].update(multipliers=[round(float(v.numpy()), 4) for v in self.multipliers],
-                                       closed_beyond_expected=closed)
+            report["structure"].update(multiplier=round(float(self.multipliers[0].numpy()), 4),
+                                       closed_to_target=closed)
         return smaller, report

@@ -33,7 +33,7 @@ def method(report):
         return f"filter ({s.get('rank_by')})", f"units {s.get('target_units')}"
     if name == "l0":
         if s.get("target_macs") is not None:
-            return "l0 (lagrangian)", f"MACs {s['target_macs']}"
+            return "l0 (constraint)", f"MACs {s['target_macs']}"
         return f"l0 ({s.get('l0_penalty', 'count')})", f"lambda {s.get('l0_lambda')}"
     return "dense", ""
 

@@ -126,7 +126,7 @@ def parser():
       help="filter: fraction of each layer's hidden units kept, in (0, 1] (default %(default)s)")
     a("--target-macs", type=float, default=d["target_macs"],
       help="l0, filter, --factorize lowrank: end at this share of the dense model's MACs per token, in (0, 1]. "
-           "l0: a Lagrangian constraint with learned multipliers replaces --l0-lambda; filter: sets "
+           "l0: a MACs constraint with a learned multiplier replaces --l0-lambda; filter: sets "
            "--target-units, lowrank: --rank-fraction, to the value that comes closest")
     a("--rank-by", default=d["rank_by"], metavar=choices(RANKINGS), help="filter: how units are ranked (default %(default)s)")
     a("--finetune-epochs", type=int, default=d["finetune_epochs"],

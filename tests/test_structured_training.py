@@ -137,7 +137,7 @@ def test_l0_asked_for_by_macs_ends_within_two_points(corpus, dense_wide, tmp_pat
     dense = macs_from_spec(dict(model.spec, hidden_sizes=[32, 16], embed=16))  # the shapes it started from
     assert abs(macs_from_spec(model.spec) / dense - target) <= 0.02
     assert s["macs_fraction"] == round(macs_from_spec(model.spec) / dense, 4)
-    assert r["schedule"]["l0_penalty"] == "lagrangian" and s["multipliers"][1] > 0  # the constraint was pushed
+    assert r["schedule"]["l0_penalty"] == "constraint" and s["multiplier"] > 0  # the constraint was pushed
     assert s["gated_valid_perplexity"] == pytest.approx(r["valid_perplexity"], rel=1e-4)
 
 
@@ -202,7 +202,7 @@ def test_rank_one_recovery_trains_only_the_update_and_lowers_the_loss():
     (["--schedule", "filter", "--target-units", "0"], "--target-units must be in (0, 1]"),
     (["--schedule", "filter", "--target-units", "1.5"], "--target-units must be in (0, 1]"),
     (["--schedule", "filter", "--target-macs", "0"], "--target-macs must be in (0, 1]"),
-    (["--schedule", "polynomial", "--target-macs", "0.5"], "--target-macs asks l0 or filter pruning for a cost"),
+    (["--schedule", "polynomial", "--target-macs", "0.5"], "--target-macs asks l0 or filter pruning, or --factorize lowrank, for a cost"),
     (["--schedule", "filter", "--rank-by", "size"], "unknown --rank-by"),
     (["--schedule", "l0", "--freeze-weights"], "--freeze-weights learns L0 gates on a trained model"),
     (["--init-from", "/nonexistent"], "not a trained run directory"),

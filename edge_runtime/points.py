@@ -1,0 +1,70 @@
+"""`operating_points.json`: the knob's measured points, read on the device.
+
+Format version 1 (written by `python -m pruning.sweep`, in the sweep folder
+and in its bundle/):
+    format_version, created, device (where the latencies were measured),
+    timing {steps, threads, delegate, api}, options (the sweep's),
+    points [{name, method, strength, variant, model (a tflite/ folder with
+    its manifest, relative to this file), file, sha256, bytes, hidden_sizes,
+    embed, ranks, params, macs, macs_fraction, test_perplexity, test_r_at_3,
+    latency_ms {median, p90}, energy_mj_per_token, frontier {latency, bytes}}]
+`load` checks the format and every file's sha256 before anything runs.
+"""
+import json
+import os
+
+from edge_runtime import device
+from edge_runtime import manifest as mf
+
+FORMAT_VERSION = 1
+FILE = "operating_points.json"
+
+
+class PointsError(mf.ManifestError):
+    """An operating-points file the device cannot use; one-line message."""
+
+
+def load(path):
+    """The document, each point with `_manifest` (its model's manifest) added."""
+    if os.path.isdir(path):
+        path = os.path.join(path, FILE)
+    if not os.path.exists(path):
+        raise PointsError(f"no operating-points file at {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PointsError(f"{path} is not a readable operating-points file: {e}") from None
+    version = doc.get("format_version") if isinstance(doc, dict) else None
+    if not isinstance(version, int) or not isinstance(doc.get("points"), list):
+        raise PointsError(f"{path} is not an operating-points file (no format_version or points)")
+    if version > FORMAT_VERSION:
+        raise PointsError(f"{path} has format version {version}; this runtime reads up to {FORMAT_VERSION}: "
+                          "update edge_runtime")
+    here = os.path.dirname(os.path.abspath(path))
+    for p in doc["points"]:
+        p["_manifest"] = manifest = mf.load(os.path.join(here, p["model"]))
+        v = manifest["variants"].get(p["variant"], {})
+        if v.get("sha256") != p["sha256"]:
+            raise PointsError(f"{path}: point {p['name']} {p['variant']} names sha256 {p['sha256'][:16]}..., "
+                              f"its manifest {str(v.get('sha256'))[:16]}...: the files are not the ones measured")
+        try:
+            mf.variant_path(manifest, p["variant"])  # the file itself, against the same sha256
+        except mf.ManifestError as e:
+            raise PointsError(f"{path}: point {p['name']}: {e}") from None
+    doc["_path"] = path
+    return doc
+
+
+def measured_here(doc):
+    """Were the document's latencies measured on this device?"""
+    return doc.get("device") == device.describe()
+
+
+def label(p):
+    return f"{p['name']}:{p['variant']}"
+
+
+def latency_frontier(doc):
+    """The points on the perplexity-latency frontier, best perplexity (slowest) first."""
+    return sorted((p for p in doc["points"] if p["frontier"]["latency"]), key=lambda p: p["test_perplexity"])

@@ -1,0 +1,168 @@
+"""The sweep's outputs (pruning/sweep.py): each point's files evaluated by the
+device runtime, timed in one pass, flagged on the Pareto frontiers, and
+written as operating_points.json (format: edge_runtime/points.py),
+report.md, the plots (pruning/plots.py) and bundle/. Needs no TensorFlow."""
+import datetime
+import json
+import os
+import shutil
+
+import numpy as np
+
+from edge_runtime import bench, device, energy
+from edge_runtime import manifest as mf
+from edge_runtime.files import atomic_write_text, make_temp_dir, replace_dir
+from edge_runtime.pareto import frontier
+from edge_runtime.points import FILE, FORMAT_VERSION, PointsError  # noqa: F401  (PointsError: the CLI's)
+from edge_runtime.runner import StepModel, evaluate_ids
+from edge_runtime.vocab import Vocab
+from pruning import rundir
+from pruning.report import method as method_of, ranks as ranks_of
+
+TIMING = dict(threads=1, delegate="auto", api="interpreter")
+
+
+def evaluate_point(run, name, method, share):
+    """point.json of a trained, converted run: its structure and, per file, the
+    test perplexity and R@3 the device runtime measures."""
+    report = rundir.read_json(os.path.join(run, rundir.REPORT))
+    manifest = mf.load(os.path.join(run, "tflite"))
+    vocab = Vocab.load(mf.vocab_path(manifest))
+    with np.load(os.path.join(run, rundir.EVAL_DATA)) as z:
+        test = z["test"]
+    files = {}
+    for variant, v in manifest["variants"].items():
+        if v.get("status") != "ok":
+            files[variant] = dict(status=v.get("status"), error=v.get("error"))
+            continue
+        model, used, _ = bench.load(mf.variant_path(manifest, variant), manifest["states"], 1)
+        r = evaluate_ids(model, test, vocab.never_suggested)
+        files[variant] = dict(status="ok", file=os.path.join("points", name, "tflite", v["file"]),
+                              sha256=v["sha256"], bytes=v["bytes"], delegate=used,
+                              test_perplexity=round(r["perplexity"], 3), test_r_at_3=round(r["r_at_3"], 4))
+    described, strength = method_of(report)
+    return dict(name=name, method=method, share=share, described=described, strength=strength,
+                hidden_sizes=list(report["hidden_sizes"]), embed=report["embed"], ranks=ranks_of(report),
+                params=report["params_nonzero"], macs=report["macs_per_token_nonzero"],
+                keras_test_perplexity=report.get("test_perplexity"), files=files)
+
+
+def rows(points, out):
+    """One row per converted file of the finished points; MACs as a share of the dense point's."""
+    dense = next((p["macs"] for p in points if p["method"] == "dense"), None)
+    out_rows = []
+    for p in points:
+        for variant, f in p["files"].items():
+            if f.get("status") != "ok":
+                continue
+            out_rows.append(dict(name=p["name"], method=p["method"], strength=p["strength"], share=p["share"],
+                                 variant=variant, model=os.path.dirname(f["file"]), file=f["file"],
+                                 sha256=f["sha256"], bytes=f["bytes"], hidden_sizes=p["hidden_sizes"],
+                                 embed=p["embed"], ranks=p["ranks"], params=p["params"], macs=p["macs"],
+                                 macs_fraction=round(p["macs"] / dense, 4) if dense else None,
+                                 test_perplexity=f["test_perplexity"], test_r_at_3=f["test_r_at_3"]))
+    return out_rows
+
+
+def time_rows(rows_, out, steps):
+    """Latency of every file in one interleaved pass; energy, one file at a time,
+    where the device has a sensor."""
+    files = {}
+    for i, r in enumerate(rows_):
+        manifest = mf.load(os.path.join(out, r["model"]))
+        files[i] = (mf.variant_path(manifest, r["variant"]), manifest["states"])
+    timed = bench.interleaved(files, steps=steps, threads=TIMING["threads"], delegate=TIMING["delegate"],
+                              api=TIMING["api"])
+    sensor = energy.find_sensor()
+    for i, r in enumerate(rows_):
+        t = timed[i]
+        r["latency_ms"] = dict(median=t["median"], p90=t["p90"])
+        r["delegate"] = t["delegate"]
+        r["energy_mj_per_token"] = None
+        if sensor is not None:
+            e = bench.run(files[i][0], files[i][1], steps, threads=TIMING["threads"])
+            r["energy_mj_per_token"] = e["energy_mj_per_token"]
+    flag(rows_)
+    return rows_
+
+
+def flag(rows_):
+    """Mark each row on (or off) the perplexity frontiers against latency and bytes."""
+    for r in rows_:
+        r["lat"] = r["latency_ms"]["median"]
+    on_latency = set(frontier(rows_, "lat", "test_perplexity"))
+    on_bytes = set(frontier(rows_, "bytes", "test_perplexity"))
+    for i, r in enumerate(rows_):
+        del r["lat"]
+        r["frontier"] = dict(latency=i in on_latency, bytes=i in on_bytes)
+
+
+def document(rows_, options, steps):
+    return dict(format_version=FORMAT_VERSION, created=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                device=device.describe(), timing=dict(TIMING, steps=steps), options=options, points=rows_)
+
+
+def report_md(doc):
+    """The table, fastest first, frontier rows marked."""
+    d = doc["device"]
+    lines = [f"# Operating points of {doc['options']['base']}", "",
+             f"Measured {doc['created']} on {d['cpu']} ({d['machine']}), LiteRT {d['litert']}, "
+             f"{doc['timing']['threads']} thread, {doc['timing']['steps']} steps per file in one interleaved pass. "
+             "Perplexity and R@3: the test split, by the device runtime. Frontier: L = perplexity against "
+             "latency, B = against bytes.", "",
+             "| point | file | frontier | hidden | MACs/token | MACs share | params | bytes | test ppl | "
+             "test R@3 | median ms | p90 ms | mJ/token |", "|---" * 13 + "|"]
+    for r in sorted(doc["points"], key=lambda r: r["latency_ms"]["median"]):
+        mark = ("L" if r["frontier"]["latency"] else "") + ("B" if r["frontier"]["bytes"] else "")
+        e = "" if r["energy_mj_per_token"] is None else f"{r['energy_mj_per_token']:.4f}"
+        name = f"**{r['name']}**" if mark else r["name"]
+        lines.append(f"| {name} | {r['variant']} | {mark} | {r['hidden_sizes']} | {r['macs']:,} | "
+                     f"{r['macs_fraction']:.3f} | {r['params']:,} | {r['bytes']:,} | {r['test_perplexity']:.2f} | "
+                     f"{r['test_r_at_3']:.3f} | {r['latency_ms']['median']:.4f} | {r['latency_ms']['p90']:.4f} | {e} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_bundle(doc, out):
+    """bundle/: the frontier's files, each point's manifest and vocabulary, and
+    an operating-points file with paths relative to it; built aside, swapped in."""
+    final = os.path.join(out, "bundle")
+    tmp = make_temp_dir(final)
+    keep = [r for r in doc["points"] if r["frontier"]["latency"] or r["frontier"]["bytes"]]
+    by_model = {}
+    for r in keep:
+        by_model.setdefault(r["model"], set()).add(r["variant"])
+    for model, variants in by_model.items():
+        src = os.path.join(out, model)
+        name = os.path.basename(os.path.dirname(model))  # points/NAME/tflite -> NAME
+        manifest = mf.load(src)
+        dest = os.path.join(tmp, name)
+        os.makedirs(dest)
+        for v in variants:
+            shutil.copy2(mf.variant_path(manifest, v), os.path.join(dest, manifest["variants"][v]["file"]))
+        shutil.copy2(mf.vocab_path(manifest), os.path.join(dest, manifest["vocab"]["file"]))
+        manifest = {k: v for k, v in manifest.items() if k != "_dir"}
+        manifest["variants"] = {k: v for k, v in manifest["variants"].items() if k in variants}
+        atomic_write_text(os.path.join(dest, mf.FILE), json.dumps(manifest, indent=2) + "\n")
+    points = []
+    for r in keep:
+        name = os.path.basename(os.path.dirname(r["model"]))
+        points.append(dict(r, model=name, file=os.path.join(name, os.path.basename(r["file"]))))
+    atomic_write_text(os.path.join(tmp, FILE), json.dumps(dict(doc, points=points), indent=2) + "\n")
+    replace_dir(tmp, final)
+    return final
+
+
+def write_outputs(doc, out, log=print):
+    atomic_write_text(os.path.join(out, FILE), json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(os.path.join(out, "report.md"), report_md(doc))
+    bundle = write_bundle(doc, out)
+    log(report_md(doc))
+    try:
+        from pruning.plots import plot_all
+    except ImportError as e:  # matplotlib is the `plot` extra
+        log(f"no plots: {e.name} is missing (pip install -e '.[plot]')")
+        plots = []
+    else:
+        plots = plot_all(doc, out)
+    log(f"wrote {os.path.join(out, FILE)}, {os.path.join(out, 'report.md')}, {bundle}/"
+        + "".join(f", {p}" for p in plots))

@@ -1,0 +1,263 @@
+"""python -m pruning.sweep BASE_RUN --out DIR: the knob's operating points.
+
+Each method at each point (a share of the dense model's MACs per token; for
+magnitude, the share of nonzero weights) is a run under DIR/points/, made
+from BASE_RUN by `python -m pruning.train --init-from` (one process each,
+`--jobs` at a time), converted (`--quantize`) and evaluated on the test
+split by the device runtime. The base run itself is the point `dense-100`.
+Then every file is timed in one interleaved pass, so that the points
+compare, and DIR gets operating_points.json, report.md, the plots (the
+`plot` extra) and bundle/, the frontier's files for the device.
+
+A finished point (its point.json) is skipped by `--resume`; an interrupted
+one goes on from its run's checkpoint. Bad input: one line, exit 2, nothing
+written. A point that fails is named and the others go on; exit 1.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from edge_runtime.files import make_temp_dir
+from pruning import operating_points as ops
+from pruning import rundir
+
+METHODS = ("l0", "units-random", "units-norm", "units-activation", "magnitude", "lowrank")
+DEFAULT_METHODS = ("l0", "units-random", "units-norm", "units-activation", "lowrank")
+QUANTIZE = ("float32", "float16", "dynamic", "int8")
+SWEEP_FILE = "sweep.json"
+POINT_FILE = "point.json"
+DENSE = "dense-100"
+# what a point's run takes from the base run's options (the rest are pruning.train's defaults)
+INHERITED = ("data_dir", "batch_size", "bptt", "optimizer", "clip_norm", "dropout", "seed")
+
+
+class SweepError(ValueError):
+    """Bad input to the sweep; one-line message."""
+
+
+def parse_list(text, allowed, option):
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in allowed]
+    if bad or not items:
+        raise SweepError(f"unknown {option} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
+    return list(dict.fromkeys(items))
+
+
+def parse_points(text):
+    try:
+        points = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise SweepError(f"--points takes numbers such as 100,80,60,40, not {text!r}") from None
+    bad = [p for p in points if not 0 < p <= 100]
+    if bad or not points:
+        raise SweepError(f"every point must be in (0, 100] (a share of the dense model), got {text!r}")
+    return sorted(set(points), reverse=True)
+
+
+def point_name(method, share):
+    return DENSE if share == 100 else f"{method}-{share:g}"
+
+
+def final_lr(config):
+    """The learning rate the base run ended at (its schedule's last epoch)."""
+    return config["lr"] * config.get("lr_decay", 1.0) ** max(0, config["epochs"] - config.get("decay_after", 0))
+
+
+def train_args(method, share, base, base_config, options):
+    """pruning.train's options for one point."""
+    f = f"{share / 100:g}"
+    args = ["--init-from", base, "--lr", f"{options['lr']:g}"]
+    for key in INHERITED:
+        if base_config.get(key) is not None:
+            args += ["--" + key.replace("_", "-"), str(base_config[key])]
+    ft = ["--finetune-epochs", str(options["finetune_epochs"])]
+    if method == "l0":
+        args += ["--schedule", "l0", "--target-macs", f, "--epochs", "1"] + ft
+    elif method.startswith("units-"):
+        args += ["--schedule", "filter", "--rank-by", method[len("units-"):], "--target-macs", f] + ft
+    elif method == "lowrank":
+        args += ["--factorize", "lowrank", "--factorize-scope", "all", "--target-macs", f] + ft
+    else:  # magnitude: TF-MOT's polynomial schedule over max(1, N) epochs
+        args += ["--schedule", "polynomial", "--target-sparsity", f"{1 - share / 100:g}",
+                 "--epochs", str(max(1, options["finetune_epochs"]))]
+    if options["recover"] != "none":
+        args += ["--recover", options["recover"]]
+    return args
+
+
+def check_base(base):
+    report_path = os.path.join(base, rundir.REPORT)
+    needed = (rundir.CONFIG, rundir.VOCAB, rundir.EVAL_DATA, os.path.join(rundir.MODEL, "spec.json"), rundir.REPORT)
+    missing = [n for n in needed if not os.path.exists(os.path.join(base, n))]
+    if not os.path.isdir(base):
+        raise SweepError(f"base run {base} does not exist")
+    if missing:
+        raise SweepError(f"base run {base} is not a trained run (it lacks {', '.join(missing)})")
+    if rundir.read_json(report_path).get("status") != "completed":
+        raise SweepError(f"base run {base} did not complete training")
+    return rundir.read_json(os.path.join(base, rundir.CONFIG))
+
+
+def plan(args):
+    """(options, [(name, method, share)]) after every check; raises SweepError."""
+    methods = parse_list(args.methods, METHODS, "--methods")
+    shares = parse_points(args.points)
+    quantize = parse_list(args.quantize, QUANTIZE, "--quantize")
+    if args.finetune_epochs < 0 or args.jobs < 1 or args.steps < 1:
+        raise SweepError("--finetune-epochs must not be negative, --jobs and --steps at least 1")
+    if args.recover not in ("none", "rank-one"):
+        raise SweepError(f"unknown --recover {args.recover!r}; choose from none, rank-one")
+    base_config = check_base(args.base)
+    options = dict(base=os.path.abspath(args.base), methods=methods, points=shares, quantize=quantize,
+                   finetune_epochs=args.finetune_epochs, recover=args.recover,
+                   lr=args.lr if args.lr is not None else final_lr(base_config))
+    points = [(DENSE, "dense", 100.0)]
+    points += [(point_name(m, s), m, s) for m in methods for s in shares if s != 100]
+    return options, base_config, points
+
+
+def check_out(out, resume, force, options):
+    """Raises SweepError unless DIR can be written as asked; touches nothing."""
+    if resume and force:
+        raise SweepError("--resume continues a sweep and --force starts it over: give one of them")
+    saved_path = os.path.join(out, SWEEP_FILE)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SweepError(f"{out} is a file, not a sweep directory")
+    if os.path.isdir(out) and os.listdir(out):
+        if not os.path.exists(saved_path):
+            raise SweepError(f"{out} exists and is not a sweep directory (no {SWEEP_FILE}); choose a new --out")
+        if not (resume or force):
+            raise SweepError(f"{out} already holds a sweep; use --resume to continue it or --force to start over")
+        if resume:
+            saved = rundir.read_json(saved_path)
+            for key in ("base", "quantize", "finetune_epochs", "recover", "lr"):
+                if saved.get(key) != options[key]:
+                    raise SweepError(f"--resume: {key} {options[key]} differs from the sweep's {saved.get(key)}; "
+                                     "start a new sweep (or --force) to change it")
+    elif resume:
+        raise SweepError(f"cannot resume: {out} holds no sweep")
+
+
+def log_path(out, name, step):
+    return os.path.join(out, "logs", f"{name}.{step}.log")
+
+
+def run_logged(cmd, path):
+    with open(path, "w", encoding="utf-8") as f:
+        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+
+
+def copy_base(base, dest):
+    """The dense point: the base run's files, copied (the base run is never written)."""
+    tmp = make_temp_dir(dest)
+    for name in (rundir.CONFIG, rundir.VOCAB, rundir.EVAL_DATA, rundir.REPORT):
+        shutil.copy2(os.path.join(base, name), os.path.join(tmp, name))
+    shutil.copytree(os.path.join(base, rundir.MODEL), os.path.join(tmp, rundir.MODEL))
+    os.replace(tmp, dest)
+
+
+def run_point(out, name, method, share, base_config, options, log):
+    """Train, convert and evaluate one point; -> its point.json dict, or raises
+    RuntimeError naming the step that failed and its log."""
+    from pruning.operating_points import evaluate_point
+    done_path = os.path.join(out, "points", name, POINT_FILE)
+    if os.path.exists(done_path):
+        return rundir.read_json(done_path)
+    run = os.path.join(out, "points", name)
+    py = [sys.executable, "-m"]
+    t0 = time.time()
+    if name == DENSE:
+        if not os.path.exists(os.path.join(run, rundir.REPORT)):
+            copy_base(options["base"], run)
+    elif not os.path.exists(os.path.join(run, rundir.REPORT)):
+        resume = os.path.exists(os.path.join(run, rundir.CONFIG))
+        cmd = py + ["pruning.train", "--out", run] + (["--resume"] if resume else
+                                                      train_args(method, share, options["base"], base_config, options) + ["--force"])
+        log(f"{name}: training{' (resumed)' if resume else ''}; log in {log_path(out, name, 'train')}")
+        if run_logged(cmd, log_path(out, name, "train")) != 0:
+            raise RuntimeError(f"{name}: training failed; see {log_path(out, name, 'train')}")
+    if rundir.read_json(os.path.join(run, rundir.REPORT)).get("status") != "completed":
+        raise RuntimeError(f"{name}: training did not complete; see {log_path(out, name, 'train')}")
+    log(f"{name}: converting ({','.join(options['quantize'])})")
+    cmd = py + ["convert.to_tflite", run, "--quantize", ",".join(options["quantize"]), "--force"]
+    if run_logged(cmd, log_path(out, name, "convert")) != 0:
+        raise RuntimeError(f"{name}: conversion failed; see {log_path(out, name, 'convert')}")
+    point = evaluate_point(run, name, method, share)
+    point["wall_s"] = round(time.time() - t0, 1)
+    rundir.write_json(done_path, point)
+    log(f"{name}: done, " + ", ".join(f"{v} test ppl {f['test_perplexity']:.2f}" for v, f in point["files"].items()
+                                      if f.get("test_perplexity") is not None))
+    return point
+
+
+def sweep(args, log=print):
+    """What the CLI runs; returns the exit status."""
+    options, base_config, points = plan(args)
+    check_out(args.out, args.resume, args.force, options)
+    if args.force and os.path.isdir(args.out):
+        shutil.rmtree(args.out)  # every check has passed; it held a sweep (check_out)
+    os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
+    rundir.write_json(os.path.join(args.out, SWEEP_FILE), options)
+    done, failed = {}, []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {name: pool.submit(run_point, args.out, name, m, s, base_config, options, log)
+                   for name, m, s in points}
+        for name, future in futures.items():
+            try:
+                done[name] = future.result()
+            except RuntimeError as e:
+                failed.append(str(e))
+                log(f"error: {e}")
+    rows = ops.rows([done[n] for n, _, _ in points if n in done], args.out)
+    log(f"timing {len(rows)} files in one interleaved pass ({args.steps} steps each, 1 thread) ...")
+    ops.time_rows(rows, args.out, args.steps)
+    doc = ops.document(rows, options, args.steps)
+    ops.write_outputs(doc, args.out, log)
+    for e in failed:
+        log(f"failed: {e}")
+    return 1 if failed else 0
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m pruning.sweep", description=__doc__.split("\n\n")[0])
+    p.add_argument("base", metavar="BASE_RUN", help="a trained run directory (the dense model)")
+    p.add_argument("--out", required=True, help="the sweep directory")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"any of {', '.join(METHODS)} (default %(default)s)")
+    p.add_argument("--points", default="100,80,60,40",
+                   help="shares of the dense MACs per token, in (0, 100]; magnitude: of the nonzero weights "
+                        "(default %(default)s)")
+    p.add_argument("--quantize", default="dynamic,int8", help="the files of each point (default %(default)s)")
+    p.add_argument("--finetune-epochs", type=int, default=1,
+                   help="epochs of training after the units are removed or the matrices factored; magnitude "
+                        "prunes over max(1, N) epochs (default %(default)s)")
+    p.add_argument("--recover", default="none", help="none or rank-one, after each point (default %(default)s)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate of the points' training (default: the rate the base run ended at)")
+    p.add_argument("--jobs", type=int, default=1, help="points trained at once (default %(default)s)")
+    p.add_argument("--steps", type=int, default=1000, help="timed steps per file (default %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out, skipping finished points")
+    p.add_argument("--force", action="store_true", help="start the sweep in --out over (only a sweep directory)")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return sweep(args)
+    except (SweepError, ops.PointsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: finished points are kept; continue with python -m pruning.sweep {args.base} "
+              f"--out {args.out} --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
