@@ -3,7 +3,8 @@
     python edge_runtime/predict.py suggest --model RUN/tflite --text "to be or not"
     python edge_runtime/predict.py eval FILE [--format auto|ptb|raw]
     python edge_runtime/predict.py bench [--variant all] [--threads 1] [--delegate auto]
-    python edge_runtime/predict.py pick --max-latency-ms 0.5 [--max-bytes N] [--max-energy-mj E]
+    python edge_runtime/predict.py pick --max-latency-ms 0.5 [--max-bytes N] [--max-energy-mj E] [--points FILE]
+    python edge_runtime/predict.py suggest --points bundle/operating_points.json --budget-ms 0.2
 
 Needs only numpy and ai-edge-litert. Bad input: one line on stderr, exit 2;
 a budget no variant meets: exit 1.
@@ -19,9 +20,10 @@ if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from edge_runtime import bench as benchmark  # noqa: E402
-from edge_runtime import device, energy, quiet  # noqa: E402
+from edge_runtime import device, energy, points, quiet  # noqa: E402
 from edge_runtime import manifest as mf  # noqa: E402
 from edge_runtime.files import atomic_write_text  # noqa: E402
+from edge_runtime.knob import Switcher  # noqa: E402
 from edge_runtime.metrics import check_top_k, top_words  # noqa: E402
 from edge_runtime.runner import APIS, StepModel, evaluate_ids  # noqa: E402
 from edge_runtime.text import tokenize  # noqa: E402
@@ -85,10 +87,49 @@ class Keyboard:
             self.shown = suggestions(self.model.step(token_id), self.vocab, self.k)
 
 
-def cmd_suggest(args):
-    manifest, variant, path, vocab = load(args)
+def knob_keyboard(args):
+    """(Switcher over the bundle's latency frontier, vocab): `suggest --points --budget-ms`."""
+    doc = points.load(args.points)
+    front = points.latency_frontier(doc)
+    measure = argparse.Namespace(**dict(vars(args), delegate="auto", steps=1000, warmup=50, active_watts=None,
+                                        idle_seconds=energy.IDLE_SECONDS))  # bench's defaults, where not recorded
+    levels = [(points.label(p), point_latency(doc, p, measure)["latency_ms"]["p90"]) for p in front]
+    vocab = Vocab.load(mf.vocab_path(front[0]["_manifest"]))
     check_top_k(args.top_k, len(vocab), vocab.never_suggested)
-    keyboard = Keyboard(StepModel(path, manifest["states"], num_threads=args.threads, api=args.api), vocab, args.top_k)
+    opened = {}
+
+    def open_level(i):
+        p = front[i]
+        if i not in opened:
+            opened[i] = benchmark.load(mf.variant_path(p["_manifest"], p["variant"]), p["_manifest"]["states"],
+                                       args.threads, "auto", args.api)[0]
+        opened[i].reset()
+        return Keyboard(opened[i], vocab, args.top_k)
+
+    def said(event):
+        if args.json:
+            print(json.dumps(event), flush=True)
+        else:
+            print(f"switched {event['from']} -> {event['to']} after {event['after_tokens']} tokens: p90 "
+                  f"{event['p90_ms']:.3f} ms, budget {event['budget_ms']} ms ({event['reason']})", file=sys.stderr)
+    knob = Switcher(levels, args.budget_ms, open_level, args.window, context=args.context, on_switch=said)
+    if levels[knob.level][1] > args.budget_ms:
+        print(f"warning: no point's p90 fits {args.budget_ms} ms; starting at the fastest, {knob.label} "
+              f"({levels[-1][1]:.3f} ms)", file=sys.stderr)
+    return knob, vocab
+
+
+def cmd_suggest(args):
+    if (args.points is None) != (args.budget_ms is None):
+        raise UsageError("--points and --budget-ms go together: the bundle's points and the step budget")
+    if args.points:
+        keyboard, vocab = knob_keyboard(args)
+        variant = None
+    else:
+        manifest, variant, path, vocab = load(args)
+        check_top_k(args.top_k, len(vocab), vocab.never_suggested)
+        keyboard = Keyboard(StepModel(path, manifest["states"], num_threads=args.threads, api=args.api), vocab,
+                            args.top_k)
 
     def feed(text):
         tokens = tokenize(text)
@@ -100,7 +141,7 @@ def cmd_suggest(args):
     def show(tokens, oov):
         result = keyboard.shown
         if args.json:
-            print(json.dumps(dict(variant=variant, tokens=tokens, unknown_words=oov,
+            print(json.dumps(dict(variant=variant or keyboard.label, tokens=tokens, unknown_words=oov,
                                   suggestions=[dict(word=w, probability=round(p, 6)) for w, p in result])))
         else:
             print("  ".join(f"{w} ({p:.1%})" for w, p in result)
@@ -111,7 +152,7 @@ def cmd_suggest(args):
             raise UsageError("the input text is empty (no words in it)")
         show(*feed(args.text))
         return 0
-    print(f"{variant} model; type words, Enter for suggestions; the state is kept as you type. "
+    print(f"{variant or keyboard.label} model; type words, Enter for suggestions; the state is kept as you type. "
           "Ctrl-D to quit.", file=sys.stderr)
     for line in sys.stdin:
         show(*feed(line))
@@ -260,39 +301,71 @@ def cmd_bench(args):
     return 0
 
 
-def cmd_pick(args):
-    if args.max_latency_ms is None and args.max_bytes is None and args.max_energy_mj is None:
-        raise UsageError("give at least one of --max-latency-ms, --max-bytes, --max-energy-mj")
-    check_bench_options(args)
-    candidates, reasons = [], []
+def point_latency(doc, p, args):
+    """The bench figures of an operating point: the sweep's own where they were
+    measured on this device with these settings (the file's sha256 was checked
+    at load), else the bench cache, else measured here now."""
+    t = doc["timing"]
+    if points.measured_here(doc) and (args.threads or 1) == t["threads"] and args.api == t["api"] \
+            and args.delegate == t["delegate"]:
+        return dict(latency_ms=p["latency_ms"], energy_mj_per_token=p.get("energy_mj_per_token"))
+    return bench_figures(p["_manifest"], p["variant"], points.label(p), args)
+
+
+def bench_figures(manifest, variant, label, args):
+    measured = cached_bench(manifest, variant, args.threads, args.delegate, args.api)
+    if measured is None:
+        print(f"measuring {label} on this device ...", file=sys.stderr)
+        measured = run_bench(manifest, variant, args)
+    return measured
+
+
+def pick_candidates(args):
+    """[(label, manifest, variant, perplexity, figures())]: the files of --points
+    (test perplexity) or of each --model (validation perplexity)."""
+    if args.points:
+        doc = points.load(args.points)
+        return [(points.label(p), p["_manifest"], p["variant"], p["test_perplexity"],
+                 (lambda p=p: point_latency(doc, p, args))) for p in doc["points"]]
+    out = []
     for model_path in args.model_list or [DEFAULT_MODEL]:
         manifest = open_manifest(model_path)
         for name, v in manifest["variants"].items():
-            if v.get("status") != "ok":
+            if v.get("status") == "ok":
+                label = f"{model_path}:{name}"
+                out.append((label, manifest, name, v["perplexity"],
+                            (lambda m=manifest, n=name, label=label: bench_figures(m, n, label, args))))
+    return out
+
+
+def cmd_pick(args):
+    if args.max_latency_ms is None and args.max_bytes is None and args.max_energy_mj is None:
+        raise UsageError("give at least one of --max-latency-ms, --max-bytes, --max-energy-mj")
+    if args.points and args.model_list:
+        raise UsageError("give --points or --model, not both")
+    check_bench_options(args)
+    candidates, reasons = [], []
+    for label, manifest, name, ppl, figures in pick_candidates(args):
+        v = manifest["variants"][name]
+        if args.max_bytes is not None and v["bytes"] > args.max_bytes:
+            reasons.append(f"{label}: {v['bytes']:,} bytes > {args.max_bytes:,}")
+            continue
+        measured = None
+        if args.max_latency_ms is not None or args.max_energy_mj is not None:
+            measured = figures()
+        if args.max_latency_ms is not None and measured["latency_ms"]["median"] > args.max_latency_ms:
+            reasons.append(f"{label}: median latency {measured['latency_ms']['median']:.3f} ms > "
+                           f"{args.max_latency_ms} ms")
+            continue
+        if args.max_energy_mj is not None:
+            e = measured["energy_mj_per_token"]
+            if e is None:
+                reasons.append(f"{label}: no energy figure on this device (no sensor; give --active-watts)")
                 continue
-            label = f"{model_path}:{name}"
-            if args.max_bytes is not None and v["bytes"] > args.max_bytes:
-                reasons.append(f"{label}: {v['bytes']:,} bytes > {args.max_bytes:,}")
+            if e > args.max_energy_mj:
+                reasons.append(f"{label}: {e:.4f} mJ/token > {args.max_energy_mj}")
                 continue
-            measured = None
-            if args.max_latency_ms is not None or args.max_energy_mj is not None:
-                measured = cached_bench(manifest, name, args.threads, args.delegate, args.api)
-                if measured is None:
-                    print(f"measuring {label} on this device ...", file=sys.stderr)
-                    measured = run_bench(manifest, name, args)
-            if args.max_latency_ms is not None and measured["latency_ms"]["median"] > args.max_latency_ms:
-                reasons.append(f"{label}: median latency {measured['latency_ms']['median']:.3f} ms > "
-                               f"{args.max_latency_ms} ms")
-                continue
-            if args.max_energy_mj is not None:
-                e = measured["energy_mj_per_token"]
-                if e is None:
-                    reasons.append(f"{label}: no energy figure on this device (no sensor; give --active-watts)")
-                    continue
-                if e > args.max_energy_mj:
-                    reasons.append(f"{label}: {e:.4f} mJ/token > {args.max_energy_mj}")
-                    continue
-            candidates.append((v["perplexity"], label, v, measured))
+        candidates.append((ppl, label, v, measured, manifest))
     if not candidates:
         if args.json:
             print(json.dumps(dict(picked=None, rejected=reasons), indent=2))
@@ -300,10 +373,10 @@ def cmd_pick(args):
         for r in reasons:
             print(f"  {r}", file=sys.stderr)
         return 1
-    ppl, label, v, measured = min(candidates, key=lambda c: c[0])
+    ppl, label, v, measured, manifest = min(candidates, key=lambda c: c[0])
     if args.json:
-        print(json.dumps(dict(picked=label, file=v["file"], sha256=v["sha256"], perplexity=ppl, bytes=v["bytes"],
-                              latency_ms=measured and measured["latency_ms"],
+        print(json.dumps(dict(picked=label, model=manifest["_dir"], file=v["file"], sha256=v["sha256"],
+                              perplexity=ppl, bytes=v["bytes"], latency_ms=measured and measured["latency_ms"],
                               energy_mj_per_token=measured and measured.get("energy_mj_per_token"),
                               within_budget=len(candidates), rejected=reasons), indent=2))
         return 0
@@ -339,6 +412,11 @@ def parser():
     common(s)
     s.add_argument("--text", help="the words typed so far (omit for an interactive prompt)")
     s.add_argument("--top-k", type=int, default=3, help="how many suggestions (default %(default)s)")
+    s.add_argument("--points", help="a bundle's operating_points.json: switch between its frontier points")
+    s.add_argument("--budget-ms", type=float, help="with --points: the p90 step latency to stay within, ms")
+    s.add_argument("--window", type=int, default=50, help="with --points: steps between decisions (default %(default)s)")
+    s.add_argument("--context", type=int, default=20,
+                   help="with --points: last tokens fed to the model switched to (default %(default)s)")
     s.set_defaults(func=cmd_suggest)
 
     e = sub.add_parser("eval", help="perplexity and R@3 of a text file")
@@ -358,6 +436,7 @@ def parser():
     common(b)
     p_pick = sub.add_parser("pick", help="the best variant within a budget")
     common(p_pick, multi=True)
+    p_pick.add_argument("--points", help="an operating_points.json (a sweep's or its bundle's) instead of --model")
     p_pick.add_argument("--max-latency-ms", type=float, help="budget: median step latency on this device, ms")
     p_pick.add_argument("--max-bytes", type=int, help="budget: .tflite file size, bytes")
     p_pick.add_argument("--max-energy-mj", type=float, help="budget: energy per token, mJ (a sensor, or --active-watts)")
