@@ -1,0 +1,144 @@
+"""python -m pruning.sweep on a tiny model: two methods, two points; every
+output written and consistent, resume redoes nothing, bad input refused;
+the frontier flags against a hand-worked example."""
+import json
+import os
+
+import pytest
+
+from edge_runtime import points as device_points
+from edge_runtime.pareto import frontier
+from pruning import operating_points as ops
+from pruning import rundir, sweep
+from pruning.trainer import train
+from tests.conftest import tiny_config, write_corpus
+
+
+def test_frontier_flags_hand_worked():
+    rows = [dict(latency_ms=dict(median=m), bytes=b, test_perplexity=p) for m, b, p in
+            [(1.0, 400, 100.0),   # 0: the best perplexity: on both
+             (0.5, 300, 110.0),   # 1: faster and smaller than 0, worse: on both
+             (0.6, 100, 105.0),   # 2: slower than 1 but better; the smallest: on both
+             (0.7, 350, 120.0),   # 3: beaten on both by 1 and 2
+             (0.2, 500, 130.0)]]  # 4: the fastest, the biggest: on latency only
+    ops.flag(rows)
+    assert [r["frontier"]["latency"] for r in rows] == [True, True, True, False, True]
+    assert [r["frontier"]["bytes"] for r in rows] == [True, False, True, False, False]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    corpus = write_corpus(root / "data", sizes=(("train", 300), ("valid", 40), ("test", 40)))
+    out = root / "base"
+    rundir.prepare(str(out))
+    train(tiny_config(corpus, out, schedule="none", epochs=1, embed=16, hidden=32), log=lambda *a: None)
+    return out
+
+
+def args_for(base, out, *extra):
+    return [str(base), "--out", str(out), "--methods", "units-norm,lowrank", "--points", "100,50",
+            "--quantize", "dynamic", "--steps", "20", *extra]
+
+
+def test_sweep_writes_every_output_and_resumes_without_redoing_points(base, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "sw"
+    assert sweep.main(args_for(base, out)) == 0
+    doc = json.loads((out / "operating_points.json").read_text())
+    assert [r["name"] for r in doc["points"]] == ["dense-100", "units-norm-50", "lowrank-50"]
+    for r in doc["points"]:
+        assert r["variant"] == "dynamic" and r["latency_ms"]["median"] > 0 and r["test_perplexity"] > 1
+        assert (out / r["file"]).exists() and r["sha256"] == mf_sha(out / r["file"])
+    by = {r["name"]: r for r in doc["points"]}
+    assert by["dense-100"]["macs_fraction"] == 1.0
+    for name in ("units-norm-50", "lowrank-50"):  # each asked for half the dense MACs
+        assert abs(by[name]["macs_fraction"] - 0.5) <= 0.05
+    assert by["lowrank-50"]["ranks"]  # the factored matrices' ranks are recorded
+    # the flags are the frontier of the rows as written
+    lat = frontier([dict(x=r["latency_ms"]["median"], y=r["test_perplexity"]) for r in doc["points"]], "x", "y")
+    assert [i for i, r in enumerate(doc["points"]) if r["frontier"]["latency"]] == sorted(lat)
+    # the test perplexity is the device runtime's over the test split, near the Keras model's
+    point = json.loads((out / "points" / "dense-100" / "point.json").read_text())
+    assert point["files"]["dynamic"]["test_perplexity"] == pytest.approx(point["keras_test_perplexity"], rel=0.02)
+    report = (out / "report.md").read_text()
+    assert all(f"| {r['name']} |" in report or f"| **{r['name']}** |" in report for r in doc["points"])
+    assert (out / "frontier_latency.png").stat().st_size > 1000 and (out / "frontier_bytes.png").exists()
+    # the bundle: the frontier's files only, loadable on the device with every sha256 checked
+    bundle = device_points.load(str(out / "bundle"))
+    kept = {(r["name"], r["variant"]) for r in doc["points"] if r["frontier"]["latency"] or r["frontier"]["bytes"]}
+    assert {(p["name"], p["variant"]) for p in bundle["points"]} == kept
+    assert not any(os.path.isabs(p["file"]) for p in bundle["points"])
+    assert sorted(os.listdir(out / "bundle")) == sorted({n for n, _ in kept} | {"operating_points.json"})
+
+    # resume: nothing is trained or converted again, the timing pass runs again
+    finished = {n: os.path.getmtime(out / "points" / n / "point.json") for n in by}
+    calls = []
+    monkeypatch.setattr(sweep, "run_logged", lambda cmd, path: calls.append(cmd) or 0)
+    assert sweep.main(args_for(base, out, "--resume")) == 0
+    assert calls == [] and {n: os.path.getmtime(out / "points" / n / "point.json") for n in by} == finished
+    assert json.loads((out / "operating_points.json").read_text())["created"] >= doc["created"]
+
+
+def mf_sha(path):
+    from edge_runtime.manifest import sha256_file
+    return sha256_file(path)
+
+
+def test_an_interrupted_point_is_resumed_from_its_run(base, tmp_path, monkeypatch):
+    out = tmp_path / "sw"
+    real, seen = sweep.run_logged, []
+
+    def failing(cmd, path):
+        seen.append(cmd)
+        if "pruning.train" in cmd:
+            os.makedirs(cmd[cmd.index("--out") + 1], exist_ok=True)  # a run that started
+            open(os.path.join(cmd[cmd.index("--out") + 1], "config.json"), "w").write("{}")
+            return 1
+        return real(cmd, path)
+    monkeypatch.setattr(sweep, "run_logged", failing)
+    assert sweep.main(args_for(base, out, "--methods", "units-norm")) == 1  # the point failed, named
+    assert not (out / "points" / "units-norm-50" / "point.json").exists()
+    assert (out / "points" / "dense-100" / "point.json").exists()
+    seen.clear()
+    monkeypatch.setattr(sweep, "run_logged", lambda cmd, path: seen.append(cmd) or 1)
+    sweep.main(args_for(base, out, "--methods", "units-norm", "--resume"))
+    train_cmds = [c for c in seen if "pruning.train" in c]
+    assert train_cmds and "--resume" in train_cmds[0]  # it goes on from the run's checkpoint
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--methods", "units-norm,pca"], "unknown --methods pca"),
+    (["--points", "100,0"], "every point must be in (0, 100]"),
+    (["--points", "120"], "every point must be in (0, 100]"),
+    (["--points", "a,b"], "--points takes numbers"),
+    (["--quantize", "int4"], "unknown --quantize int4"),
+])
+def test_bad_options_are_one_line_errors_with_nothing_written(base, tmp_path, capsys, extra, message):
+    out = tmp_path / "sw"
+    assert sweep.main(args_for(base, out) + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_bad_base_and_existing_dir(base, tmp_path, capsys):
+    out = tmp_path / "sw"
+    assert sweep.main(args_for(tmp_path / "nothing", out)) == 2
+    assert "does not exist" in capsys.readouterr().err and not out.exists()
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.json").write_text("{}")
+    assert sweep.main(args_for(half, out)) == 2
+    assert "is not a trained run" in capsys.readouterr().err and not out.exists()
+    out.mkdir()
+    (out / sweep.SWEEP_FILE).write_text(json.dumps({"base": "x"}))
+    (out / "keep.txt").write_text("mine")
+    assert sweep.main(args_for(base, out)) == 2
+    assert "already holds a sweep; use --resume" in capsys.readouterr().err
+    assert sweep.main(args_for(base, out, "--resume")) == 2
+    assert "differs from the sweep's" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert sweep.main(args_for(base, other, "--force")) == 2
+    assert "is not a sweep directory" in capsys.readouterr().err and (other / "keep.txt").exists()
+    assert (out / "keep.txt").exists()
