@@ -126,7 +126,14 @@ def test_pick_from_points_uses_the_recorded_latency_measured_here(tflite_dir, tm
 
 def test_pick_from_points_measured_elsewhere_measures_here(tflite_dir, tmp_path, capsys):
     # figures from another device that would put both within any budget: never trusted
+    from edge_runtime.predict import bench_file
     f = points_file(tflite_dir, tmp_path, latencies=(1e-9, 1e-9), here=False)
+    manifest = mf.load(str(f.parent / "m"))
+    for n in ("float32", "dynamic"):  # stale cache files: another file's figures on this device
+        cache = bench_file(manifest, n, 1, "auto", "interpreter")
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        with open(cache, "w") as fh:
+            json.dump(dict(latency_ms=dict(median=1e-9, p90=1e-9), sha256="0" * 64, device=device.describe()), fh)
     code, out, err = run(capsys, "pick", "--points", f, "--max-latency-ms", 1e-6, "--threads", 1,
                          "--steps", 20, "--warmup", 2, "--json")
     assert code == 1 and err.count("measuring") == 2 and json.loads(out)["picked"] is None
