@@ -4,7 +4,9 @@ Each method at each point (a share of the dense model's MACs per token; for
 magnitude, the share of nonzero weights) is a run under DIR/points/, made
 from BASE_RUN by `python -m pruning.train --init-from` (one process each,
 `--jobs` at a time), converted (`--quantize`) and evaluated on the test
-split by the device runtime. The base run itself is the point `dense-100`.
+split by the device runtime. The point `dense-100` is the base run trained
+`--finetune-epochs` more epochs, as long as the others are fine-tuned (with
+0, the base run itself, copied).
 Then every file is timed in one interleaved pass, so that the points
 compare, and DIR gets operating_points.json, report.md, the plots (the
 `plot` extra) and bundle/, the frontier's files for the device.
@@ -69,14 +71,18 @@ def final_lr(config):
 
 
 def train_args(method, share, base, base_config, options):
-    """pruning.train's options for one point."""
+    """pruning.train's options for one point. The dense point is the base run
+    trained as many more epochs as the others are fine-tuned, so that no
+    point is better than dense for having been trained longer."""
     f = f"{share / 100:g}"
     args = ["--init-from", base, "--lr", f"{options['lr']:g}"]
     for key in INHERITED:
         if base_config.get(key) is not None:
             args += ["--" + key.replace("_", "-"), str(base_config[key])]
     ft = ["--finetune-epochs", str(options["finetune_epochs"])]
-    if method == "l0":
+    if method == "dense":
+        args += ["--schedule", "none", "--epochs", str(options["finetune_epochs"])]
+    elif method == "l0":
         args += ["--schedule", "l0", "--target-macs", f, "--epochs", "1"] + ft
     elif method.startswith("units-"):
         args += ["--schedule", "filter", "--rank-by", method[len("units-"):], "--target-macs", f] + ft
@@ -171,7 +177,7 @@ def run_point(out, name, method, share, base_config, options, log):
     run = os.path.join(out, "points", name)
     py = [sys.executable, "-m"]
     t0 = time.time()
-    if name == DENSE:
+    if name == DENSE and not options["finetune_epochs"]:
         if not os.path.exists(os.path.join(run, rundir.REPORT)):
             copy_base(options["base"], run)
     elif not os.path.exists(os.path.join(run, rundir.REPORT)):

@@ -51,6 +51,8 @@ def test_sweep_writes_every_output_and_resumes_without_redoing_points(base, tmp_
         assert (out / r["file"]).exists() and r["sha256"] == mf_sha(out / r["file"])
     by = {r["name"]: r for r in doc["points"]}
     assert by["dense-100"]["macs_fraction"] == 1.0
+    dense = json.loads((out / "points" / "dense-100" / "train_report.json").read_text())
+    assert dense["init_from"] == str(base) and dense["epochs_completed"] == 1  # trained as long as the others
     for name in ("units-norm-50", "lowrank-50"):  # each asked for half the dense MACs
         assert abs(by[name]["macs_fraction"] - 0.5) <= 0.05
     assert by["lowrank-50"]["ranks"]  # the factored matrices' ranks are recorded
@@ -90,9 +92,10 @@ def test_an_interrupted_point_is_resumed_from_its_run(base, tmp_path, monkeypatc
 
     def failing(cmd, path):
         seen.append(cmd)
-        if "pruning.train" in cmd:
-            os.makedirs(cmd[cmd.index("--out") + 1], exist_ok=True)  # a run that started
-            open(os.path.join(cmd[cmd.index("--out") + 1], "config.json"), "w").write("{}")
+        run = cmd[cmd.index("--out") + 1] if "pruning.train" in cmd else ""
+        if run.endswith("units-norm-50"):
+            os.makedirs(run, exist_ok=True)  # a run that started, then stopped
+            open(os.path.join(run, "config.json"), "w").write("{}")
             return 1
         return real(cmd, path)
     monkeypatch.setattr(sweep, "run_logged", failing)
