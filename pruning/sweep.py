@@ -14,11 +14,17 @@ compare, and DIR gets operating_points.json, report.md, the plots (the
 A finished point (its point.json) is skipped by `--resume`; an interrupted
 one goes on from its run's checkpoint. Bad input: one line, exit 2, nothing
 written. A point that fails is named and the others go on; exit 1.
+
+`--executor ray [--address ADDR]` runs each point as a Ray task declaring
+`--point-cpus` CPUs, on a cluster whose every node sees --out and BASE_RUN
+at the same paths and has edgelm installed; resume works as here, and the
+timing pass stays on this machine.
 """
 import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -114,8 +120,8 @@ def plan(args):
     methods = parse_list(args.methods, METHODS, "--methods")
     shares = parse_points(args.points)
     quantize = parse_list(args.quantize, QUANTIZE, "--quantize")
-    if args.finetune_epochs < 0 or args.jobs < 1 or args.steps < 1:
-        raise SweepError("--finetune-epochs must not be negative, --jobs and --steps at least 1")
+    if args.finetune_epochs < 0 or args.jobs < 1 or args.steps < 1 or args.point_cpus < 1:
+        raise SweepError("--finetune-epochs must not be negative, --jobs, --point-cpus and --steps at least 1")
     if args.recover not in ("none", "rank-one"):
         raise SweepError(f"unknown --recover {args.recover!r}; choose from none, rank-one")
     base_config = check_base(args.base)
@@ -201,24 +207,70 @@ def run_point(out, name, method, share, base_config, options, log):
     return point
 
 
+def run_points(args, points, base_config, options, log):
+    """(name, point.json dict or the RuntimeError) of each point, in order:
+    `--jobs` threads here, or one Ray task per point (`--executor ray`)."""
+    out = os.path.abspath(args.out)  # what every node sees
+    if args.executor == "local":
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [(n, pool.submit(run_point, out, n, m, s, base_config, options, log)) for n, m, s in points]
+            for name, future in futures:
+                try:
+                    yield name, future.result()
+                except RuntimeError as e:
+                    yield name, e
+        return
+    import ray
+    task = ray.remote(num_cpus=args.point_cpus)(run_point)
+    refs = [(n, task.remote(out, n, m, s, base_config, options, print)) for n, m, s in points]
+    for name, ref in refs:
+        try:
+            yield name, ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            yield name, RuntimeError(str(e.cause) if getattr(e, "cause", None) else str(e).splitlines()[0])
+
+
+def connect(executor, address):
+    """Start or join the Ray cluster (`--executor ray`); raises SweepError."""
+    if executor == "local":
+        if address:
+            raise SweepError("--address is the Ray cluster's: give it with --executor ray")
+        return
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("--executor ray needs Ray: pip install -e '.[cluster]'") from None
+    if ray.is_initialized():
+        return
+    if address and address != "auto":  # a quick reachability check: ray.init waits long for a dead address
+        host, _, port = address.split("://")[-1].rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except (OSError, ValueError):
+            raise SweepError(f"cannot reach the Ray cluster at {address} (ray start --head prints the address)") from None
+    try:
+        ray.init(address=address or None, logging_level="ERROR", log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise SweepError(f"cannot join the Ray cluster at {address or 'a new local one'}: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+
+
 def sweep(args, log=print):
     """What the CLI runs; returns the exit status."""
     options, base_config, points = plan(args)
     check_out(args.out, args.resume, args.force, options)
+    connect(args.executor, args.address)
     if args.force and os.path.isdir(args.out):
         shutil.rmtree(args.out)  # every check has passed; it held a sweep (check_out)
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
     rundir.write_json(os.path.join(args.out, SWEEP_FILE), options)
     done, failed = {}, []
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {name: pool.submit(run_point, args.out, name, m, s, base_config, options, log)
-                   for name, m, s in points}
-        for name, future in futures.items():
-            try:
-                done[name] = future.result()
-            except RuntimeError as e:
-                failed.append(str(e))
-                log(f"error: {e}")
+    for name, result in run_points(args, points, base_config, options, log):
+        if isinstance(result, Exception):
+            failed.append(str(result))
+            log(f"error: {result}")
+        else:
+            done[name] = result
     rows = ops.rows([done[n] for n, _, _ in points if n in done], args.out)
     log(f"timing {len(rows)} files in one interleaved pass ({args.steps} steps each, 1 thread) ...")
     ops.time_rows(rows, args.out, args.steps)
@@ -245,7 +297,14 @@ def parser():
     p.add_argument("--recover", default="none", help="none or rank-one, after each point (default %(default)s)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate of the points' training (default: the rate the base run ended at)")
-    p.add_argument("--jobs", type=int, default=1, help="points trained at once (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, help="local executor: points trained at once (default %(default)s)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: processes here; ray: one Ray task per point, on a cluster every node of which "
+                        "sees --out and BASE_RUN (the `cluster` extra) (default %(default)s)")
+    p.add_argument("--address", default=None,
+                   help="ray: the cluster's address (what `ray start --head` prints); default: a new local one")
+    p.add_argument("--point-cpus", type=int, default=1,
+                   help="ray: the CPUs each point's task declares (default %(default)s)")
     p.add_argument("--steps", type=int, default=1000, help="timed steps per file (default %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out, skipping finished points")
     p.add_argument("--force", action="store_true", help="start the sweep in --out over (only a sweep directory)")

@@ -145,3 +145,32 @@ def test_bad_base_and_existing_dir(base, tmp_path, capsys):
     assert sweep.main(args_for(base, other, "--force")) == 2
     assert "is not a sweep directory" in capsys.readouterr().err and (other / "keep.txt").exists()
     assert (out / "keep.txt").exists()
+
+
+def test_a_ray_sweep_gives_the_local_sweeps_rows(base, tmp_path):
+    ray = pytest.importorskip("ray")
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    one = ["--methods", "units-norm"]
+    assert sweep.main(args_for(base, local, *one)) == 0
+    ray.init(num_cpus=2, logging_level="ERROR")
+    try:
+        assert sweep.main(args_for(base, remote, *one, "--executor", "ray")) == 0
+    finally:
+        ray.shutdown()
+
+    def rows(out):  # timings (and the frontier, which follows them) aside
+        doc = json.loads((out / "operating_points.json").read_text())
+        return [{k: v for k, v in r.items() if k not in ("latency_ms", "frontier", "delegate")} for r in doc["points"]]
+    assert rows(remote) == rows(local) and len(rows(local)) == 2
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--executor", "ray", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
+    (["--address", "127.0.0.1:1"], "--address is the Ray cluster's: give it with --executor ray"),
+])
+def test_bad_cluster_options(base, tmp_path, capsys, extra, message):
+    pytest.importorskip("ray")
+    out = tmp_path / "sw"
+    assert sweep.main(args_for(base, out) + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not out.exists()
