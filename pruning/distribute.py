@@ -19,8 +19,8 @@ import json
 import os
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-# schedules whose per-step hooks are not yet written for replicas
-SUPPORTED_SCHEDULES = ("none",)
+# grow-and-prune re-applies its masks inside the step, which a replica may not write: not yet
+SUPPORTED_SCHEDULES = ("none", "constant", "polynomial", "m-by-n", "l0", "filter")
 
 
 class DistributeError(ValueError):
@@ -61,10 +61,8 @@ def check(config):
     if name == "default":
         return None
     if config["schedule"] not in SUPPORTED_SCHEDULES:
-        return (f"--strategy {name} supports --schedule {', '.join(SUPPORTED_SCHEDULES)} (and --factorize) so far, "
-                f"not {config['schedule']}: its per-step pruning hooks are not written for replicas yet")
-    if config["recover"] != "none":
-        return f"--strategy {name} does not support --recover rank-one yet"
+        return (f"--strategy {name} does not support --schedule {config['schedule']} yet (its masks are re-applied "
+                f"inside the step, which a replica may not write); it supports {', '.join(SUPPORTED_SCHEDULES)}")
     if name == "multiworker":
         try:
             cluster_from_env()

@@ -16,7 +16,7 @@ from pruning.train import main
 from tests.conftest import write_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--embed", "8", "--hidden", "12", "--epochs", "2", "--bptt", "8", "--dropout", "0",
+TINY = ["--embed", "8", "--hidden", "12", "--epochs", "1", "--bptt", "8", "--dropout", "0",
         "--checkpoint-every", "1000", "--schedule", "none"]
 
 
@@ -40,20 +40,29 @@ def corpus(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("d") / "data", sizes=(("train", 400), ("valid", 40), ("test", 40)))
 
 
-def test_mirrored_over_two_cpu_devices_matches_one_device(corpus, tmp_path):
+@pytest.mark.parametrize("name,options,rel", [
+    ("dense", [], 1e-4),
+    ("tf-mot", ["--schedule", "polynomial", "--target-sparsity", "0.5"], 1e-4),
+    ("filter, fine-tuned, recovered", ["--schedule", "filter", "--target-units", "0.5", "--finetune-epochs", "1",
+                                       "--recover", "rank-one"], 1e-4),
+    # each replica draws its own gate noise from the one stream, so the draws are not one device's
+    ("l0", ["--schedule", "l0", "--l0-lambda", "0.01", "--gate-lr", "0.1"], 1e-2),
+])
+def test_mirrored_over_two_cpu_devices_matches_one_device(corpus, tmp_path, name, options, rel):
     one, two = tmp_path / "one", tmp_path / "two"
-    a = train(["--data-dir", corpus, *TINY, "--batch-size", "8", "--out", str(one)])
-    finished(a)
-    b = train(["--data-dir", corpus, *TINY, "--batch-size", "4", "--strategy", "mirrored", "--out", str(two)],
-              env={"EDGELM_CPU_DEVICES": "2"})
-    out = finished(b)
+    args = ["--data-dir", corpus, *TINY, *options]
+    finished(train(args + ["--batch-size", "8", "--out", str(one)]))
+    out = finished(train(args + ["--batch-size", "4", "--strategy", "mirrored", "--out", str(two)],
+                         env={"EDGELM_CPU_DEVICES": "2"}))
     r1, r2 = report(one), report(two)
     assert (r2["replicas"], r2["global_batch"], r2["strategy"]) == (2, 8, "mirrored") and "global batch 8" in out
-    assert r1["steps"] == r2["steps"] > 0
+    assert r1["steps"] == r2["steps"] > 0 and r1["hidden_sizes"] == r2["hidden_sizes"]
+    assert [h["phase"] for h in r1["history"]] == [h["phase"] for h in r2["history"]]
     for h1, h2 in zip(r1["history"], r2["history"]):  # the same losses, to float rounding
-        assert h2["train_perplexity"] == pytest.approx(h1["train_perplexity"], rel=1e-4)
-        assert h2["valid_perplexity"] == pytest.approx(h1["valid_perplexity"], rel=1e-4)
-    assert r2["test_perplexity"] == pytest.approx(r1["test_perplexity"], rel=1e-4)
+        assert h2["train_perplexity"] == pytest.approx(h1["train_perplexity"], rel=rel)
+        assert h2["valid_perplexity"] == pytest.approx(h1["valid_perplexity"], rel=rel)
+    assert r2["test_perplexity"] == pytest.approx(r1["test_perplexity"], rel=rel)
+    assert r2["params_nonzero"] == r1["params_nonzero"]
 
 
 def free_ports(n):
@@ -86,8 +95,8 @@ def test_two_multiworker_processes_end_with_the_same_weights(corpus, tmp_path):
     (["--strategy", "multiworker", "--schedule", "none"], {"TF_CONFIG": json.dumps({"cluster": {"worker": ["a:1"]},
                                                               "task": {"type": "worker", "index": 3}})},
      "task worker:3 is not in the cluster"),
-    (["--strategy", "mirrored", "--schedule", "l0"], {}, "--strategy mirrored supports --schedule none"),
-    (["--strategy", "mirrored", "--schedule", "polynomial"], {}, "not polynomial"),
+    (["--strategy", "mirrored", "--schedule", "grow-prune", "--arch", "hlstm"], {},
+     "--strategy mirrored does not support --schedule grow-prune yet"),
     (["--strategy", "ring"], {}, "unknown --strategy 'ring'"),
 ])
 def test_bad_strategies_are_one_line_errors(corpus, tmp_path, capsys, monkeypatch, args, env, message):
