@@ -22,8 +22,16 @@ with quiet.filtered_stderr():
         warnings.filterwarnings("ignore", "distutils Version classes are deprecated", DeprecationWarning)
         import tensorflow_model_optimization as tfmot  # noqa: E402
 
+    # pruning/distribute.py: the CPU as N logical devices (for MirroredStrategy on a machine without
+    # GPUs), and MultiWorkerMirroredStrategy, whose collectives must exist before the first op
+    if os.environ.get("EDGELM_CPU_DEVICES"):
+        _cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            _cpu, [tf.config.LogicalDeviceConfiguration()] * int(os.environ["EDGELM_CPU_DEVICES"]))
+    STRATEGY = (tf.distribute.MultiWorkerMirroredStrategy()
+                if os.environ.get("EDGELM_STRATEGY") == "multiworker" else None)
     tf.constant(0.0)  # the devices are set up now, inside the filter (the cuInit line)
 if not quiet.verbose():  # TensorFlow's Python warnings (tf.function retracing and the like)
     tf.get_logger().setLevel("ERROR")
 
-__all__ = ["tf", "keras", "tfmot"]
+__all__ = ["tf", "keras", "tfmot", "STRATEGY"]

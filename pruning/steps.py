@@ -8,20 +8,27 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
     `opt` is an optimizer for `variables` (default: all trainable ones) or a
     list of (optimizer, variables) pairs; `penalty()` is added to the loss
     (the L0 term); the callables in `before` run first (gate noise), those in
-    `after` last (re-applying grow-and-prune masks).
+    `after` last (re-applying grow-and-prune masks). Under a tf.distribute
+    strategy (made in its scope) each replica runs it on its rows and states
+    (pruning/distribute.py); the loss of each replica is divided by their
+    number, so the optimizer's sum of their gradients is the global batch's
+    mean, clipped after the sum.
     """
     groups = opt if isinstance(opt, list) else [(opt, variables or model.trainable_variables)]
     all_vars = [v for _, vs in groups for v in vs]
+    strategy = tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
 
-    @tf.function
-    def train_step(x, y, states):
+    def replica_step(x, y, states):
         for fn in before:
             fn()
         with tf.GradientTape() as tape:
-            outputs = model([x] + states, training=True)
+            outputs = model([x] + list(states), training=True)
             ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
                 y, outputs[0], from_logits=True))
             loss = ce + penalty() if penalty is not None else ce
+            if replicas > 1:
+                loss = loss / replicas
         grads = tape.gradient(loss, all_vars)
         k = 0
         for o, vs in groups:
@@ -30,6 +37,14 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
         for fn in after:
             fn()
         return ce, outputs[1:]
+
+    if not tf.distribute.has_strategy():
+        return tf.function(replica_step)
+
+    @tf.function
+    def train_step(x, y, states):
+        ce, new_states = strategy.run(replica_step, args=(x, y, states))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, ce, axis=None), new_states
     return train_step
 
 

@@ -20,6 +20,7 @@ import sys
 from edge_runtime import quiet
 from pruning.factorize import KINDS as FACTORIZATIONS, SCOPES as FACTOR_SCOPES  # no TensorFlow at import
 from pruning.factorize import FactorizeError, parse_tt_shape
+from pruning.distribute import STRATEGIES, DistributeError
 
 DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_sparsity=0.0,
                 begin_step=None, end_step=None, prune_frequency=None, embed=256, hidden=512,
@@ -31,7 +32,8 @@ DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial
                 recover="none", recover_epochs=1, gate_hidden=256, seed_density=0.3,
                 grow_fraction=0.5, grow_batches=20, gp_cycles=2, optimizer=None, lr_decay=1.0,
                 decay_after=0, init_scale=None, recipe=None, prune_scope="all", factorize="none",
-                factorize_scope="all", rank=None, rank_fraction=None, tt_rank=None, tt_cores=3, tt_shape=None)
+                factorize_scope="all", rank=None, rank_fraction=None, tt_rank=None, tt_cores=3, tt_shape=None,
+                strategy="default")
 # Published recipes, as option values (options given on the command line win).
 RECIPES = {
     # Zaremba, Sutskever & Vinyals 2014, small PTB model: SGD at 1.0 on the loss summed over the
@@ -156,6 +158,10 @@ def parser():
       help="tt: cores per matrix; each side is factored into this many near-equal sizes (default %(default)s)")
     a("--tt-shape", default=None, metavar="M1,M2,..:N1,N2,..",
       help="tt: the row and column factors of every factored matrix, instead of near-equal ones")
+    a("--strategy", default=d["strategy"], metavar=choices(STRATEGIES),
+      help="tf.distribute: default (one device), mirrored (the local GPUs, or the CPU split into "
+           "EDGELM_CPU_DEVICES logical devices), multiworker (the cluster in TF_CONFIG); --batch-size is per "
+           "replica (default %(default)s)")
     a("--out", default=os.path.join("runs", "default"), help="run directory (default %(default)s)")
     a("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its saved options")
     a("--force", action="store_true", help="replace an existing run directory (only one that holds a run), "
@@ -194,7 +200,8 @@ def validate(c):
         return f"unknown --prune-scope {c['prune_scope']!r}; choose from {', '.join(PRUNE_SCOPES)}"
     if c["prune_frequency"] is not None and c["prune_frequency"] < 1:
         return "--prune-frequency must be at least 1"
-    return validate_structured(c)
+    from pruning import distribute
+    return validate_structured(c) or distribute.check(c)
 
 
 def validate_structured(c):
@@ -374,11 +381,13 @@ def main(argv=None):
             if problem:
                 raise rundir.RunDirError(problem)
         corpus = data.load_corpus(config["data_dir"])
-        if not args.resume:
+        from pruning import distribute
+        if not args.resume and distribute.is_chief(config["strategy"]):
             rundir.check_new(args.out, args.force)  # before the slow part; nothing is deleted yet
+        os.environ["EDGELM_STRATEGY"] = config["strategy"]  # read where TensorFlow loads (backend.py)
         from pruning.trainer import train  # TensorFlow loads only now
         report = train(config, corpus, force=args.force, on_start=lambda: started.append(True))
-    except (data.DataError, rundir.RunDirError, FactorizeError) as e:
+    except (data.DataError, rundir.RunDirError, FactorizeError, DistributeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -406,6 +415,9 @@ def print_summary(report, out):
               f"{report['valid_perplexity']:.2f} with {r['extra_params']:,} extra parameters")
     speed = f"{report['tokens_per_second']:.0f} tokens/s, " if report["train_tokens"] else ""
     print(f"{speed}wall time {report['wall_time_s']:.0f} s")
+    if report.get("replicas", 1) > 1:
+        print(f"strategy {report['strategy']}: {report['replicas']} replicas, global batch {report['global_batch']}; "
+              f"weights sha256 {report['weights_sha256']}")
 
 
 if __name__ == "__main__":

@@ -33,13 +33,16 @@ from keras_models.evaluate import evaluate, make_eval_fn, perplexity
 from keras_models.language_model import (build_language_model, load_model, make_spec, named_weights,
                                          save_model, set_named_weights, zero_states)
 from keras_models.neuron_gates import gate_layers
-from pruning import checkpoints, data, methods, rundir, steps
+from pruning import checkpoints, data, distribute, methods, rundir, steps
 from pruning.methods import rounded_eval
 from pruning.steps import make_train_step  # noqa: F401  (the step, for benchmarks and tests)
 
 
 class Diverged(RuntimeError):
     pass
+
+
+READ_EVERY = 20  # steps between reads of the loss on the host (a read waits for the device)
 
 
 def write_eval_data(path, streams):
@@ -83,28 +86,55 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
     `before_epoch(epoch)` after each epoch (TF-MOT's epoch hook); `decay`
     applies the learning-rate schedule (`lr_factor`) to every optimizer;
     `extra` are variables outside the model checkpointed with it."""
-    base_lrs = [float(o.learning_rate) for o in opts]
+    base_lrs = [float(o.learning_rate.numpy()) for o in opts]
     out = config["out"]
+    strategy, chief = tf.distribute.get_strategy(), config.get("chief", True)
     ckpt_path = os.path.join(out, rundir.CHECKPOINT if phase == "train"
                              else os.path.join(rundir.CHECKPOINTS, f"{phase}.npz"))
     meta = dict(epoch=0, batch=0, step=0, wall=0.0, train_time=0.0, history=[])
-    states = zero_states(model, config["batch_size"])
+    rows = xs[0].shape[0]  # the global batch: every replica's streams
+
+    def placed(arrays):  # host arrays onto the replicas, each its block of streams
+        return [distribute.split(strategy, a) for a in arrays]
+    states = placed(zero_states(model, rows))
     if config.get("resumed") and os.path.exists(ckpt_path):
-        meta, states = checkpoints.load(ckpt_path, model, opts, extra)
+        meta, host_states = checkpoints.load(ckpt_path, model, opts, extra)
+        states = placed(host_states)
         meta["resumed_wall"] = meta["wall"]
         if meta["epoch"] < epochs:
             log(f"{phase}: resuming at epoch {meta['epoch'] + 1}, batch {meta['batch']}, step {meta['step']}")
-    writer = tf.summary.create_file_writer(os.path.join(out, rundir.LOGS, phase))
+    writer = (tf.summary.create_file_writer(os.path.join(out, rundir.LOGS, phase)) if chief
+              else tf.summary.create_noop_writer())
     eval_fn = make_eval_fn(model)
     n_batches = len(xs)
     start = time.time() - meta["wall"]
+    pending = []  # (step, batch, loss tensor): read on the host in bunches, not every step
+
+    def flush(epoch, bar):
+        """Read the pending losses: the NaN check, the epoch's mean, the progress bar, TensorBoard."""
+        for step, b, loss in pending:
+            value = float(loss)
+            if not math.isfinite(value):
+                raise Diverged(f"loss became {value} at epoch {epoch + 1}, batch {b + 1}")
+            meta["epoch_loss"] += value
+            meta["epoch_batches"] += 1
+            if step % 50 == 0:
+                with writer.as_default():
+                    tf.summary.scalar("train/loss", value, step=step)
+        pending.clear()
+        bar.update(meta["batch"], [("ppl", perplexity(meta["epoch_loss"] / max(1, meta["epoch_batches"])))])
+
+    def save():
+        host_states = [distribute.gather(strategy, s) for s in states]  # every worker: a collective
+        if chief:
+            checkpoints.save(ckpt_path, model, opts, host_states, meta, extra)
     try:
         for epoch in range(meta["epoch"], epochs):
             log(f"{phase}: epoch {epoch + 1}/{epochs}")
             bar = keras.utils.Progbar(n_batches, stateful_metrics=["ppl"])
             first = meta["batch"] if epoch == meta["epoch"] else 0
             if first == 0:
-                states = zero_states(model, config["batch_size"])
+                states = placed(zero_states(model, rows))
                 meta["epoch_loss"], meta["epoch_batches"] = 0.0, 0
             if decay:
                 for o, lr in zip(opts, base_lrs):
@@ -113,24 +143,20 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
             for b in range(first, n_batches):
                 if on_step is not None:
                     on_step(meta["step"])
-                loss, new_states = train_step(xs[b], ys[b], [tf.constant(s) for s in states])
-                loss = float(loss)
-                if not math.isfinite(loss):
-                    raise Diverged(f"loss became {loss} at epoch {epoch + 1}, batch {b + 1}")
-                states = [s.numpy() for s in new_states]
+                loss, states = train_step(distribute.split(strategy, xs[b]), distribute.split(strategy, ys[b]),
+                                          list(states))
                 meta["step"] += 1
-                meta["epoch_loss"] += loss
-                meta["epoch_batches"] += 1
-                bar.update(b + 1, [("ppl", perplexity(meta["epoch_loss"] / meta["epoch_batches"]))])
-                if meta["step"] % 50 == 0:
-                    with writer.as_default():
-                        tf.summary.scalar("train/loss", loss, step=meta["step"])
                 meta["batch"] = b + 1
+                pending.append((meta["step"], b, loss))
+                if meta["step"] % READ_EVERY == 0:
+                    flush(epoch, bar)
                 if meta["step"] % config["checkpoint_every"] == 0 and b + 1 < n_batches:
+                    flush(epoch, bar)  # a checkpoint holds no step whose loss was not checked
                     meta["train_time"] += time.time() - t0
                     t0 = time.time()
                     meta["wall"] = time.time() - start
-                    checkpoints.save(ckpt_path, model, opts, states, meta, extra)
+                    save()
+            flush(epoch, bar)
             meta["train_time"] += time.time() - t0
             if before_epoch is not None:
                 before_epoch(epoch)
@@ -146,7 +172,7 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
             with writer.as_default():
                 tf.summary.scalar("valid/perplexity", r["perplexity"], step=meta["step"])
             meta.update(epoch=epoch + 1, batch=0, wall=time.time() - start)
-            checkpoints.save(ckpt_path, model, opts, states, meta, extra)
+            save()
     except Diverged as e:
         log(f"training diverged: {e}; the last good checkpoint is kept in {ckpt_path}")
         return "diverged", meta
@@ -174,6 +200,14 @@ def _phase(name, model, train_step, opts, epochs, ctx, done):
 
 
 def train(config, corpus=None, log=print, force=False, on_start=None):
+    """Run (or resume) training as `config` says, under its `--strategy`; returns the report dict."""
+    strategy = distribute.make(config.get("strategy", "default"))
+    config["chief"] = distribute.is_chief(config.get("strategy", "default"))
+    with strategy.scope():  # variables, optimizers and steps are made for the replicas
+        return _train(config, strategy.num_replicas_in_sync, corpus, log, force, on_start)
+
+
+def _train(config, replicas, corpus=None, log=print, force=False, on_start=None):
     """Run (or resume) training as `config` says; returns the report dict.
     `corpus` (from `data.load_corpus`) is read from config["data_dir"] if not given.
     Nothing is written to config["out"] until every check has passed and the
@@ -191,7 +225,8 @@ def train(config, corpus=None, log=print, force=False, on_start=None):
     else:
         vocab = Vocab.build(corpus["train"], config["vocab_size"])
     streams = {s: data.to_stream(corpus[s], vocab) for s in data.SPLITS}
-    xs, ys = data.batchify(streams["train"], config["batch_size"], config["bptt"])
+    # --batch-size is per replica; each step takes every replica's streams
+    xs, ys = data.batchify(streams["train"], config["batch_size"] * replicas, config["bptt"])
     valid = (streams["valid"], vocab.never_suggested)  # what evaluate() takes after the model
     epochs = config["epochs"]
     method = methods.for_config(config, init)
@@ -222,11 +257,12 @@ def train(config, corpus=None, log=print, force=False, on_start=None):
     ctx = methods.Context(config, init, xs, ys, valid, log)
     training = method.training(model, ctx)
 
-    if not resumed:  # every check has passed: only now is an old run replaced
+    chief = config["chief"]  # only the chief writes the run
+    if not resumed and chief:  # every check has passed: only now is an old run replaced
         rundir.prepare(out, force=force)
         vocab.save(vocab_path)
         write_eval_data(os.path.join(out, rundir.EVAL_DATA), streams)
-        rundir.write_json(os.path.join(out, rundir.CONFIG), config)
+        rundir.write_json(os.path.join(out, rundir.CONFIG), {k: v for k, v in config.items() if k != "chief"})
     if on_start is not None:
         on_start()
     started = time.time()
@@ -259,7 +295,8 @@ def train(config, corpus=None, log=print, force=False, on_start=None):
                                   valid_perplexity_before=before[0], valid_r_at_3_before=before[1])
     report["status"] = status
     if status == "completed":
-        save_model(final, os.path.join(out, rundir.MODEL))
+        if chief:
+            save_model(final, os.path.join(out, rundir.MODEL))
         for split in ("valid", "test"):
             r = evaluate(final, streams[split], vocab.never_suggested)
             report[f"{split}_perplexity"] = round(r["perplexity"], 3)
@@ -275,5 +312,17 @@ def train(config, corpus=None, log=print, force=False, on_start=None):
                   embed=final.spec["embed"], layers=layer_report(final), train_tokens=trained_tokens,
                   tokens_per_second=round(trained_tokens / max(done["train_time"], 1e-9), 1),
                   wall_time_s=round(time.time() - started + done["earlier_wall"], 1), history=done["history"])
-    rundir.write_json(os.path.join(out, rundir.REPORT), report)
+    report.update(strategy=config.get("strategy", "default"), replicas=replicas,
+                  global_batch=config["batch_size"] * replicas, weights_sha256=weights_digest(final))
+    if chief:
+        rundir.write_json(os.path.join(out, rundir.REPORT), report)
     return report
+
+
+def weights_digest(model):
+    """sha256 of the model's weights, in order: equal on every worker of a run."""
+    import hashlib
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
