@@ -25,7 +25,7 @@ import numpy as np
 from keras_models.backend import keras, tf
 from keras_models.hlstm import HLSTM
 from keras_models.language_model import zero_states
-from pruning import steps
+from pruning import distribute, steps
 from pruning.methods import Method, Training
 
 
@@ -75,13 +75,20 @@ def phase_steps(total_steps, cycles):
 def make_gradient_fn(model):
     """(x, y, states) -> (grads of the loss w.r.t. each masked matrix, new states)."""
     weights = [w for l in masked_layers(model) for w, _ in l.masked_weights()]
+    strategy = tf.distribute.get_strategy()
 
-    @tf.function
-    def grads(x, y, states):
+    def replica_grads(x, y, states):
         with tf.GradientTape() as tape:
-            out = model([x] + states, training=True)
+            out = model([x] + list(states), training=True)
             loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, out[0], from_logits=True))
         return tape.gradient(loss, weights), out[1:]
+    if not tf.distribute.has_strategy():
+        return tf.function(replica_grads)
+
+    @tf.function
+    def grads(x, y, states):  # each replica's rows; their mean is the global batch's gradient
+        g, new_states = strategy.run(replica_grads, args=(x, y, states))
+        return [strategy.reduce(tf.distribute.ReduceOp.MEAN, gi, axis=None) for gi in g], new_states
     return grads
 
 
@@ -119,11 +126,12 @@ class GrowPrune(keras.callbacks.Callback):
         for _, m in pairs:  # open every mask: dL/dW is then dL/d(W * mask), masked W being 0
             m.assign(tf.ones_like(m))
         acc = [np.zeros(m.shape, np.float64) for _, m in pairs]
-        states = [tf.constant(s) for s in zero_states(self.model, self.batches[0][0].shape[0])]
+        strategy = tf.distribute.get_strategy()
+        states = [distribute.split(strategy, s) for s in zero_states(self.model, self.batches[0][0].shape[0])]
         n = self.settings["grow_batches"]
         for b in range(n):
             x, y = self.batches[b % len(self.batches)]
-            g, states = self.grads(tf.constant(x), tf.constant(y), list(states))
+            g, states = self.grads(distribute.split(strategy, x), distribute.split(strategy, y), list(states))
             for a, gi in zip(acc, g):
                 a += gi.numpy()
         for (w, m), old, a in zip(pairs, saved, acc):

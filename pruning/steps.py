@@ -19,6 +19,8 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
     strategy = tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
 
+    distributed = tf.distribute.has_strategy()
+
     def replica_step(x, y, states):
         for fn in before:
             fn()
@@ -34,16 +36,19 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
         for o, vs in groups:
             o.apply_gradients(zip(grads[k:k + len(vs)], vs))
             k += len(vs)
-        for fn in after:
-            fn()
+        if not distributed:
+            for fn in after:
+                fn()
         return ce, outputs[1:]
 
-    if not tf.distribute.has_strategy():
+    if not distributed:
         return tf.function(replica_step)
 
     @tf.function
     def train_step(x, y, states):
         ce, new_states = strategy.run(replica_step, args=(x, y, states))
+        for fn in after:  # out of the replicas: a mask re-applied writes every replica's copy
+            fn()
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, ce, axis=None), new_states
     return train_step
 
