@@ -49,6 +49,39 @@ def span(doc):
                 perplexity_change=round(fastest["test_perplexity"] / dense["test_perplexity"] - 1, 4))
 
 
+def against_ort(doc):
+    """The fastest point within 5% of the dense perplexity against ONNX Runtime's dynamic
+    int8 of the dense model, by chaining ratios each measured in one pass: ORT over
+    edgelm's dense int8 file in benchmarks/results/peers.json, times that file over the
+    point in this sweep. None when peers.json has no run of this model's shapes."""
+    path = os.path.join(RESULTS, "peers.json")
+    dense = {r["variant"]: r for r in doc["points"] if r["method"] == "dense"}
+    if not os.path.exists(path) or "int8" not in dense:
+        return None
+    with open(path, encoding="utf-8") as f:
+        peers = json.load(f)
+    same = [r for r in peers["results"] if r["spec"]["hidden_sizes"] == dense["int8"]["hidden_sizes"]
+            and r["spec"]["vocab_size"] == doc_vocab(doc)]
+    if not same:
+        return None
+    sys_ = same[0]["systems"]
+    best_dense = min(r["test_perplexity"] for r in dense.values())
+    within = [r for r in doc["points"] if r["test_perplexity"] <= 1.05 * best_dense]
+    point = min(within, key=lambda r: r["latency_ms"]["median"])
+    ort_over_dense = sys_["ONNX Runtime dynamic int8"]["median"] / sys_["edgelm int8 .tflite"]["median"]
+    dense_over_point = dense["int8"]["latency_ms"]["median"] / point["latency_ms"]["median"]
+    return dict(point=f"{point['name']}:{point['variant']}", perplexity=point["test_perplexity"],
+                dense_perplexity=best_dense, ort_over_dense_int8=round(ort_over_dense, 3),
+                dense_int8_over_point=round(dense_over_point, 3), speedup=round(ort_over_dense * dense_over_point, 2),
+                peers_date=peers["date"])
+
+
+def doc_vocab(doc):
+    manifest = os.path.join(ROOT, os.path.dirname(doc["_path"]), doc["points"][0]["model"], "manifest.json")
+    with open(manifest, encoding="utf-8") as f:
+        return json.load(f)["architecture"]["vocab_size"]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", choices=sorted(SETUPS))
@@ -65,7 +98,10 @@ def main(argv=None):
     out = os.path.join(ROOT, s["out"])
     with open(os.path.join(out, "operating_points.json"), encoding="utf-8") as f:
         doc = json.load(f)
+    doc["_path"] = os.path.join(s["out"], "operating_points.json")
     doc["span"] = span(doc)
+    doc["against_ort"] = against_ort(doc)
+    del doc["_path"]
     with open(os.path.join(RESULTS, f"knob_{a.name}.json"), "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
@@ -78,6 +114,12 @@ def main(argv=None):
     print(f"knob range: fastest frontier point {k['fastest']} {k['fastest_ms']:.4f} ms, perplexity "
           f"{k['fastest_perplexity']:.2f}; dense {k['dense']} {k['dense_ms']:.4f} ms, perplexity "
           f"{k['dense_perplexity']:.2f}: {k['speedup']:.2f}x faster, perplexity {k['perplexity_change']:+.1%}")
+    o = doc["against_ort"]
+    if o:
+        print(f"fastest point within 5% of the dense perplexity: {o['point']} (perplexity {o['perplexity']:.2f} against "
+              f"{o['dense_perplexity']:.2f}), {o['speedup']:.2f}x faster than ONNX Runtime's dynamic int8 of the dense "
+              f"model ({o['ort_over_dense_int8']:.3f} x {o['dense_int8_over_point']:.3f}: peers pass {o['peers_date']} "
+              "x this sweep)")
     return 0
 
 
