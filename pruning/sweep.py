@@ -21,6 +21,7 @@ at the same paths and has edgelm installed; resume works as here, and the
 timing pass stays on this machine.
 """
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -314,7 +315,7 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
-        return sweep(args)
+        return sweep(args, log=functools.partial(print, flush=True))  # a long run: its log shows as it goes
     except (SweepError, ops.PointsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
