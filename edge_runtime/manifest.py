@@ -33,23 +33,29 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def load(path):
-    """Read and check a manifest (a file, or a folder holding manifest.json)."""
+def read_versioned(path, file, what, error=ManifestError, newest=FORMAT_VERSION):
+    """(document, its path): a JSON file, or a folder holding `file`, whose integer
+    format_version this runtime reads; `error` says what is wrong in one line."""
     if os.path.isdir(path):
-        path = os.path.join(path, FILE)
+        path = os.path.join(path, file)
     if not os.path.exists(path):
-        raise ManifestError(f"no manifest at {path}")
+        raise error(f"no {what} at {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+            doc = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"{path} is not a readable manifest: {e}") from None
-    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise error(f"{path} is not a readable {what}: {e}") from None
+    version = doc.get("format_version") if isinstance(doc, dict) else None
     if not isinstance(version, int):
-        raise ManifestError(f"{path} has no format_version")
-    if version > FORMAT_VERSION:
-        raise ManifestError(f"{path} has format version {version}; this runtime reads up to "
-                            f"{FORMAT_VERSION}: update edge_runtime")
+        raise error(f"{path} has no format_version")
+    if version > newest:
+        raise error(f"{path} has format version {version}; this runtime reads up to {newest}: update edge_runtime")
+    return doc, path
+
+
+def load(path):
+    """Read and check a manifest (a file, or a folder holding manifest.json)."""
+    manifest, path = read_versioned(path, FILE, "manifest")
     manifest["_dir"] = os.path.dirname(os.path.abspath(path))
     return manifest
 

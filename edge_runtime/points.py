@@ -10,7 +10,6 @@ and in its bundle/):
     latency_ms {median, p90}, energy_mj_per_token, frontier {latency, bytes}}]
 `load` checks the format and every file's sha256 before anything runs.
 """
-import json
 import os
 
 from edge_runtime import device
@@ -26,21 +25,9 @@ class PointsError(mf.ManifestError):
 
 def load(path):
     """The document, each point with `_manifest` (its model's manifest) added."""
-    if os.path.isdir(path):
-        path = os.path.join(path, FILE)
-    if not os.path.exists(path):
-        raise PointsError(f"no operating-points file at {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PointsError(f"{path} is not a readable operating-points file: {e}") from None
-    version = doc.get("format_version") if isinstance(doc, dict) else None
-    if not isinstance(version, int) or not isinstance(doc.get("points"), list):
-        raise PointsError(f"{path} is not an operating-points file (no format_version or points)")
-    if version > FORMAT_VERSION:
-        raise PointsError(f"{path} has format version {version}; this runtime reads up to {FORMAT_VERSION}: "
-                          "update edge_runtime")
+    doc, path = mf.read_versioned(path, FILE, "operating-points file", PointsError, FORMAT_VERSION)
+    if not isinstance(doc.get("points"), list):
+        raise PointsError(f"{path} is not an operating-points file (it has no points)")
     here = os.path.dirname(os.path.abspath(path))
     for p in doc["points"]:
         p["_manifest"] = manifest = mf.load(os.path.join(here, p["model"]))
