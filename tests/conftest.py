@@ -55,6 +55,7 @@ def assert_float32_tflite_matches_keras(run_dir, tokens=30):
 # (env SIGNAL_AT, SIGNAL: KILL for kill -9, INT for Ctrl-C).
 SIGNAL_AT_STEP = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job starts with SIGINT ignored
 import pruning.steps as t
 real = t.make_train_step
 def make(*a, **k):
