@@ -49,7 +49,7 @@ def span(doc):
                 perplexity_change=round(fastest["test_perplexity"] / dense["test_perplexity"] - 1, 4))
 
 
-def against_ort(doc):
+def against_ort(doc, out):
     """The fastest point within 5% of the dense perplexity against ONNX Runtime's dynamic
     int8 of the dense model, by chaining ratios each measured in one pass: ORT over
     edgelm's dense int8 file in benchmarks/results/peers.json, times that file over the
@@ -61,7 +61,7 @@ def against_ort(doc):
     with open(path, encoding="utf-8") as f:
         peers = json.load(f)
     same = [r for r in peers["results"] if r["spec"]["hidden_sizes"] == dense["int8"]["hidden_sizes"]
-            and r["spec"]["vocab_size"] == doc_vocab(doc)]
+            and r["spec"]["vocab_size"] == vocab_size(doc, out)]
     if not same:
         return None
     sys_ = same[0]["systems"]
@@ -76,8 +76,9 @@ def against_ort(doc):
                 peers_date=peers["date"])
 
 
-def doc_vocab(doc):
-    manifest = os.path.join(ROOT, os.path.dirname(doc["_path"]), doc["points"][0]["model"], "manifest.json")
+def vocab_size(doc, out):
+    """The vocabulary of the sweep's models, from the first point's manifest (`out`: the sweep folder)."""
+    manifest = os.path.join(out, doc["points"][0]["model"], "manifest.json")
     with open(manifest, encoding="utf-8") as f:
         return json.load(f)["architecture"]["vocab_size"]
 
@@ -98,10 +99,8 @@ def main(argv=None):
     out = os.path.join(ROOT, s["out"])
     with open(os.path.join(out, "operating_points.json"), encoding="utf-8") as f:
         doc = json.load(f)
-    doc["_path"] = os.path.join(s["out"], "operating_points.json")
     doc["span"] = span(doc)
-    doc["against_ort"] = against_ort(doc)
-    del doc["_path"]
+    doc["against_ort"] = against_ort(doc, out)
     with open(os.path.join(RESULTS, f"knob_{a.name}.json"), "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")

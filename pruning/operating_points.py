@@ -14,7 +14,7 @@ from edge_runtime import manifest as mf
 from edge_runtime.files import atomic_write_text, make_temp_dir, replace_dir
 from edge_runtime.pareto import frontier
 from edge_runtime.points import FILE, FORMAT_VERSION, PointsError  # noqa: F401  (PointsError: the CLI's)
-from edge_runtime.runner import StepModel, evaluate_ids
+from edge_runtime.runner import evaluate_ids
 from edge_runtime.vocab import Vocab
 from pruning import rundir
 from pruning.report import method as method_of, ranks as ranks_of
@@ -47,7 +47,7 @@ def evaluate_point(run, name, method, share):
                 keras_test_perplexity=report.get("test_perplexity"), files=files)
 
 
-def rows(points, out):
+def rows(points):
     """One row per converted file of the finished points; MACs as a share of the dense point's."""
     dense = next((p["macs"] for p in points if p["method"] == "dense"), None)
     out_rows = []
@@ -88,12 +88,10 @@ def time_rows(rows_, out, steps):
 
 def flag(rows_):
     """Mark each row on (or off) the perplexity frontiers against latency and bytes."""
-    for r in rows_:
-        r["lat"] = r["latency_ms"]["median"]
-    on_latency = set(frontier(rows_, "lat", "test_perplexity"))
+    latency = [dict(ms=r["latency_ms"]["median"], ppl=r["test_perplexity"]) for r in rows_]
+    on_latency = set(frontier(latency, "ms", "ppl"))
     on_bytes = set(frontier(rows_, "bytes", "test_perplexity"))
     for i, r in enumerate(rows_):
-        del r["lat"]
         r["frontier"] = dict(latency=i in on_latency, bytes=i in on_bytes)
 
 

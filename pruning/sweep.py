@@ -272,7 +272,7 @@ def sweep(args, log=print):
             log(f"error: {result}")
         else:
             done[name] = result
-    rows = ops.rows([done[n] for n, _, _ in points if n in done], args.out)
+    rows = ops.rows([done[n] for n, _, _ in points if n in done])
     log(f"timing {len(rows)} files in one interleaved pass ({args.steps} steps each, 1 thread) ...")
     ops.time_rows(rows, args.out, args.steps)
     doc = ops.document(rows, options, args.steps)
