@@ -2,6 +2,7 @@
 
     python benchmarks/peers.py export RUN [--out runs/peers/NAME]      # the train venv (TensorFlow)
     python benchmarks/peers.py run runs/peers/NAME [...] [--steps 3000] # the peers venv: pip install -e '.[edge,peers]'
+    python benchmarks/peers.py run runs/peers/NAME --sweep SWEEP_DIR   # and a sweep of that run, in the same pass
 
 `export` writes the run's trained weights (`weights.npz`, plain arrays) and
 two floors as LiteRT int8 files, built the way edgelm builds its own:
@@ -15,12 +16,21 @@ and, to see where the int8 step's time goes, the output layer alone:
 the log-softmax over V, float out, as in the step).
 `run` builds the same step from the same weights in PyTorch eager (float32,
 and `quantize_dynamic` int8 of its Linear/LSTM modules) and in ONNX Runtime
-(a graph with the state as inputs and outputs, float32, and
-`quantize_dynamic` int8), checks that each gives the float32 .tflite's
-log-probabilities, then times every system and the floors in one
-`bench.round_robin` pass, 1 thread each, and writes
-benchmarks/results/peers.json. The QRNN, which PyTorch has no layer for, is
-written in plain PyTorch / ONNX ops, as in keras_models/qrnn.py.
+(a graph with the state as inputs and outputs: float32, `quantize_dynamic`
+int8, and `quantize_static` int8 in QDQ format, per-channel weights,
+calibrated on the same training windows the converter calibrates on, with
+the state carried). Each is checked against the float32 .tflite on the first
+`CHECK_TOKENS` of the run's test split: a float32 peer must give its
+log-probabilities to `FLOAT_TOLERANCE`, a quantized one its perplexity to
+`QUANT_TOLERANCE`; a peer outside is named in an error and not timed (exit
+1). Then every system and the floors are timed in one `bench.round_robin`
+pass, 1 thread each, and benchmarks/results/peers.json is written.
+With `--sweep DIR` (a sweep of the same base run), the sweep's files on its
+latency frontier and its dense files join that same pass, and the fastest
+point within 5% of the dense perplexity is reported against ORT's dynamic
+and static int8 of the dense model: ratios of one pass, never chained.
+The QRNN, which PyTorch has no layer for, is written in plain PyTorch / ONNX
+ops, as in keras_models/qrnn.py.
 """
 import argparse
 import json
@@ -35,6 +45,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 GEMM = (64, 1024, 1024)  # rows, in, out
+CHECK_TOKENS = 300      # test-split tokens each peer is checked on
+FLOAT_TOLERANCE = 1e-3  # max |log-prob difference| of a float32 peer against the float32 .tflite
+QUANT_TOLERANCE = 0.05  # relative perplexity difference of a quantized peer, on the check tokens
+CALIBRATION_STEPS = 400  # steps of the training windows that calibrate ORT's static int8
+WITHIN = 1.05            # "within 5% of the dense perplexity"
 
 
 # ---- export (TensorFlow) ------------------------------------------------------------------
@@ -270,6 +285,26 @@ class OrtRunner:
         return out["log_probs"].reshape(-1)
 
 
+def ort_static(onnx_f32, path, calibration):
+    """ORT's static int8 (QDQ, per-channel weights) of the float32 graph, calibrated
+    on `calibration` token ids fed one step at a time with the state carried."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    runner = OrtRunner(onnx_f32)
+    feeds = []
+    for t in calibration:
+        feeds.append(dict(token=np.array([int(t)], np.int64), **{k: v.copy() for k, v in runner.state.items()}))
+        runner.step(int(t))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+    quantize_static(onnx_f32, path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+
+
 # ---- run (the peers venv) ---------------------------------------------------------------------
 
 class Bare:
@@ -285,6 +320,12 @@ class Bare:
         self.interpreter.invoke()
 
 
+def run_data(meta):
+    """(test ids, calibration ids) of the exported run, from its data.npz."""
+    with np.load(os.path.join(meta["run"], "data.npz")) as z:
+        return z["test"], z["calibration"].reshape(-1)
+
+
 def systems(folder, meta):
     import torch
     from edge_runtime import manifest as mf
@@ -295,12 +336,15 @@ def systems(folder, meta):
     with np.load(os.path.join(folder, "weights.npz")) as z:
         w = {k: z[k] for k in z.files}
     onnx_f32, onnx_int8 = os.path.join(folder, "step.onnx"), os.path.join(folder, "step.int8.onnx")
+    onnx_static = os.path.join(folder, "step.static-int8.onnx")
     onnx_step(spec, w, onnx_f32)
     quantize_dynamic(onnx_f32, onnx_int8, weight_type=QuantType.QInt8)
+    ort_static(onnx_f32, onnx_static, run_data(meta)[1][:CALIBRATION_STEPS])
     manifest = mf.load(os.path.join(meta["run"], "tflite"))
     out = {"PyTorch eager float32": TorchRunner(spec, w, False),
            "PyTorch eager dynamic int8": TorchRunner(spec, w, True),
-           "ONNX Runtime float32": OrtRunner(onnx_f32), "ONNX Runtime dynamic int8": OrtRunner(onnx_int8)}
+           "ONNX Runtime float32": OrtRunner(onnx_f32), "ONNX Runtime dynamic int8": OrtRunner(onnx_int8),
+           "ONNX Runtime static int8": OrtRunner(onnx_static)}
     for name in ("float32", "dynamic", "int8"):
         if manifest["variants"].get(name, {}).get("status") == "ok":
             out[f"edgelm {name} .tflite"] = StepModel(mf.variant_path(manifest, name), manifest["states"],
@@ -312,31 +356,88 @@ def systems(folder, meta):
 
 
 def check(runners, reference, tokens):
-    """Each system's log-probabilities on `tokens` against the float32 .tflite's:
-    max |difference| (float32 systems should agree to ~1e-5; int8 ones are
-    further off, by their quantization)."""
+    """{name: (figure, tolerance, ok)} of each system against the float32 .tflite on
+    `tokens` (real text): max |log-prob difference| for float32 systems, the
+    relative perplexity difference for quantized ones (their log-probabilities
+    differ by their quantization, most in the tail)."""
+    def replay(r):
+        r.reset()
+        out = [r.step(int(t)) for t in tokens[:-1]]
+        r.reset()
+        return out
+
+    def ppl(logps):
+        return float(np.exp(-np.mean([lp[int(t)] for lp, t in zip(logps, tokens[1:])])))
+    ref = replay(reference)
     out = {}
-    ref = [reference.step(t) for t in tokens]
     for name, r in runners.items():
         if isinstance(r, Bare):
             continue
-        r.reset()
-        got = [r.step(t) for t in tokens]
-        r.reset()
-        out[name] = float(max(np.abs(g - e).max() for g, e in zip(got, ref)))
+        got = replay(r)
+        if "float32" in name:
+            diff = float(max(np.abs(g - e).max() for g, e in zip(got, ref)))
+            out[name] = (diff, FLOAT_TOLERANCE, diff <= FLOAT_TOLERANCE)
+        else:
+            rel = abs(ppl(got) / ppl(ref) - 1)
+            out[name] = (rel, QUANT_TOLERANCE, rel <= QUANT_TOLERANCE)
     return out
 
 
-def run(folders, steps, out_json):
+def sweep_files(sweep, meta):
+    """{label: StepModel} of a sweep's latency-frontier and dense files, and their
+    rows; the sweep must be of the exported run."""
+    from edge_runtime import manifest as mf
+    from edge_runtime import points as device_points
+    from edge_runtime.runner import StepModel
+    doc = device_points.load(sweep)
+    if os.path.abspath(doc["options"]["base"]) != os.path.abspath(meta["run"]):
+        raise SystemExit(f"error: {sweep} sweeps {doc['options']['base']}, not the exported {meta['run']}: "
+                         "compare a sweep with the peers of its own base")
+    rows = [p for p in doc["points"] if p["frontier"]["latency"] or p["method"] == "dense"]
+    models = {f"edgelm {device_points.label(p)}": StepModel(mf.variant_path(p["_manifest"], p["variant"]),
+                                                            p["_manifest"]["states"], num_threads=1) for p in rows}
+    return models, {f"edgelm {device_points.label(p)}": p for p in rows}
+
+
+def against_peers(times, rows):
+    """The fastest sweep file within 5% of the best dense perplexity against ORT's
+    dynamic and static int8 of the dense model: medians of the same pass."""
+    dense = min(p["test_perplexity"] for p in rows.values() if p["method"] == "dense")
+    within = {k: p for k, p in rows.items() if p["test_perplexity"] <= WITHIN * dense}
+    best = min(within, key=lambda k: times[k]["median"])
+    out = dict(point=best[len("edgelm "):], perplexity=within[best]["test_perplexity"], dense_perplexity=dense,
+               point_ms=times[best]["median"])
+    for peer, key in (("ONNX Runtime dynamic int8", "over_ort_dynamic_int8"),
+                      ("ONNX Runtime static int8", "over_ort_static_int8")):
+        if peer in times:
+            out[key] = round(times[peer]["median"] / times[best]["median"], 3)
+    return out
+
+
+def run(folders, steps, out_json, sweep=None):
     from edge_runtime import bench, device
     from edge_runtime.files import atomic_write_text
     from edge_runtime.runner import StepModel
-    results = []
+    if sweep and len(folders) != 1:
+        raise SystemExit("error: --sweep goes with one exported folder, the sweep's base run")
+    results, refused = [], []
     for folder in folders:
         with open(os.path.join(folder, "peers.json")) as f:
             meta = json.load(f)
         runners, ref_path, manifest = systems(folder, meta)
-        diffs = check(runners, StepModel(ref_path, manifest["states"], num_threads=1), list(range(2, 40)))
+        checks = check(runners, StepModel(ref_path, manifest["states"], num_threads=1),
+                       run_data(meta)[0][:CHECK_TOKENS])
+        for name, (figure, tolerance, ok) in checks.items():
+            if not ok:
+                what = "max |log-prob difference|" if "float32" in name else "relative perplexity difference"
+                refused.append(f"{name} on {meta['spec']['arch']} {meta['spec']['hidden_sizes']}: {what} {figure:.3g} "
+                               f"against the float32 .tflite, over the tolerance {tolerance:g}; not timed")
+                print(f"error: {refused[-1]}", file=sys.stderr)
+                del runners[name]
+        rows = {}
+        if sweep:
+            models, rows = sweep_files(sweep, meta)
+            runners.update(models)
         vocab = meta["spec"]["vocab_size"]
         tokens = np.random.default_rng(0).integers(0, vocab, size=steps)
         for r in runners.values():
@@ -344,37 +445,47 @@ def run(folders, steps, out_json):
                 r.step(int(t))
         calls = {name: (lambda r: lambda i: r.step(int(tokens[i])))(r) for name, r in runners.items()}
         times = bench.round_robin(calls, steps)
-        rows = {name: dict(bench.summary(t), max_abs_diff_vs_float32_tflite=diffs.get(name))
-                for name, t in times.items()}
+        rows_out = {name: dict(bench.summary(t), check=dict(zip(("figure", "tolerance"), checks[name][:2]))
+                               if name in checks else None) for name, t in times.items()}
         gemm = Bare(os.path.join(folder, "gemm.tflite"))
         g = bench.summary(bench.round_robin({"gemm": lambda i: gemm.step()}, 200)["gemm"])
         macs = int(np.prod(GEMM))
-        floor = rows["floor: int8 matvec of the step's weights"]["median"]
+        floor = rows_out["floor: int8 matvec of the step's weights"]["median"]
         results.append(dict(model=meta["run"], spec=meta["spec"], matrix_weights=meta["matrix_weights"],
-                            systems=rows, gemm_ms=g, gemm_int8_gmacs=round(macs / (g["median"] * 1e-3) / 1e9, 1),
+                            systems=rows_out, gemm_ms=g, gemm_int8_gmacs=round(macs / (g["median"] * 1e-3) / 1e9, 1),
                             matvec_gb_per_s=round(meta["matrix_weights"] / (floor * 1e-3) / 1e9, 1),
-                            int8_over_floor=round(rows["edgelm int8 .tflite"]["median"] / floor, 3)
-                            if "edgelm int8 .tflite" in rows else None,
-                            dynamic_over_ort_int8=round(rows["edgelm dynamic .tflite"]["median"]
-                                                        / rows["ONNX Runtime dynamic int8"]["median"], 3)
-                            if "edgelm dynamic .tflite" in rows else None))
+                            int8_over_floor=round(rows_out["edgelm int8 .tflite"]["median"] / floor, 3)
+                            if "edgelm int8 .tflite" in rows_out else None,
+                            dynamic_over_ort_int8=round(rows_out["edgelm dynamic .tflite"]["median"]
+                                                        / rows_out["ONNX Runtime dynamic int8"]["median"], 3)
+                            if "edgelm dynamic .tflite" in rows_out and "ONNX Runtime dynamic int8" in rows_out
+                            else None,
+                            sweep=dict(path=os.path.abspath(sweep), **against_peers(rows_out, rows)) if sweep else None))
     print(f"1 thread, medians of {steps} steps each, one interleaved pass per model; {device.describe()['cpu']}")
     for r in results:
         s = r["spec"]
         print(f"\n{s['arch']} {s['hidden_sizes']} V={s['vocab_size']} ({r['matrix_weights']:,} matrix weights)")
-        print("| system | median us | p90 us | max abs diff vs float32 .tflite |")
+        print("| system | median us | p90 us | checked against the float32 .tflite (tolerance) |")
         print("|---|---|---|---|")
         for name, x in r["systems"].items():
-            d = x["max_abs_diff_vs_float32_tflite"]
-            print(f"| {name} | {x['median'] * 1e3:.1f} | {x['p90'] * 1e3:.1f} | {'' if d is None else f'{d:.2g}'} |")
+            c = x["check"]
+            checked = "" if c is None else f"{c['figure']:.2g} ({c['tolerance']:g})"
+            print(f"| {name} | {x['median'] * 1e3:.1f} | {x['p90'] * 1e3:.1f} | {checked} |")
         print(f"int8 GEMM {GEMM}: {r['gemm_ms']['median']:.3f} ms = {r['gemm_int8_gmacs']} G int8 MAC/s; "
               f"the matvec floor streams {r['matvec_gb_per_s']} GB/s")
         print(f"edgelm int8 / matvec floor: {r['int8_over_floor']} (target 1.3); "
               f"edgelm dynamic / ONNX Runtime dynamic int8: {r['dynamic_over_ort_int8']} (target <= 1)")
+        o = r["sweep"]
+        if o:
+            print(f"fastest sweep point within 5% of the dense perplexity: {o['point']} (perplexity "
+                  f"{o['perplexity']:.2f} against {o['dense_perplexity']:.2f}): "
+                  f"{o.get('over_ort_dynamic_int8')}x faster than ONNX Runtime's dynamic int8 of the dense model, "
+                  f"{o.get('over_ort_static_int8')}x faster than its static int8 (medians of this pass)")
     atomic_write_text(out_json, json.dumps(dict(date=time.strftime("%Y-%m-%d"), machine=platform.machine(),
-                                                device=device.describe(), steps=steps, results=results),
-                                           indent=2) + "\n")
+                                                device=device.describe(), steps=steps, results=results,
+                                                refused=refused), indent=2) + "\n")
     print(f"\nwritten to {out_json}")
+    return 1 if refused else 0
 
 
 def main(argv=None):
@@ -387,12 +498,12 @@ def main(argv=None):
     r.add_argument("folders", nargs="+", help="folders written by export")
     r.add_argument("--steps", type=int, default=3000, help="timed steps of each system (default %(default)s)")
     r.add_argument("--json", default=os.path.join("benchmarks", "results", "peers.json"))
+    r.add_argument("--sweep", help="a sweep folder of the exported run: its frontier joins the same pass")
     args = p.parse_args(argv)
     if args.command == "export":
         export(args.run_dir, args.out or os.path.join("runs", "peers", os.path.basename(os.path.abspath(args.run_dir))))
-    else:
-        run(args.folders, args.steps, args.json)
-    return 0
+        return 0
+    return run(args.folders, args.steps, args.json, args.sweep)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ prepare (a sparse quantized FULLY_CONNECTED does), and says so. Energy:
 total and above idle per token (`energy.py`). The result names the file's
 sha256, so a figure is never taken for another file's. Beside the step,
 `overhead` times the bare invoke of the same graph in one interleaved pass
-with the step: what edge_runtime adds to LiteRT's own work.
+with the step: what edge_runtime adds to LiteRT's own work. Given the
+vocabulary, the same pass times what a keyboard runs for each word
+(`keyboard.Keyboard.feed`: the suggest path end to end, Python included) as
+`keyboard_ms`: the figure the device's knob budgets, by its p90.
 """
 import os
 import time
@@ -17,6 +20,7 @@ import numpy as np
 
 from edge_runtime import device
 from edge_runtime.energy import IDLE_SECONDS, EnergyMeter
+from edge_runtime.keyboard import Keyboard
 from edge_runtime.manifest import sha256_file
 from edge_runtime.runner import StepModel
 
@@ -33,17 +37,23 @@ def load(path, states, threads=None, delegate="auto", api="interpreter"):
         return StepModel(path, states, num_threads=threads, delegate="none"), "none", note
 
 
-def overhead(model, tokens, block=50):
-    """The step and the bare invoke of its graph, timed in one `round_robin` pass:
-    {step_ms, invoke_ms, step_over_invoke}."""
-    times = round_robin({"step": lambda i: model.step(int(tokens[i])), "invoke": lambda i: model.invoke()},
-                        len(tokens), block)
+def overhead(model, tokens, block=50, keyboard=None):
+    """The step and the bare invoke of its graph (and `keyboard.feed`, if given),
+    timed in one `round_robin` pass: {step_ms, invoke_ms, step_over_invoke[, keyboard_ms]}."""
+    calls = {"step": lambda i: model.step(int(tokens[i])), "invoke": lambda i: model.invoke()}
+    if keyboard is not None:
+        calls["keyboard"] = lambda i: keyboard.feed(int(tokens[i]))
+    times = round_robin(calls, len(tokens), block)
     step, invoke = summary(times["step"]), summary(times["invoke"])
-    return dict(step_ms=step, invoke_ms=invoke, step_over_invoke=round(step["median"] / invoke["median"], 3))
+    out = dict(step_ms=step, invoke_ms=invoke, step_over_invoke=round(step["median"] / invoke["median"], 3))
+    if keyboard is not None:
+        out["keyboard_ms"] = summary(times["keyboard"])
+    return out
 
 
 def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", active_watts=None,
-        sysfs_root="/", idle_seconds=IDLE_SECONDS, api="interpreter"):
+        sysfs_root="/", idle_seconds=IDLE_SECONDS, api="interpreter", vocab=None, top_k=3):
+    """`vocab` (and the `top_k` words shown): time the keyboard's path too (`keyboard_ms`)."""
     rss0 = device.current_rss_bytes()
     t0 = time.perf_counter()
     model, used, note = load(path, states, threads, delegate, api)
@@ -60,7 +70,7 @@ def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", acti
             model.step(int(t))
             times[i] = time.perf_counter() - s
         total = time.perf_counter() - start
-    runtime = overhead(model, tokens[warmup:])
+    runtime = overhead(model, tokens[warmup:], keyboard=None if vocab is None else Keyboard(model, vocab, top_k))
     ms = times * 1e3
     result = dict(file=os.path.basename(path), bytes=os.path.getsize(path), delegate=used, api=api,
                   delegate_note=note, threads=threads, steps=steps, warmup=warmup,
@@ -75,7 +85,7 @@ def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", acti
                   idle_watts=None if meter.idle_watts is None else round(meter.idle_watts, 4),
                   energy_above_idle_mj_per_token=None if meter.joules_above_idle is None
                   else round(meter.joules_above_idle * 1e3 / steps, 6),
-                  overhead=runtime, sha256=sha256_file(path))
+                  keyboard_ms=runtime.pop("keyboard_ms", None), overhead=runtime, sha256=sha256_file(path))
     return result
 
 
@@ -103,10 +113,13 @@ def summary(seconds):
                 p99=round(float(np.percentile(ms, 99)), 4), steps=len(ms))
 
 
-def interleaved(files, steps=1000, warmup=50, threads=1, block=50, delegate="auto", api="interpreter"):
+def interleaved(files, steps=1000, warmup=50, threads=1, block=50, delegate="auto", api="interpreter",
+                vocab=None, top_k=3):
     """Time several step models in one pass (`round_robin`), each fed its own
     pseudo-random tokens after `warmup` steps. `files` {label: (path, states)} ->
-    {label: {median, p90, p99 (ms), steps, delegate, bytes, sha256}}."""
+    {label: {median, p90, p99 (ms), steps, delegate, bytes, sha256}}; given
+    `vocab`, each file's keyboard path (`Keyboard.feed`) is timed in the same
+    pass too, as {label: {..., keyboard: {median, p90, p99, steps}}}."""
     models = {label: load(path, states, threads, delegate, api) for label, (path, states) in files.items()}
     calls = {}
     for label, (model, _, _) in models.items():
@@ -114,7 +127,14 @@ def interleaved(files, steps=1000, warmup=50, threads=1, block=50, delegate="aut
         for t in tokens[:warmup]:
             model.step(int(t))
         calls[label] = (lambda m, ts: lambda i: m.step(int(ts[i])))(model, tokens[warmup:])
+        if vocab is not None:
+            keyboard = Keyboard(model, vocab, top_k)
+            calls[(label, "keyboard")] = (lambda k, ts: lambda i: k.feed(int(ts[i])))(keyboard, tokens[warmup:])
     times = round_robin(calls, steps, block)
-    return {label: dict(summary(times[label]), delegate=models[label][1], bytes=os.path.getsize(path),
-                        sha256=sha256_file(path))
-            for label, (path, _) in files.items()}
+    out = {}
+    for label, (path, _) in files.items():
+        out[label] = dict(summary(times[label]), delegate=models[label][1], bytes=os.path.getsize(path),
+                          sha256=sha256_file(path))
+        if vocab is not None:
+            out[label]["keyboard"] = summary(times[(label, "keyboard")])
+    return out

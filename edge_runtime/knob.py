@@ -1,20 +1,40 @@
-"""The knob on the device: stay within a step-latency budget by moving along
-the perplexity-latency frontier of a bundle (`predict.py suggest --points
-... --budget-ms X`).
+"""The knob on the device: stay within a latency budget by moving along a
+bundle's operating points (`predict.py suggest --points ... --budget-ms X`).
 
-`Switcher` starts at the best-perplexity point whose p90 latency fits the
-budget, times its own steps, and after every `window` steps looks at their
-p90: over the budget, it moves to the next faster point; when the next
-better point, scaled by how fast this device runs right now (observed p90
-over the point's measured p90), would fit within `headroom` x budget, it
-moves back up. The new model is handed the context by feeding it the last
-`context` tokens. The clock is a parameter, so the logic is tested without
-timing anything.
+What is budgeted is what is timed: the p90 of `Keyboard.feed`, the words a
+keyboard shows for each word typed (the suggest path end to end, Python
+included), as `bench` records it in `keyboard_ms`.
+
+The ladder (`ladder`) is the points ordered by perplexity, best first, keeping
+only those faster than every better one: one step down is always faster, one
+step up always better. `Switcher` starts at the best level whose p90 fits the
+budget, times its own feeds, and after every `window` feeds looks at their
+p90. Over the budget, it moves one level down. When the next better level,
+scaled by how fast this device runs right now (observed p90 over the level's
+recorded p90), would fit within `headroom` x budget, it moves up; but a move
+up that then goes over budget makes the next try wait twice as many windows
+(1, 2, 4, ...; back to 1 once a move up holds), so a device whose points are
+not as recorded does not flap.
+The new model is handed the context by feeding it the last `context` tokens.
+The clock is a parameter, so the logic is tested without timing anything.
 """
 import collections
 import time
 
 import numpy as np
+
+CLOCK = time.perf_counter  # what Switcher times with unless given a clock (tests replace it)
+
+
+def ladder(levels):
+    """`levels` [(label, perplexity, p90 ms)] in any order -> [(label, p90 ms)],
+    best perplexity first, each strictly faster than every level above it
+    (a point slower than a better one is never worth switching to)."""
+    out = []
+    for label, _, ms in sorted(levels, key=lambda lv: (lv[1], lv[2])):
+        if not out or ms < out[-1][1]:
+            out.append((label, ms))
+    return out
 
 
 def start_level(latencies, budget_ms):
@@ -23,19 +43,24 @@ def start_level(latencies, budget_ms):
 
 
 class Switcher:
-    """`levels` [(label, p90 ms)] best perplexity (slowest) first; `open_level(i)`
-    -> a keyboard (`feed(token)`, `shown`) with a fresh state."""
+    """`levels` [(label, perplexity, p90 ms)]; `open_level(label)` -> that level's
+    keyboard (`feed(token)`, `shown`) with a fresh state."""
 
     def __init__(self, levels, budget_ms, open_level, window=50, headroom=0.8, context=20,
-                 clock=time.perf_counter, on_switch=None):
+                 clock=None, on_switch=None):
         if budget_ms <= 0 or window < 1 or context < 0 or not 0 < headroom <= 1:
-            raise ValueError("--budget-ms must be positive, --window at least 1, --context not negative")
-        self.levels, self.budget, self.open_level = levels, budget_ms, open_level
-        self.window, self.headroom, self.clock, self.on_switch = window, headroom, clock, on_switch
-        self.level = start_level([ms for _, ms in levels], budget_ms)
-        self.keyboard = open_level(self.level)
+            raise ValueError("--budget-ms must be positive, --window at least 1, --context not negative "
+                             "and the headroom in (0, 1]")
+        self.levels, self.budget, self.open_level = ladder(levels), budget_ms, open_level
+        self.window, self.headroom, self.on_switch = window, headroom, on_switch
+        self.clock = clock if clock is not None else CLOCK
+        self.level = start_level([ms for _, ms in self.levels], budget_ms)
+        self.keyboard = open_level(self.label)
         self.recent = collections.deque(maxlen=context)
         self.times, self.tokens, self.events = [], 0, []
+        self.wait = 1          # windows to spend at a level before trying the one above
+        self.windows = 0       # windows spent at this level
+        self.tried_up = False  # this level was reached by a move up, not yet proved within budget
 
     @property
     def label(self):
@@ -57,20 +82,28 @@ class Switcher:
     def _decide(self):
         p90 = float(np.percentile(self.times, 90))
         self.times = []
-        if p90 > self.budget and self.level + 1 < len(self.levels):
-            self._switch(self.level + 1, p90, "over budget")
-        elif self.level > 0:
+        self.windows += 1
+        if p90 > self.budget:
+            if self.tried_up:  # the move up did not hold: back off
+                self.wait, self.tried_up = self.wait * 2, False
+            if self.level + 1 < len(self.levels):
+                self._switch(self.level + 1, p90, "over budget")
+            return
+        if self.tried_up:  # the move up held: the recorded figures can be trusted again
+            self.tried_up, self.wait = False, 1
+        if self.level > 0 and self.windows >= self.wait:
             expected = self.levels[self.level - 1][1] * p90 / self.levels[self.level][1]
             if expected <= self.headroom * self.budget:
                 self._switch(self.level - 1, p90, "headroom")
+                self.tried_up = True
 
     def _switch(self, new, p90, reason):
-        keyboard = self.open_level(new)
+        keyboard = self.open_level(self.levels[new][0])
         for t in self.recent:  # the context, so the new model predicts from where the old one was
             keyboard.feed(t)
         event = dict(event="switch", after_tokens=self.tokens, reason=reason, p90_ms=round(p90, 4),
                      budget_ms=self.budget, **{"from": self.label, "to": self.levels[new][0]})
-        self.level, self.keyboard = new, keyboard
+        self.level, self.keyboard, self.windows = new, keyboard, 0
         self.events.append(event)
         if self.on_switch is not None:
             self.on_switch(event)

@@ -1,13 +1,19 @@
 """`operating_points.json`: the knob's measured points, read on the device.
 
-Format version 1 (written by `python -m pruning.sweep`, in the sweep folder
+Format version 2 (written by `python -m pruning.sweep`, in the sweep folder
 and in its bundle/):
     format_version, created, device (where the latencies were measured),
     timing {steps, threads, delegate, api}, options (the sweep's),
     points [{name, method, strength, variant, model (a tflite/ folder with
     its manifest, relative to this file), file, sha256, bytes, hidden_sizes,
-    embed, ranks, params, macs, macs_fraction, test_perplexity, test_r_at_3,
-    latency_ms {median, p90}, energy_mj_per_token, frontier {latency, bytes}}]
+    embed, ranks, params, macs (executed per token), macs_nonzero,
+    macs_fraction, weight_epochs {joint, finetune, recovery, total},
+    test_perplexity, test_r_at_3, latency_ms {median, p90} (one step),
+    keyboard_ms {median, p90} (a word's suggestions end to end: what the
+    knob budgets), energy_mj_per_token, frontier {latency, keyboard, bytes};
+    L0 points: expected_macs_fraction, closed_to_target}]
+Version 1 had no keyboard_ms: its figures time another thing than the knob
+budgets, so it is refused (run the sweep again).
 `load` checks the format and every file's sha256 before anything runs.
 """
 import os
@@ -15,7 +21,7 @@ import os
 from edge_runtime import device
 from edge_runtime import manifest as mf
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FILE = "operating_points.json"
 
 
@@ -26,6 +32,9 @@ class PointsError(mf.ManifestError):
 def load(path):
     """The document, each point with `_manifest` (its model's manifest) added."""
     doc, path = mf.read_versioned(path, FILE, "operating-points file", PointsError, FORMAT_VERSION)
+    if doc["format_version"] < FORMAT_VERSION:
+        raise PointsError(f"{path} has format version {doc['format_version']}, which records no keyboard "
+                          f"latency; run the sweep again (--resume redoes only the timing)")
     if not isinstance(doc.get("points"), list):
         raise PointsError(f"{path} is not an operating-points file (it has no points)")
     here = os.path.dirname(os.path.abspath(path))
@@ -50,8 +59,3 @@ def measured_here(doc):
 
 def label(p):
     return f"{p['name']}:{p['variant']}"
-
-
-def latency_frontier(doc):
-    """The points on the perplexity-latency frontier, best perplexity (slowest) first."""
-    return sorted((p for p in doc["points"] if p["frontier"]["latency"]), key=lambda p: p["test_perplexity"])

@@ -163,7 +163,7 @@ class StepModel:
             raise ValueError("the compiled API runs on LiteRT's CPU accelerator (XNNPACK): use --delegate xnnpack")
         resolver = (OpResolverType.BUILTIN if delegate == "xnnpack"
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        self.delegate, self.api = delegate, api
+        self.path, self.delegate, self.api = path, delegate, api
         interpreter = Interpreter(model_path=path, num_threads=num_threads,
                                   experimental_op_resolver_type=resolver)
         signatures = interpreter.get_signature_list()

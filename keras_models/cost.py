@@ -96,3 +96,22 @@ def macs_from_spec(spec):
         r = factors["embedding/embeddings"]["rank"]
         return total + 2 * r * in_dim + r * spec["vocab_size"]
     return total + matmul("output/kernel", in_dim, spec["vocab_size"])
+
+
+
+def closest_fraction(dense_spec, spec_for, target, grid):
+    """(fraction, MACs share) of the `grid` fraction whose model comes closest to
+    `target` of `dense_spec`'s MACs; of equally close ones, the largest. The
+    one search of `--target-macs` (filter's units kept, low rank's rank
+    fraction): `spec_for(f)` is the spec a fraction gives, or None where it
+    cannot be made. None when no fraction can."""
+    dense, best = macs_from_spec(dense_spec), None
+    for f in grid:
+        spec = spec_for(f)
+        if spec is None:
+            continue
+        share = macs_from_spec(spec) / dense
+        key = (abs(share - target), -f)
+        if best is None or key < best[0]:
+            best = (key, round(float(f), 3), round(share, 4))
+    return None if best is None else best[1:]

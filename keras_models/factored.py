@@ -200,17 +200,6 @@ def from_dense(w, factor):
     return [a.astype(np.float32) for a in arrays], error
 
 
-def tt_dense(cores):
-    """The dense matrix a list of TT cores stands for (numpy; the tests' reference)."""
-    m = [c.shape[1] for c in cores]
-    n = [c.shape[2] for c in cores]
-    t = np.ones((1, 1, 1))  # [rows so far, cols so far, rank]
-    for c in cores:
-        t = np.einsum("abr,rmns->ambns", t, c).reshape(t.shape[0] * c.shape[1], t.shape[1] * c.shape[2],
-                                                        c.shape[3])
-    return t[:, :, 0].reshape(math.prod(m), math.prod(n))
-
-
 @keras.utils.register_keras_serializable("edgelm")
 class FactoredDense(keras.layers.Layer):
     """x @ W + b with W stored as factors (the untied output layer)."""

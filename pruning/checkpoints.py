@@ -21,7 +21,7 @@ def _optimizer_variables(opts):
 
 
 def save(path, model, opts, states, meta, extra=()):
-    """`extra`: variables a method trains outside the model (the L0 multiplier)."""
+    """`extra`: variables a method trains outside the model (the L0 penalty coefficient)."""
     arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
     arrays.update({f"e{i}": v.numpy() for i, v in enumerate(extra)})
     arrays.update({f"o{i}": v.numpy() for i, v in enumerate(_optimizer_variables(opts))})

@@ -90,7 +90,20 @@ def plan(spec, kind, scope="all", rank=None, rank_fraction=None, tt_rank=None, t
                 factors[key] = tt_spec(rows, cols, tt_rank, tt_cores, tt_shape)
             except ValueError as e:
                 raise FactorizeError(f"{key}: {e}") from None
+            check_tt_pays(key, rows, cols, factors[key])
     return factors
+
+
+def check_tt_pays(key, rows, cols, factor):
+    """FactorizeError unless the TT matrix stores fewer numbers and costs fewer MACs
+    than the dense one (small cores at a high rank can cost more than both)."""
+    from keras_models.factored import factor_macs, factor_params
+    params, macs = factor_params(rows, cols, factor), factor_macs(rows, cols, factor)
+    if params >= rows * cols or macs >= rows * cols:
+        shape = "x".join(map(str, factor["rows"])) + ":" + "x".join(map(str, factor["cols"]))
+        raise FactorizeError(f"TT ranks {factor['ranks']} ({shape}) do not reduce {key} ({rows} x {cols}): "
+                             f"{params:,} numbers and {macs:,} MACs a token against {rows * cols:,} and "
+                             f"{rows * cols:,} dense; lower --tt-rank or change --tt-shape")
 
 
 def parse_tt_shape(text):
@@ -144,23 +157,20 @@ def total_reduction(spec):
         if d else 1.0
 
 
-
 def fraction_for_macs(spec, scope, target):
     """(rank fraction, MACs fraction it gives) of `--factorize lowrank` closest to
     `target` of the dense MACs; of equally close ones, the largest rank."""
-    from keras_models.cost import macs_from_spec
-    dense, best = macs_from_spec(spec), None
-    for f in np.linspace(0.001, 0.999, 999):
+    from keras_models.cost import closest_fraction
+
+    def factored(f):
         try:
-            macs = macs_from_spec(dict(spec, factors=plan(spec, "lowrank", scope, rank_fraction=f))) / dense
+            return dict(spec, factors=plan(spec, "lowrank", scope, rank_fraction=f))
         except FactorizeError:  # a rank that does not pay for some matrix
-            continue
-        key = (abs(macs - target), -f)
-        if best is None or key < best[0]:
-            best = (key, round(float(f), 3), round(macs, 4))
+            return None
+    best = closest_fraction(spec, factored, target, np.linspace(0.001, 0.999, 999))
     if best is None:
         raise FactorizeError(f"no rank of --factorize-scope {scope} reduces every matrix of this model")
-    return best[1], best[2]
+    return best
 
 
 def options_plan(config, spec):

@@ -12,7 +12,7 @@ removed (methods.GatedUnits).
 """
 import numpy as np
 
-from keras_models.cost import macs_from_spec
+from keras_models.cost import closest_fraction
 from keras_models.language_model import named_weights
 from keras_models.neuron_gates import gate_layers, gate_values
 from pruning import schedules, steps, unit_ranking
@@ -45,10 +45,7 @@ def kept_spec(spec, fraction):
 def units_for_macs(spec, target):
     """(fraction of units kept, the MACs fraction it gives) closest to `target` of the
     dense MACs; of equally close fractions, the largest (the most units)."""
-    dense = macs_from_spec(spec)
-    best = min((abs(macs_from_spec(kept_spec(spec, u)) / dense - target), -u) for u in np.linspace(0.001, 1, 1000))
-    u = -best[1]
-    return round(float(u), 3), round(macs_from_spec(kept_spec(spec, u)) / dense, 4)
+    return closest_fraction(spec, lambda u: kept_spec(spec, u), target, np.linspace(0.001, 1, 1000))
 
 
 def filter_fraction(settings, step):

@@ -8,16 +8,18 @@ gates trained by their own Adam (`--gate-lr`), the weights with the run's
 optimizer unless `--freeze-weights`. Finishes: the units whose test-time
 gate is 0 are removed (methods.GatedUnits).
 
-`--target-macs F` replaces lambda by a multiplier that is learned, a
-controller on lambda after the Lagrangian of Wang, Wohlwend & Lei (2020):
-with s the expected MACs fraction and t the target,
-    loss + l (s - t)^2,
-minimised over the weights and gates and maximised over l (its own Adam at
-`--gate-lr`, through a reversed gradient), so l grows for as long as s
-misses t. Wang et al. add a linear term l1 (s - t); with the gates' Adam
-steps it kept pushing after s had crossed t, until l1 had wound down (a
-1-epoch run asked for 0.5 ended at 0.29), while the square's push turns at
-s = t. t falls linearly from 1 to F over the first half of the steps (a
+`--target-macs F` replaces lambda by a rising penalty coefficient, after
+the Lagrangian of Wang, Wohlwend & Lei (2020): with s the expected MACs
+fraction and t the target,
+    loss + c (s - t)^2,
+minimised over the weights and gates, with c raised by gradient ascent (its
+own Adam at `--gate-lr`, through a reversed gradient). The gradient of c is
+(s - t)^2 >= 0, so c only ever rises, faster the further s is from t: it
+is a penalty coefficient that grows until the target is met, not a
+Lagrange multiplier that falls again. Wang et al. add a linear term
+l1 (s - t), whose sign changes at the target; with the gates' Adam steps it
+kept pushing after s had crossed t, until l1 had wound down (a 1-epoch run
+asked for 0.5 ended at 0.29), while the square's push turns at s = t. t falls linearly from 1 to F over the first half of the steps (a
 sudden target closes gates before the weights adapt) and is held after.
 The constraint holds in expectation, and gates need not have reached 0 or 1
 when training ends; so the finished model closes open gates, lowest log
@@ -41,13 +43,13 @@ def ascend(x):
 
 
 def constraint(model, target, anneal_steps, clock):
-    """([multiplier], penalty()) of the MACs constraint; `clock` counts steps."""
-    lam = tf.Variable(0.0, name="l0_multiplier")
+    """([coefficient], penalty()) of the MACs constraint; `clock` counts steps."""
+    coefficient = tf.Variable(0.0, name="l0_penalty_coefficient")
 
     def penalty():
         t = 1.0 - (1.0 - target) * tf.minimum(1.0, tf.cast(clock.iterations, tf.float32) / anneal_steps)
-        return ascend(lam) * tf.square(l0_penalty(model, "macs") - t)
-    return [lam], penalty
+        return ascend(coefficient) * tf.square(l0_penalty(model, "macs") - t)
+    return [coefficient], penalty
 
 
 CLOSED = -20.0  # a log alpha whose test-time gate is 0
@@ -106,26 +108,26 @@ class L0(GatedUnits):
         if not c["freeze_weights"]:
             groups.append((steps.optimizer(c), [v for v in model.trainable_variables
                                                if all(v is not g for g in gate_vars)]))
-        self.multipliers = ()
+        self.coefficients = ()
         if c.get("target_macs") is not None:
             clock = groups[0][0]  # the gates' optimizer: its step count is checkpointed
-            self.multipliers, penalty = constraint(model, c["target_macs"], self.anneal_steps, clock)
-            groups.append((steps.optimizer(c, c["gate_lr"], "adam"), self.multipliers))
+            self.coefficients, penalty = constraint(model, c["target_macs"], self.anneal_steps, clock)
+            groups.append((steps.optimizer(c, c["gate_lr"], "adam"), self.coefficients))  # c rises
         else:
             lam, kind = float(c["l0_lambda"]), c["l0_penalty"]
             penalty = lambda: lam * l0_penalty(model, kind)  # noqa: E731
         for opt, variables in groups:
             opt.build(variables)
         step = steps.make_train_step(model, groups, penalty=penalty, before=[g.resample for g in gates])
-        return Training([opt for opt, _ in groups], step, extra=list(self.multipliers))
+        return Training([opt for opt, _ in groups], step, extra=list(self.coefficients))
 
     def finish(self, model, plain, ctx, status):
         expected = round(float(l0_penalty(model)), 2)
         expected_macs = round(float(l0_penalty(model, "macs")), 4)
-        closed = close_to_target(model, self.config["target_macs"]) if self.multipliers else None
+        closed = close_to_target(model, self.config["target_macs"]) if self.coefficients else None
         smaller, report = super().finish(model, plain, ctx, status)
         report["structure"].update(expected_l0=expected, expected_macs_fraction=expected_macs)
-        if self.multipliers:
-            report["structure"].update(multiplier=round(float(self.multipliers[0].numpy()), 4),
+        if self.coefficients:
+            report["structure"].update(penalty_coefficient=round(float(self.coefficients[0].numpy()), 4),
                                        closed_to_target=closed)
         return smaller, report

@@ -22,6 +22,18 @@ from pruning.report import method as method_of, ranks as ranks_of
 TIMING = dict(threads=1, delegate="auto", api="interpreter")
 
 
+def weight_epochs(config):
+    """{joint, finetune, recovery, total}: the epochs a run updated weights after
+    the run it started from (a run with no --init-from is a base: all 0)."""
+    if not config.get("init_from"):
+        return dict(joint=0, finetune=0, recovery=0, total=0)
+    gates_only = config.get("schedule") == "l0" and config.get("freeze_weights")
+    finetunes = config.get("schedule") in ("l0", "filter") or config.get("factorize", "none") != "none"
+    e = dict(joint=0 if gates_only else config["epochs"], finetune=config["finetune_epochs"] if finetunes else 0,
+             recovery=config["recover_epochs"] if config.get("recover", "none") != "none" else 0)
+    return dict(e, total=sum(e.values()))
+
+
 def evaluate_point(run, name, method, share):
     """point.json of a trained, converted run: its structure and, per file, the
     test perplexity and R@3 the device runtime measures."""
@@ -41,14 +53,20 @@ def evaluate_point(run, name, method, share):
                               sha256=v["sha256"], bytes=v["bytes"], delegate=used,
                               test_perplexity=round(r["perplexity"], 3), test_r_at_3=round(r["r_at_3"], 4))
     described, strength = method_of(report)
+    structure = report.get("structure", {})
+    l0 = {k: structure[k] for k in ("expected_macs_fraction", "closed_to_target") if k in structure}
     return dict(name=name, method=method, share=share, described=described, strength=strength,
                 hidden_sizes=list(report["hidden_sizes"]), embed=report["embed"], ranks=ranks_of(report),
-                params=report["params_nonzero"], macs=report["macs_per_token_nonzero"],
-                keras_test_perplexity=report.get("test_perplexity"), files=files)
+                params=report["params_nonzero"], macs=report["macs_per_token"],
+                macs_nonzero=report["macs_per_token_nonzero"],
+                weight_epochs=weight_epochs(rundir.read_json(os.path.join(run, rundir.CONFIG))),
+                keras_test_perplexity=report.get("test_perplexity"), files=files, **l0)
 
 
 def rows(points):
-    """One row per converted file of the finished points; MACs as a share of the dense point's."""
+    """One row per converted file of the finished points. MACs are those the runtime
+    executes (every weight of a matrix, zero or not: LiteRT streams them all), as
+    a share of the dense point's; the nonzero count is a column of its own."""
     dense = next((p["macs"] for p in points if p["method"] == "dense"), None)
     out_rows = []
     for p in points:
@@ -59,24 +77,30 @@ def rows(points):
                                  variant=variant, model=os.path.dirname(f["file"]), file=f["file"],
                                  sha256=f["sha256"], bytes=f["bytes"], hidden_sizes=p["hidden_sizes"],
                                  embed=p["embed"], ranks=p["ranks"], params=p["params"], macs=p["macs"],
+                                 macs_nonzero=p["macs_nonzero"],
                                  macs_fraction=round(p["macs"] / dense, 4) if dense else None,
+                                 weight_epochs=p["weight_epochs"],
+                                 **{k: p[k] for k in ("expected_macs_fraction", "closed_to_target") if k in p},
                                  test_perplexity=f["test_perplexity"], test_r_at_3=f["test_r_at_3"]))
     return out_rows
 
 
 def time_rows(rows_, out, steps):
-    """Latency of every file in one interleaved pass; energy, one file at a time,
+    """The step and the keyboard's path (`Keyboard.feed`, what the device's knob
+    budgets) of every file in one interleaved pass; energy, one file at a time,
     where the device has a sensor."""
     files = {}
     for i, r in enumerate(rows_):
         manifest = mf.load(os.path.join(out, r["model"]))
         files[i] = (mf.variant_path(manifest, r["variant"]), manifest["states"])
+    vocab = Vocab.load(mf.vocab_path(mf.load(os.path.join(out, rows_[0]["model"]))))  # one base: one vocabulary
     timed = bench.interleaved(files, steps=steps, threads=TIMING["threads"], delegate=TIMING["delegate"],
-                              api=TIMING["api"])
+                              api=TIMING["api"], vocab=vocab)
     sensor = energy.find_sensor()
     for i, r in enumerate(rows_):
         t = timed[i]
         r["latency_ms"] = dict(median=t["median"], p90=t["p90"])
+        r["keyboard_ms"] = dict(median=t["keyboard"]["median"], p90=t["keyboard"]["p90"])
         r["delegate"] = t["delegate"]
         r["energy_mj_per_token"] = None
         if sensor is not None:
@@ -86,13 +110,23 @@ def time_rows(rows_, out, steps):
     return rows_
 
 
+AXES = dict(latency=lambda r: r["latency_ms"]["median"],   # the step, median: the tables and plots
+            keyboard=lambda r: r["keyboard_ms"]["p90"],    # what the device budgets
+            bytes=lambda r: r["bytes"])
+
+
 def flag(rows_):
-    """Mark each row on (or off) the perplexity frontiers against latency and bytes."""
-    latency = [dict(ms=r["latency_ms"]["median"], ppl=r["test_perplexity"]) for r in rows_]
-    on_latency = set(frontier(latency, "ms", "ppl"))
-    on_bytes = set(frontier(rows_, "bytes", "test_perplexity"))
+    """Mark each row on (or off) the perplexity frontiers against each of `AXES`,
+    and against energy where every file's was measured."""
+    axes = dict(AXES)
+    if rows_ and all(r.get("energy_mj_per_token") is not None for r in rows_):
+        axes["energy"] = lambda r: r["energy_mj_per_token"]
+    on = {}
+    for axis, x_of in axes.items():
+        pts = [dict(x=x_of(r), ppl=r["test_perplexity"]) for r in rows_]
+        on[axis] = set(frontier(pts, "x", "ppl"))
     for i, r in enumerate(rows_):
-        r["frontier"] = dict(latency=i in on_latency, bytes=i in on_bytes)
+        r["frontier"] = {axis: i in on[axis] for axis in axes}
 
 
 def document(rows_, options, steps):
@@ -105,18 +139,21 @@ def report_md(doc):
     d = doc["device"]
     lines = [f"# Operating points of {doc['options']['base']}", "",
              f"Measured {doc['created']} on {d['cpu']} ({d['machine']}), LiteRT {d['litert']}, "
-             f"{doc['timing']['threads']} thread, {doc['timing']['steps']} steps per file in one interleaved pass. "
-             "Perplexity and R@3: the test split, by the device runtime. Frontier: L = perplexity against "
-             "latency, B = against bytes.", "",
-             "| point | file | frontier | hidden | MACs/token | MACs share | params | bytes | test ppl | "
-             "test R@3 | median ms | p90 ms | mJ/token |", "|---" * 13 + "|"]
+             f"{doc['timing']['threads']} thread(s), {doc['timing']['steps']} steps per file in one interleaved pass. "
+             "Perplexity and R@3: the test split, by the device runtime. MACs: executed per token (a sparse "
+             "matrix's zeros included); nonzero beside them. Epochs: of weight updates after the base run. "
+             "Step: one step, median; keyboard: a word's suggestions end to end, p90 (what the device budgets). "
+             "Frontier: L = perplexity against the step, K = against the keyboard's p90, B = against bytes.", "",
+             "| point | file | frontier | hidden | MACs/token | nonzero | MACs share | epochs | params | bytes | "
+             "test ppl | test R@3 | step ms | keyboard p90 ms | mJ/token |", "|---" * 15 + "|"]
     for r in sorted(doc["points"], key=lambda r: r["latency_ms"]["median"]):
-        mark = ("L" if r["frontier"]["latency"] else "") + ("B" if r["frontier"]["bytes"] else "")
+        mark = "".join(c for c, axis in (("L", "latency"), ("K", "keyboard"), ("B", "bytes")) if r["frontier"][axis])
         e = "" if r["energy_mj_per_token"] is None else f"{r['energy_mj_per_token']:.4f}"
         name = f"**{r['name']}**" if mark else r["name"]
         lines.append(f"| {name} | {r['variant']} | {mark} | {r['hidden_sizes']} | {r['macs']:,} | "
-                     f"{r['macs_fraction']:.3f} | {r['params']:,} | {r['bytes']:,} | {r['test_perplexity']:.2f} | "
-                     f"{r['test_r_at_3']:.3f} | {r['latency_ms']['median']:.4f} | {r['latency_ms']['p90']:.4f} | {e} |")
+                     f"{r['macs_nonzero']:,} | {r['macs_fraction']:.3f} | {r['weight_epochs']['total']} | "
+                     f"{r['params']:,} | {r['bytes']:,} | {r['test_perplexity']:.2f} | {r['test_r_at_3']:.3f} | "
+                     f"{r['latency_ms']['median']:.4f} | {r['keyboard_ms']['p90']:.4f} | {e} |")
     return "\n".join(lines) + "\n"
 
 
@@ -125,7 +162,7 @@ def write_bundle(doc, out):
     an operating-points file with paths relative to it; built aside, swapped in."""
     final = os.path.join(out, "bundle")
     tmp = make_temp_dir(final)
-    keep = [r for r in doc["points"] if r["frontier"]["latency"] or r["frontier"]["bytes"]]
+    keep = [r for r in doc["points"] if any(r["frontier"].values())]
     by_model = {}
     for r in keep:
         by_model.setdefault(r["model"], set()).add(r["variant"])

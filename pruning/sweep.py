@@ -4,9 +4,17 @@ Each method at each point (a share of the dense model's MACs per token; for
 magnitude, the share of nonzero weights) is a run under DIR/points/, made
 from BASE_RUN by `python -m pruning.train --init-from` (one process each,
 `--jobs` at a time), converted (`--quantize`) and evaluated on the test
-split by the device runtime. The point `dense-100` is the base run trained
-`--finetune-epochs` more epochs, as long as the others are fine-tuned (with
-0, the base run itself, copied).
+split by the device runtime. Every point gets the same number of epochs of
+weight updates after the base run, `--finetune-epochs` N (plus the recovery
+epoch with `--recover rank-one`), counted per method: L0 trains its gates
+jointly with the weights for one epoch and fine-tunes N - 1 (with N = 0, it
+learns the gates with the weights frozen); unit pruning and low rank prune
+or factor at once and fine-tune N; magnitude prunes over N epochs; `dense-100`
+is the base run trained N more (with N = 0, the base run itself, copied).
+Each point records its count (`weight_epochs`), so no point is better than
+dense for having been trained longer. `--steps-per-epoch` caps each epoch
+for a quick look. Before it starts the sweep prints its plan (points, epochs,
+a time estimate from the base run's tokens/s), and an ETA after each point.
 Then every file is timed in one interleaved pass, so that the points
 compare, and DIR gets operating_points.json, report.md, the plots (the
 `plot` extra) and bundle/, the frontier's files for the device.
@@ -77,30 +85,62 @@ def final_lr(config):
     return config["lr"] * config.get("lr_decay", 1.0) ** max(0, config["epochs"] - config.get("decay_after", 0))
 
 
+RECOVER_EPOCHS = 1  # pruning.train's --recover-epochs default, which the points use
+
+
 def train_args(method, share, base, base_config, options):
-    """pruning.train's options for one point. The dense point is the base run
-    trained as many more epochs as the others are fine-tuned, so that no
-    point is better than dense for having been trained longer."""
+    """pruning.train's options for one point: each gets `finetune_epochs` epochs
+    of weight updates (and the recovery epoch), counted as `weight_epochs` counts."""
     f = f"{share / 100:g}"
+    n = options["finetune_epochs"]
     args = ["--init-from", base, "--lr", f"{options['lr']:g}"]
     for key in INHERITED:
         if base_config.get(key) is not None:
             args += ["--" + key.replace("_", "-"), str(base_config[key])]
-    ft = ["--finetune-epochs", str(options["finetune_epochs"])]
-    if method == "dense":
-        args += ["--schedule", "none", "--epochs", str(options["finetune_epochs"])]
-    elif method == "l0":
-        args += ["--schedule", "l0", "--target-macs", f, "--epochs", "1"] + ft
+    if options.get("steps_per_epoch"):
+        args += ["--steps-per-epoch", str(options["steps_per_epoch"])]
+    recover = options["recover"] != "none"
+    if method == "dense":  # as many epochs as any other point updates its weights
+        return args + ["--schedule", "none", "--epochs", str(n + (RECOVER_EPOCHS if recover else 0))]
+    if method == "l0":  # one joint epoch is one of the N; with N = 0 the gates learn on frozen weights
+        args += ["--schedule", "l0", "--target-macs", f, "--epochs", "1"]
+        args += ["--finetune-epochs", str(n - 1)] if n else ["--freeze-weights"]
     elif method.startswith("units-"):
-        args += ["--schedule", "filter", "--rank-by", method[len("units-"):], "--target-macs", f] + ft
+        args += ["--schedule", "filter", "--rank-by", method[len("units-"):], "--target-macs", f,
+                 "--finetune-epochs", str(n)]
     elif method == "lowrank":
-        args += ["--factorize", "lowrank", "--factorize-scope", "all", "--target-macs", f] + ft
-    else:  # magnitude: TF-MOT's polynomial schedule over max(1, N) epochs
-        args += ["--schedule", "polynomial", "--target-sparsity", f"{1 - share / 100:g}",
-                 "--epochs", str(max(1, options["finetune_epochs"]))]
-    if options["recover"] != "none":
-        args += ["--recover", options["recover"]]
+        args += ["--factorize", "lowrank", "--factorize-scope", "all", "--target-macs", f,
+                 "--finetune-epochs", str(n)]
+    else:  # magnitude: TF-MOT's polynomial schedule over the N epochs
+        args += ["--schedule", "polynomial", "--target-sparsity", f"{1 - share / 100:g}", "--epochs", str(n)]
+    if recover:
+        args += ["--recover", options["recover"], "--recover-epochs", str(RECOVER_EPOCHS)]
     return args
+
+
+def epochs_of(method, options):
+    """Epochs of training one point runs after the base run (the gates' epoch of a
+    frozen-weights L0 included): what its time is estimated from."""
+    n, r = options["finetune_epochs"], RECOVER_EPOCHS if options["recover"] != "none" else 0
+    return (max(n, 1) if method == "l0" else n) + r
+
+
+def plan_lines(points, options, base):
+    """What the sweep will do and about how long its training takes, from the base
+    run's measured tokens/s (smaller points train faster: an upper bound)."""
+    report = rundir.read_json(os.path.join(base, rundir.REPORT))
+    config = rundir.read_json(os.path.join(base, rundir.CONFIG))
+    steps = report["steps_per_epoch"]
+    if options.get("steps_per_epoch"):
+        steps = min(steps, options["steps_per_epoch"])
+    epoch_s = steps * config["batch_size"] * config["bptt"] / max(report["tokens_per_second"], 1e-9)
+    epochs = sum(epochs_of(m, options) for _, m, _ in points)
+    names = ", ".join(n for n, _, _ in points)
+    return [f"plan: {len(points)} points ({names})",
+            f"  {epochs} epochs of training in all ({options['finetune_epochs']} of weight updates each"
+            f"{' + 1 of recovery' if options['recover'] != 'none' else ''}), {steps:,} steps an epoch",
+            f"  about {epochs * epoch_s / 60:.0f} min of training at the base run's "
+            f"{report['tokens_per_second']:,.0f} tokens/s; converting, evaluating and timing add to it"]
 
 
 def check_base(base):
@@ -125,10 +165,18 @@ def plan(args):
         raise SweepError("--finetune-epochs must not be negative, --jobs, --point-cpus and --steps at least 1")
     if args.recover not in ("none", "rank-one"):
         raise SweepError(f"unknown --recover {args.recover!r}; choose from none, rank-one")
+    if "lowrank" in methods and args.recover != "none":
+        raise SweepError("--recover rank-one does not combine with --methods lowrank yet (a factored model "
+                         "has no rank-one update)")
+    if "magnitude" in methods and args.finetune_epochs < 1:
+        raise SweepError("--methods magnitude prunes while it trains: it needs --finetune-epochs of at least 1")
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        raise SweepError("--steps-per-epoch must be at least 1")
     base_config = check_base(args.base)
     options = dict(base=os.path.abspath(args.base), methods=methods, points=shares, quantize=quantize,
                    finetune_epochs=args.finetune_epochs, recover=args.recover,
-                   lr=args.lr if args.lr is not None else final_lr(base_config))
+                   lr=args.lr if args.lr is not None else final_lr(base_config),
+                   steps_per_epoch=args.steps_per_epoch)
     points = [(DENSE, "dense", 100.0)]
     points += [(point_name(m, s), m, s) for m in methods for s in shares if s != 100]
     return options, base_config, points
@@ -148,7 +196,7 @@ def check_out(out, resume, force, options):
             raise SweepError(f"{out} already holds a sweep; use --resume to continue it or --force to start over")
         if resume:
             saved = rundir.read_json(saved_path)
-            for key in ("base", "quantize", "finetune_epochs", "recover", "lr"):
+            for key in ("base", "quantize", "finetune_epochs", "recover", "lr", "steps_per_epoch"):
                 if saved.get(key) != options[key]:
                     raise SweepError(f"--resume: {key} {options[key]} differs from the sweep's {saved.get(key)}; "
                                      "start a new sweep (or --force) to change it")
@@ -184,7 +232,7 @@ def run_point(out, name, method, share, base_config, options, log):
     run = os.path.join(out, "points", name)
     py = [sys.executable, "-m"]
     t0 = time.time()
-    if name == DENSE and not options["finetune_epochs"]:
+    if name == DENSE and not epochs_of("dense", options):
         if not os.path.exists(os.path.join(run, rundir.REPORT)):
             copy_base(options["base"], run)
     elif not os.path.exists(os.path.join(run, rundir.REPORT)):
@@ -265,15 +313,27 @@ def sweep(args, log=print):
         shutil.rmtree(args.out)  # every check has passed; it held a sweep (check_out)
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
     rundir.write_json(os.path.join(args.out, SWEEP_FILE), options)
+    for line in plan_lines(points, options, args.base):
+        log(line)
     done, failed = {}, []
-    for name, result in run_points(args, points, base_config, options, log):
+    method = {n: m for n, m, _ in points}
+    todo = {n: epochs_of(m, options) for n, m, _ in points
+            if not os.path.exists(os.path.join(args.out, "points", n, POINT_FILE))}
+    left, spent, t0 = sum(todo.values()), 0, time.time()
+    for k, (name, result) in enumerate(run_points(args, points, base_config, options, log), 1):
         if isinstance(result, Exception):
             failed.append(str(result))
             log(f"error: {result}")
         else:
             done[name] = result
+        spent += todo.get(name, 0)
+        left -= todo.get(name, 0)
+        elapsed = time.time() - t0
+        eta = f", about {elapsed / spent * left / 60:.0f} min left" if spent and left else ""
+        log(f"[{k}/{len(points)}] {name} ({method[name]}) finished; {elapsed / 60:.1f} min so far{eta}")
     rows = ops.rows([done[n] for n, _, _ in points if n in done])
-    log(f"timing {len(rows)} files in one interleaved pass ({args.steps} steps each, 1 thread) ...")
+    log(f"timing {len(rows)} files in one interleaved pass ({args.steps} steps each, "
+        f"{ops.TIMING['threads']} thread) ...")
     ops.time_rows(rows, args.out, args.steps)
     doc = ops.document(rows, options, args.steps)
     ops.write_outputs(doc, args.out, log)
@@ -293,8 +353,11 @@ def parser():
                         "(default %(default)s)")
     p.add_argument("--quantize", default="dynamic,int8", help="the files of each point (default %(default)s)")
     p.add_argument("--finetune-epochs", type=int, default=1,
-                   help="epochs of training after the units are removed or the matrices factored; magnitude "
-                        "prunes over max(1, N) epochs (default %(default)s)")
+                   help="epochs of weight updates every point gets after the base run: dense trains N more, "
+                        "l0 one joint epoch and N - 1 of fine-tuning, units and lowrank N of fine-tuning, "
+                        "magnitude prunes over N (default %(default)s)")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="cap each point's epochs at this many steps, for a quick look (default: whole epochs)")
     p.add_argument("--recover", default="none", help="none or rank-one, after each point (default %(default)s)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate of the points' training (default: the rate the base run ended at)")

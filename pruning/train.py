@@ -33,7 +33,7 @@ DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial
                 grow_fraction=0.5, grow_batches=20, gp_cycles=2, optimizer=None, lr_decay=1.0,
                 decay_after=0, init_scale=None, recipe=None, prune_scope="all", factorize="none",
                 factorize_scope="all", rank=None, rank_fraction=None, tt_rank=None, tt_cores=3, tt_shape=None,
-                strategy="default")
+                strategy="default", steps_per_epoch=None)
 # Published recipes, as option values (options given on the command line win).
 RECIPES = {
     # Zaremba, Sutskever & Vinyals 2014, small PTB model: SGD at 1.0 on the loss summed over the
@@ -95,6 +95,8 @@ def parser():
     a("--epochs", type=int, default=None,
       help="training epochs (default 3; from --init-from: 1, and 0 for filter and --factorize, which "
            "prune or factor at once)")
+    a("--steps-per-epoch", type=int, default=None,
+      help="cap every epoch at this many steps, the first of the epoch's batches (a quick look; default: all)")
     a("--batch-size", type=int, default=d["batch_size"], help="parallel text streams (default %(default)s)")
     a("--bptt", type=int, default=d["bptt"], help="steps of truncated back-propagation (default %(default)s)")
     a("--lr", type=float, default=None, help="learning rate (default: the architecture's, below)")
@@ -128,7 +130,7 @@ def parser():
       help="filter: fraction of each layer's hidden units kept, in (0, 1] (default %(default)s)")
     a("--target-macs", type=float, default=d["target_macs"],
       help="l0, filter, --factorize lowrank: end at this share of the dense model's MACs per token, in (0, 1]. "
-           "l0: a MACs constraint with a learned multiplier replaces --l0-lambda; filter: sets "
+           "l0: a MACs constraint with a rising penalty coefficient replaces --l0-lambda; filter: sets "
            "--target-units, lowrank: --rank-fraction, to the value that comes closest")
     a("--rank-by", default=d["rank_by"], metavar=choices(RANKINGS), help="filter: how units are ranked (default %(default)s)")
     a("--finetune-epochs", type=int, default=d["finetune_epochs"],
@@ -198,6 +200,8 @@ def validate(c):
         return "--init-scale must not be negative"
     if c["prune_scope"] not in PRUNE_SCOPES:
         return f"unknown --prune-scope {c['prune_scope']!r}; choose from {', '.join(PRUNE_SCOPES)}"
+    if c.get("steps_per_epoch") is not None and c["steps_per_epoch"] < 1:
+        return f"--steps-per-epoch must be at least 1, got {c['steps_per_epoch']}"
     if c["prune_frequency"] is not None and c["prune_frequency"] < 1:
         return "--prune-frequency must be at least 1"
     from pruning import distribute
@@ -409,6 +413,11 @@ def print_summary(report, out):
         b, a = report["structure"]["before"], report["structure"]["after"]
         print(f"hidden units {b['hidden_sizes']} -> {a['hidden_sizes']}, embedding {b['embed']} -> {a['embed']}; "
               f"MACs/token {report['structure']['macs_fraction']:.1%} of the dense model")
+        if "closed_to_target" in report["structure"]:
+            s = report["structure"]
+            print(f"l0 target {report['schedule']['target_macs']:.1%} of the MACs: the gates expected "
+                  f"{s['expected_macs_fraction']:.1%} before closing; {s['closed_to_target']} open gates closed "
+                  "to reach it")
     if "recovery" in report and report["status"] == "completed":
         r = report["recovery"]
         print(f"rank-one recovery: valid perplexity {r['valid_perplexity_before']:.2f} -> "

@@ -227,6 +227,8 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
     streams = {s: data.to_stream(corpus[s], vocab) for s in data.SPLITS}
     # --batch-size is per replica; each step takes every replica's streams
     xs, ys = data.batchify(streams["train"], config["batch_size"] * replicas, config["bptt"])
+    if config.get("steps_per_epoch"):  # a quick look: every epoch is the first N batches
+        xs, ys = xs[: config["steps_per_epoch"]], ys[: config["steps_per_epoch"]]
     valid = (streams["valid"], vocab.never_suggested)  # what evaluate() takes after the model
     epochs = config["epochs"]
     method = methods.for_config(config, init)

@@ -57,6 +57,11 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(corpus, tmp_path, name
                          env={"EDGELM_CPU_DEVICES": "2"}))
     r1, r2 = report(one), report(two)
     assert (r2["replicas"], r2["global_batch"], r2["strategy"]) == (2, 8, "mirrored") and "global batch 8" in out
+    assert_same_run(r1, r2, rel)
+
+
+def assert_same_run(r1, r2, rel):
+    """Two runs' reports: the same steps, structure and losses, to `rel`."""
     assert r1["steps"] == r2["steps"] > 0 and r1["hidden_sizes"] == r2["hidden_sizes"]
     assert [h["phase"] for h in r1["history"]] == [h["phase"] for h in r2["history"]]
     for h1, h2 in zip(r1["history"], r2["history"]):  # the same losses, to float rounding
@@ -88,6 +93,10 @@ def test_two_multiworker_processes_end_with_the_same_weights(corpus, tmp_path):
     r = report(out)  # written by the chief (worker 0) alone
     assert digests[0] == digests[1] == r["weights_sha256"]
     assert (r["replicas"], r["global_batch"]) == (2, 8) and r["status"] == "completed"
+    # and both are one device's run of the same global batch
+    one = tmp_path / "one"
+    finished(train(["--data-dir", corpus, *TINY, "--epochs", "1", "--batch-size", "8", "--out", str(one)]))
+    assert_same_run(report(one), r, 1e-4)
 
 
 @pytest.mark.parametrize("args,env,message", [

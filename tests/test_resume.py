@@ -62,7 +62,7 @@ def interrupted_then_resumed(monkeypatch, capsys, args, out, stops):
 @pytest.mark.parametrize("name,options", [
     ("l0", ["--schedule", "l0", "--zoneout", "0.2", "--l0-lambda", "0.01", "--gate-lr", "0.1"]),
     ("filter", ["--schedule", "filter", "--target-units", "0.5", "--rank-by", "activation"]),
-    ("l0-macs", ["--schedule", "l0", "--target-macs", "0.5", "--gate-lr", "0.1"]),  # the multiplier resumes too
+    ("l0-macs", ["--schedule", "l0", "--target-macs", "0.5", "--gate-lr", "0.1"]),  # the penalty coefficient resumes too
 ])
 def test_structured_runs_resume_exactly_in_every_phase(tmp_path, monkeypatch, capsys, name, options):
     corpus = write_corpus(tmp_path / "data")

@@ -7,7 +7,6 @@ import os
 import pytest
 
 from edge_runtime import points as device_points
-from edge_runtime.pareto import frontier
 from pruning import operating_points as ops
 from pruning import rundir, sweep
 from pruning.trainer import train
@@ -21,9 +20,22 @@ def test_frontier_flags_hand_worked():
              (0.6, 100, 105.0),   # 2: slower than 1 but better; the smallest: on both
              (0.7, 350, 120.0),   # 3: beaten on both by 1 and 2
              (0.2, 500, 130.0)]]  # 4: the fastest, the biggest: on latency only
+    for r, p90 in zip(rows, (0.3, 0.9, 0.8, 0.2, 0.1)):  # the keyboard's p90 ranks them otherwise
+        r["keyboard_ms"] = dict(p90=p90)
     ops.flag(rows)
     assert [r["frontier"]["latency"] for r in rows] == [True, True, True, False, True]
     assert [r["frontier"]["bytes"] for r in rows] == [True, False, True, False, False]
+    assert [r["frontier"]["keyboard"] for r in rows] == [True, False, False, True, True]
+
+
+def on_frontier(rows, x_of):
+    """By the definition, pair by pair: a row is off when another is at least as
+    good on both axes and better on one (exact ties: the first is kept)."""
+    def beats(a, b):
+        return x_of(a) <= x_of(b) and a["test_perplexity"] <= b["test_perplexity"] and \
+            (x_of(a) < x_of(b) or a["test_perplexity"] < b["test_perplexity"])
+    return [not any(beats(o, r) or (j < i and x_of(o) == x_of(r) and o["test_perplexity"] == r["test_perplexity"])
+                    for j, o in enumerate(rows) if j != i) for i, r in enumerate(rows)]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +53,36 @@ def args_for(base, out, *extra):
             "--quantize", "dynamic", "--steps", "20", *extra]
 
 
+def test_every_method_updates_weights_as_many_epochs_as_dense(base, tmp_path, capsys):
+    """Fairness: each point's run, as pruning.train recorded it, counts the same
+    epochs of weight updates after the base run, at 1 epoch a point for every
+    method, and at 2 with recovery for L0 (its joint epoch, N - 1 of fine-tuning);
+    MACs are those the runtime executes."""
+    for n, recover, methods in ((1, "none", sweep.METHODS), (2, "rank-one", ("l0",))):
+        out = tmp_path / f"sw{n}"
+        assert sweep.main(args_for(base, out, "--methods", ",".join(methods), "--finetune-epochs", str(n),
+                                   "--recover", recover, "--steps-per-epoch", "2", "--steps", "5")) == 0
+        doc = json.loads((out / "operating_points.json").read_text())
+        assert {r["method"] for r in doc["points"]} == {"dense", *methods}
+        want = n + (1 if recover != "none" else 0)
+        for r in doc["points"]:
+            config = json.loads((out / "points" / r["name"] / "config.json").read_text())
+            e = r["weight_epochs"]
+            assert e["total"] == want and e == ops.weight_epochs(config), (r["name"], e)
+            report = json.loads((out / "points" / r["name"] / "train_report.json").read_text())
+            assert report["steps_per_epoch"] == 2  # the cap reached every run
+        l0 = next(r for r in doc["points"] if r["method"] == "l0")
+        assert "expected_macs_fraction" in l0 and "closed_to_target" in l0
+        if n == 1:  # a sparse point keeps every weight in its matrices: the runtime executes the dense MACs
+            by = {r["name"]: r for r in doc["points"]}
+            dense, sparse = by["dense-100"], by["magnitude-50"]
+            assert sparse["macs"] == dense["macs"] and sparse["macs_fraction"] == 1.0
+            assert sparse["macs_nonzero"] < 0.6 * dense["macs_nonzero"]  # the nonzero count, a column of its own
+    printed = capsys.readouterr().out
+    assert "plan: 7 points" in printed and "min of training at the base run's" in printed
+    assert "[7/7]" in printed and "min so far" in printed
+
+
 def test_sweep_writes_every_output_and_resumes_without_redoing_points(base, tmp_path, monkeypatch, capsys):
     out = tmp_path / "sw"
     assert sweep.main(args_for(base, out)) == 0
@@ -56,9 +98,12 @@ def test_sweep_writes_every_output_and_resumes_without_redoing_points(base, tmp_
     for name in ("units-norm-50", "lowrank-50"):  # each asked for half the dense MACs
         assert abs(by[name]["macs_fraction"] - 0.5) <= 0.05
     assert by["lowrank-50"]["ranks"]  # the factored matrices' ranks are recorded
-    # the flags are the frontier of the rows as written
-    lat = frontier([dict(x=r["latency_ms"]["median"], y=r["test_perplexity"]) for r in doc["points"]], "x", "y")
-    assert [i for i, r in enumerate(doc["points"]) if r["frontier"]["latency"]] == sorted(lat)
+    # the flags are the frontiers of the rows as written, by the definition
+    for axis, x_of in (("latency", lambda r: r["latency_ms"]["median"]), ("keyboard", lambda r: r["keyboard_ms"]["p90"]),
+                       ("bytes", lambda r: r["bytes"])):
+        assert [r["frontier"][axis] for r in doc["points"]] == on_frontier(doc["points"], x_of), axis
+    for r in doc["points"]:  # the keyboard's path was timed too
+        assert r["keyboard_ms"]["median"] > 0 and r["keyboard_ms"]["p90"] > 0
     # the test perplexity is the device runtime's over the test split, near the Keras model's
     point = json.loads((out / "points" / "dense-100" / "point.json").read_text())
     assert point["files"]["dynamic"]["test_perplexity"] == pytest.approx(point["keras_test_perplexity"], rel=0.02)
@@ -67,7 +112,7 @@ def test_sweep_writes_every_output_and_resumes_without_redoing_points(base, tmp_
     assert (out / "frontier_latency.png").stat().st_size > 1000 and (out / "frontier_bytes.png").exists()
     # the bundle: the frontier's files only, loadable on the device with every sha256 checked
     bundle = device_points.load(str(out / "bundle"))
-    kept = {(r["name"], r["variant"]) for r in doc["points"] if r["frontier"]["latency"] or r["frontier"]["bytes"]}
+    kept = {(r["name"], r["variant"]) for r in doc["points"] if any(r["frontier"].values())}
     assert {(p["name"], p["variant"]) for p in bundle["points"]} == kept
     assert not any(os.path.isabs(p["file"]) for p in bundle["points"])
     assert sorted(os.listdir(out / "bundle")) == sorted({n for n, _ in kept} | {"operating_points.json"})
@@ -115,6 +160,9 @@ def test_an_interrupted_point_is_resumed_from_its_run(base, tmp_path, monkeypatc
     (["--points", "120"], "every point must be in (0, 100]"),
     (["--points", "a,b"], "--points takes numbers"),
     (["--quantize", "int4"], "unknown --quantize int4"),
+    (["--methods", "magnitude", "--finetune-epochs", "0"], "--methods magnitude prunes while it trains"),
+    (["--steps-per-epoch", "0"], "--steps-per-epoch must be at least 1"),
+    (["--recover", "rank-one"], "--recover rank-one does not combine with --methods lowrank"),
 ])
 def test_bad_options_are_one_line_errors_with_nothing_written(base, tmp_path, capsys, extra, message):
     out = tmp_path / "sw"
@@ -160,7 +208,8 @@ def test_a_ray_sweep_gives_the_local_sweeps_rows(base, tmp_path):
 
     def rows(out):  # timings (and the frontier, which follows them) aside
         doc = json.loads((out / "operating_points.json").read_text())
-        return [{k: v for k, v in r.items() if k not in ("latency_ms", "frontier", "delegate")} for r in doc["points"]]
+        return [{k: v for k, v in r.items() if k not in ("latency_ms", "keyboard_ms", "frontier", "delegate")}
+                for r in doc["points"]]
     assert rows(remote) == rows(local) and len(rows(local)) == 2
 
 

@@ -26,8 +26,10 @@ def pruned_matrices(report):
 def test_schedule_reaches_target_sparsity(tiny_corpus, tmp_path, schedule, arch, tie):
     out = tmp_path / "run"
     rundir.prepare(str(out))
+    # the LSTMs' default SGD rate (20, Zaremba's) does not train a model this tiny: it stays above uniform
+    lr = 5.0 if arch == "lstm" else None
     report = train(tiny_config(tiny_corpus, out, schedule=schedule, arch=arch, tie_embeddings=tie,
-                               target_sparsity=0.7), log=lambda *a: None)
+                               target_sparsity=0.7, lr=lr), log=lambda *a: None)
     assert report["status"] == "completed"
     sparsity = pruned_matrices(report)
     expected = {("rnn_0", "kernel"), ("rnn_1", "kernel")}
@@ -44,7 +46,9 @@ def test_schedule_reaches_target_sparsity(tiny_corpus, tmp_path, schedule, arch,
                  "model/weights.h5", "checkpoints/last.npz"):
         assert (out / name).exists(), name
     assert os.listdir(out / "logs")
-    assert report["test_perplexity"] < report["unigram_test_perplexity"] * 1.5
+    # it learned: an untrained model scores about uniform (the vocabulary size, 18 here, above the unigram
+    # model's 16.2 on these random sentences); a trained one comes within 5% of the unigram model or beats it
+    assert report["test_perplexity"] < 1.05 * report["unigram_test_perplexity"] < report["vocab_size"]
 
 
 def test_recurrent_scope_leaves_the_tied_embedding_dense(tiny_corpus, tmp_path):

@@ -2,6 +2,7 @@
 an operating-points file (recorded latencies only where they hold), and the
 file's checks."""
 import json
+import math
 import os
 import shutil
 
@@ -9,7 +10,9 @@ import pytest
 
 from edge_runtime import device
 from edge_runtime import manifest as mf
-from edge_runtime.knob import Switcher, start_level
+from edge_runtime import knob as knob_module
+from edge_runtime import predict
+from edge_runtime.knob import Switcher, ladder, start_level
 from edge_runtime.predict import main
 
 
@@ -33,13 +36,21 @@ class FakeKeyboard:
         self.fed.append(token)
 
 
-def make(levels, budget, window=10, context=20):
+def make(levels, budget, window=10, context=20, real=None):
+    """A Switcher over `levels` [(label, perplexity, recorded p90 ms)] on a fake clock;
+    each level's feeds take `real[label]` ms (default: as recorded) x the load."""
     clock, load, opened = Clock(), [1.0], []
+    real = real or {label: ms for label, _, ms in levels}
 
-    def open_level(i):
-        opened.append(FakeKeyboard(*levels[i], clock, load))
+    def open_level(label):
+        opened.append(FakeKeyboard(label, real[label], clock, load))
         return opened[-1]
     return Switcher(levels, budget, open_level, window=window, context=context, clock=clock), load, opened
+
+
+def feed(knob, n):
+    for t in range(n):
+        knob.feed(t)
 
 
 def test_start_level_is_the_best_point_that_fits():
@@ -48,8 +59,35 @@ def test_start_level_is_the_best_point_that_fits():
     assert start_level([2.0, 1.0, 0.4], 0.1) == 2  # none fits: the fastest
 
 
+def test_the_ladder_is_monotone_in_the_statistic_it_switches_on():
+    # knob_qrnn.json's recorded p90s along the perplexity order were not monotone
+    levels = [("l0-40", 182.8, 0.0815), ("units-random-40", 183.0, 0.0426), ("units-norm-40", 183.5, 0.0428),
+              ("lowrank-40", 184.0, 0.0451), ("l0-20", 191.3, 0.0320)]
+    assert ladder(levels) == [("l0-40", 0.0815), ("units-random-40", 0.0426), ("l0-20", 0.0320)]
+    assert ladder(list(reversed(levels))) == ladder(levels)  # ordered by perplexity, whatever the input order
+    # every point 1.1x slower than recorded, budget 0.046: one move down, then it stays where it lands
+    knob, load, _ = make(levels, budget=0.046)
+    load[0] = 1.1
+    feed(knob, 500)
+    assert [(e["from"], e["to"]) for e in knob.events] == [("units-random-40", "l0-20")]
+    assert knob.label == "l0-20"
+
+
+def test_a_device_unlike_its_records_backs_off_instead_of_flapping():
+    # recorded p90 [1.0, 0.5], real [1.3, 0.35], budget 1.0: the better point always looks as if it
+    # fits (0.35 x 1.0 / 0.5 = 0.7 <= 0.8) and never does; each failed try doubles the wait
+    levels = [("best", 100.0, 1.0), ("fast", 110.0, 0.5)]
+    windows = 256
+    knob, _, _ = make(levels, budget=1.0, window=10, real={"best": 1.3, "fast": 0.35})
+    feed(knob, windows * 10)
+    ups = [e for e in knob.events if e["reason"] == "headroom"]
+    assert 1 <= len(ups) <= math.log2(windows) + 1 and len(knob.events) <= 2 * len(ups) + 1
+    gaps = [b["after_tokens"] - a["after_tokens"] for a, b in zip(ups, ups[1:])]
+    assert all(g2 > g1 for g1, g2 in zip(gaps, gaps[1:]))  # the tries up come ever further apart
+
+
 def test_switches_down_under_load_and_back_up_with_headroom():
-    levels = [("best", 2.0), ("mid", 1.0), ("fast", 0.4)]
+    levels = [("best", 100.0, 2.0), ("mid", 110.0, 1.0), ("fast", 120.0, 0.4)]
     knob, load, opened = make(levels, budget=1.5)
     assert knob.label == "mid"
     for t in range(30):  # 1.0 ms per step: within 1.5, and best (2.0) would not fit 0.8 x 1.5
@@ -76,12 +114,12 @@ def test_switches_down_under_load_and_back_up_with_headroom():
 
 
 def test_never_moves_past_the_ends():
-    knob, load, _ = make([("best", 1.0), ("fast", 0.5)], budget=0.1, window=5)
+    knob, load, _ = make([("best", 100.0, 1.0), ("fast", 110.0, 0.5)], budget=0.1, window=5)
     assert knob.label == "fast"  # nothing fits: the fastest
     for t in range(50):
         knob.feed(t)
     assert knob.label == "fast" and knob.events == []
-    knob, load, _ = make([("best", 1.0), ("fast", 0.5)], budget=100.0, window=5)
+    knob, load, _ = make([("best", 100.0, 1.0), ("fast", 110.0, 0.5)], budget=100.0, window=5)
     for t in range(50):
         knob.feed(t)
     assert knob.label == "best" and knob.events == []
@@ -89,7 +127,8 @@ def test_never_moves_past_the_ends():
 
 def points_file(tflite_dir, tmp_path, latencies, here=True):
     """An operating-points file over two of the test model's files, with the given
-    recorded median latencies; the float32 file has the better perplexity."""
+    recorded latencies (step and keyboard alike); the float32 file has the better
+    perplexity."""
     folder = tmp_path / "bundle"
     shutil.copytree(tflite_dir, folder / "m", ignore=shutil.ignore_patterns("bench"))
     manifest = mf.load(str(folder / "m"))
@@ -99,9 +138,10 @@ def points_file(tflite_dir, tmp_path, latencies, here=True):
         rows.append(dict(name=f"p-{variant}", method="dense", variant=variant, model="m",
                          file=os.path.join("m", v["file"]), sha256=v["sha256"], bytes=v["bytes"],
                          test_perplexity=ppl, test_r_at_3=0.1, latency_ms=dict(median=ms, p90=ms),
-                         energy_mj_per_token=None, frontier=dict(latency=True, bytes=True)))
+                         keyboard_ms=dict(median=ms, p90=ms),
+                         energy_mj_per_token=None, frontier=dict(latency=True, keyboard=True, bytes=True)))
     where = device.describe() if here else dict(device.describe(), hostname="another-phone")
-    doc = dict(format_version=1, device=where, timing=dict(threads=1, delegate="auto", api="interpreter", steps=10),
+    doc = dict(format_version=2, device=where, timing=dict(threads=1, delegate="auto", api="interpreter", steps=10),
                options={}, points=rows)
     (folder / "operating_points.json").write_text(json.dumps(doc))
     return folder / "operating_points.json"
@@ -120,8 +160,8 @@ def test_pick_from_points_uses_the_recorded_latency_measured_here(tflite_dir, tm
     code, out, _ = run(capsys, "pick", "--points", f, "--max-latency-ms", 10, "--threads", 1, "--json")
     assert json.loads(out)["picked"] == "p-float32:float32"  # both fit: the better perplexity
     code, out, err = run(capsys, "pick", "--points", f, "--max-latency-ms", 0.5, "--threads", 1)
-    assert code == 1 and "p-float32:float32: median latency 5.000 ms > 0.5 ms" in err
-    assert "p-dynamic:dynamic: median latency 1.000 ms > 0.5 ms" in err
+    assert code == 1 and "p-float32:float32: keyboard p90 5.000 ms > 0.5 ms" in err
+    assert "p-dynamic:dynamic: keyboard p90 1.000 ms > 0.5 ms" in err
 
 
 def test_pick_from_points_measured_elsewhere_measures_here(tflite_dir, tmp_path, capsys):
@@ -133,7 +173,8 @@ def test_pick_from_points_measured_elsewhere_measures_here(tflite_dir, tmp_path,
         cache = bench_file(manifest, n, 1, "auto", "interpreter")
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         with open(cache, "w") as fh:
-            json.dump(dict(latency_ms=dict(median=1e-9, p90=1e-9), sha256="0" * 64, device=device.describe()), fh)
+            json.dump(dict(latency_ms=dict(median=1e-9, p90=1e-9), keyboard_ms=dict(median=1e-9, p90=1e-9),
+                           sha256="0" * 64, device=device.describe()), fh)
     code, out, err = run(capsys, "pick", "--points", f, "--max-latency-ms", 1e-6, "--threads", 1,
                          "--steps", 20, "--warmup", 2, "--json")
     assert code == 1 and err.count("measuring") == 2 and json.loads(out)["picked"] is None
@@ -145,33 +186,63 @@ def test_points_file_checks(tflite_dir, tmp_path, capsys):
         code, _, err = run(capsys, "pick", *argv, "--max-latency-ms", 1)
         assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     doc = json.loads(f.read_text())
+    for version, message in ((3, "format version 3"), (1, "records no keyboard latency")):
+        doc["format_version"] = version
+        f.write_text(json.dumps(doc))
+        code, _, err = run(capsys, "pick", "--points", f, "--max-latency-ms", 1)
+        assert code == 2 and message in err and err.count("\n") == 1
     doc["format_version"] = 2
-    f.write_text(json.dumps(doc))
-    code, _, err = run(capsys, "pick", "--points", f, "--max-latency-ms", 1)
-    assert code == 2 and "format version 2" in err and err.count("\n") == 1
-    doc["format_version"] = 1
     doc["points"][0]["sha256"] = "0" * 64
     f.write_text(json.dumps(doc))
     code, _, err = run(capsys, "pick", "--points", f, "--max-latency-ms", 1)
     assert code == 2 and "not the ones measured" in err and err.count("\n") == 1
 
 
-def test_suggest_with_a_budget_moves_to_the_fastest_point(tflite_dir, tmp_path, capsys):
+def timed_cli(monkeypatch, real, load=1.0):
+    """`predict.py suggest --points --budget-ms` on a fake clock: each word's
+    suggestions on file F take real[F] ms x `load`, whatever the machine does."""
+    clock = Clock()
+
+    class TimedKeyboard(predict.Keyboard):
+        def feed(self, token_id):
+            super().feed(token_id)
+            clock.now += real[os.path.basename(self.model.path)] * load / 1e3
+    monkeypatch.setattr(knob_module, "CLOCK", clock)
+    monkeypatch.setattr(predict, "Keyboard", TimedKeyboard)
+
+
+def switches(capsys, f, budget, words=40):
+    code, out, err = run(capsys, "suggest", "--points", f, "--budget-ms", budget, "--window", 4, "--threads", 1,
+                         "--text", "the " * words, "--json")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    return [e for e in lines if e.get("event") == "switch"], lines[-1]["variant"], err
+
+
+def test_suggest_with_a_budget_on_a_real_bundle(tflite_dir, tmp_path, capsys, monkeypatch):
+    # recorded: float32 5.0 ms (the better perplexity), dynamic 1.0 ms
     f = points_file(tflite_dir, tmp_path, latencies=(5.0, 1.0))
-    text = "the " * 12
-    code, out, err = run(capsys, "suggest", "--points", f, "--budget-ms", 1e-6, "--window", 4, "--threads", 1,
-                         "--text", text, "--json")
-    lines = [json.loads(line) for line in out.splitlines()]
-    assert code == 0 and "no point's p90 fits" in err
-    # it starts at the fastest (nothing fits) and stays there: no switch
-    assert lines[-1]["variant"] == "p-dynamic:dynamic" and len(lines) == 1
-    # the recorded 1.0 ms fits 3.0 and 5.0 does not; the steps here take far less than recorded, so
-    # after one window the better point is expected well within the budget and it moves up
-    code, out, err = run(capsys, "suggest", "--points", f, "--budget-ms", 3.0, "--window", 4, "--threads", 1,
-                         "--text", text, "--json")
-    lines = [json.loads(line) for line in out.splitlines()]
-    assert code == 0 and lines[0]["event"] == "switch" and lines[0]["after_tokens"] == 4
-    assert (lines[0]["from"], lines[0]["to"], lines[0]["reason"]) == ("p-dynamic:dynamic", "p-float32:float32", "headroom")
-    assert lines[-1]["variant"] == "p-float32:float32"
+    timed_cli(monkeypatch, {"float32.tflite": 5.0, "dynamic.tflite": 1.0})
+    events, last, _ = switches(capsys, f, budget=6.0)  # above every point: never switches
+    assert events == [] and last == "p-float32:float32"
+    events, last, _ = switches(capsys, f, budget=3.0)  # between them: the one that meets it
+    assert events == [] and last == "p-dynamic:dynamic"
+    events, last, err = switches(capsys, f, budget=1e-6)  # below both: the fastest, and says so
+    assert events == [] and last == "p-dynamic:dynamic" and "no point's p90 fits" in err
+    # the device runs 1.5x slower than recorded: float32 (7.5 ms) is over 6.0, so it moves down and stays
+    timed_cli(monkeypatch, {"float32.tflite": 5.0, "dynamic.tflite": 1.0}, load=1.5)
+    events, last, _ = switches(capsys, f, budget=6.0)
+    assert [(e["from"], e["to"], e["reason"], e["after_tokens"]) for e in events] == [
+        ("p-float32:float32", "p-dynamic:dynamic", "over budget", 4)]
+    assert last == "p-dynamic:dynamic"
+    # faster than recorded: from the fastest, the better point is expected within 0.8 x budget: up
+    timed_cli(monkeypatch, {"float32.tflite": 2.0, "dynamic.tflite": 0.4})
+    events, last, _ = switches(capsys, f, budget=3.0)
+    assert [(e["from"], e["to"], e["reason"]) for e in events] == [("p-dynamic:dynamic", "p-float32:float32", "headroom")]
+    assert last == "p-float32:float32"
+
+
+def test_suggest_budget_needs_points(tflite_dir, tmp_path, capsys):
+    f = points_file(tflite_dir, tmp_path, latencies=(5.0, 1.0))
     code, out, err = run(capsys, "suggest", "--points", f, "--text", "the")
     assert code == 2 and "--points and --budget-ms go together" in err
