@@ -477,10 +477,12 @@ def run(folders, steps, out_json, sweep=None):
               f"edgelm dynamic / ONNX Runtime dynamic int8: {r['dynamic_over_ort_int8']} (target <= 1)")
         o = r["sweep"]
         if o:
+            def times(key):
+                return "n/a (that peer was not timed)" if o.get(key) is None else f"{o[key]:.2f}x"
             print(f"fastest sweep point within 5% of the dense perplexity: {o['point']} (perplexity "
-                  f"{o['perplexity']:.2f} against {o['dense_perplexity']:.2f}): "
-                  f"{o.get('over_ort_dynamic_int8')}x faster than ONNX Runtime's dynamic int8 of the dense model, "
-                  f"{o.get('over_ort_static_int8')}x faster than its static int8 (medians of this pass)")
+                  f"{o['perplexity']:.2f} against {o['dense_perplexity']:.2f}), against ONNX Runtime's int8 of "
+                  f"the dense model: dynamic {times('over_ort_dynamic_int8')}, static "
+                  f"{times('over_ort_static_int8')} faster (medians of this pass)")
     atomic_write_text(out_json, json.dumps(dict(date=time.strftime("%Y-%m-%d"), machine=platform.machine(),
                                                 device=device.describe(), steps=steps, results=results,
                                                 refused=refused), indent=2) + "\n")
