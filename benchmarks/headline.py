@@ -6,7 +6,8 @@ The perplexity-latency frontiers of the default QRNN's and the PTB LSTM's
 sweeps (benchmarks/results/knob_{qrnn,ptb}.json; a sweep of an older format,
 whose dense point trained less than the others, is left out), the peers and
 the fastest point within 5% of dense against ONNX Runtime, from one pass
-(peers.json), and the PTB reproduction (ptb.json). Nothing is measured here.
+(peers.json, and peers_knob_qrnn.json from `peers.py run --sweep`), and the
+PTB reproduction (ptb.json). Nothing is measured here.
 """
 import json
 import os
@@ -57,7 +58,7 @@ def main():
             lines += [f"{title}: the perplexity-latency frontier of its sweep and the dense model "
                       f"({doc['created'][:10]}, 1 thread, one interleaved pass):", ""]
             lines += frontier(doc) + [""]
-    peers = load("peers.json")
+    peers = load("peers_knob_qrnn.json") or load("peers.json")  # the newest pass of the peers
     if peers:
         for r in peers["results"]:
             s = r["spec"]
