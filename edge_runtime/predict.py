@@ -259,9 +259,9 @@ def cmd_bench(args):
     rows = [run_bench(manifest, n, args, save=args.json) for n in names]
     print(f"threads {args.threads or 'default'}, {args.steps} steps after {args.warmup} warm-up; "
           f"{device.describe()['cpu']}")
-    print("| variant | bytes | delegate | median ms | p90 ms | p99 ms | bare invoke ms | step/invoke | tokens/s | load s "
-          "| model RSS MB | peak RSS MB | mJ/token |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | bytes | delegate | median ms | p90 ms | p99 ms | bare invoke ms | step/invoke | keyboard p90 ms "
+          "| tokens/s | load s | model RSS MB | peak RSS MB | mJ/token |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         mj = "n/a" if r["energy_mj_per_token"] is None else \
             f"{r['energy_mj_per_token']:.4f}{' (estimate)' if r['energy_is_estimate'] else ''}"
@@ -271,7 +271,7 @@ def cmd_bench(args):
         ovh = r["overhead"]
         print(f"| {r['variant']} | {r['bytes']:,} | {r['delegate']} | {lat['median']:.4f} | {lat['p90']:.4f} | "
               f"{lat['p99']:.4f} | {ovh['invoke_ms']['median']:.4f} | {ovh['step_over_invoke']:.2f} | "
-              f"{r['tokens_per_second']:.0f} | {r['load_s']:.3f} | "
+              f"{r['keyboard_ms']['p90']:.4f} | {r['tokens_per_second']:.0f} | {r['load_s']:.3f} | "
               f"{(r['model_rss_bytes'] or 0) / 2**20:.1f} | {r['peak_rss_bytes'] / 2**20:.0f} | {mj} |")
         if r["delegate_note"]:
             print(f"  {r['variant']}: {r['delegate_note']}")
