@@ -89,6 +89,8 @@ def time_rows(rows_, out, steps):
     """The step and the keyboard's path (`Keyboard.feed`, what the device's knob
     budgets) of every file in one interleaved pass; energy, one file at a time,
     where the device has a sensor."""
+    if not rows_:  # every point failed: nothing to time
+        return rows_
     files = {}
     for i, r in enumerate(rows_):
         manifest = mf.load(os.path.join(out, r["model"]))

@@ -53,6 +53,8 @@ def plot(doc, key, xlabel, x_of, path):
 def plot_all(doc, out):
     """The PNGs written into `out`."""
     paths = []
+    if not doc["points"]:  # every point failed
+        return paths
     for key, xlabel, x_of in AXES:
         if key not in doc["points"][0]["frontier"]:
             continue  # energy: not measured on this device
