@@ -28,8 +28,9 @@ $(EDGE_BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/python -m pruning.train --schedule polynomial --out $(DEMO) --force
 	$(BIN)/python -m convert.to_tflite $(DEMO) --force
-	gzip -dc pruning/corpus/shakespeare.test.txt.gz > $(DEMO)/test.txt
-	$(BIN)/python edge_runtime/predict.py suggest --model $(DEMO) --text "to be or not to"
+	gzip -dc training/corpus/shakespeare.test.txt.gz > $(DEMO)/test.txt
+	$(BIN)/python edge_runtime/predict.py suggest --model $(DEMO) --text "to be or not to "
+	$(BIN)/python edge_runtime/predict.py suggest --model $(DEMO) --text "my good lo"
 	$(BIN)/python edge_runtime/predict.py eval $(DEMO)/test.txt --model $(DEMO)
 	$(BIN)/python edge_runtime/predict.py bench --model $(DEMO) --variant all --threads 1
 
@@ -42,8 +43,8 @@ test: $(BIN)/.installed $(EDGE_BIN)/.installed
 	$(BIN)/python -m pruning.train --embed 16 --hidden 16 --epochs 1 --vocab-size 2000 \
 		--batch-size 64 --out $(SMOKE) --force
 	$(BIN)/python -m convert.to_tflite $(SMOKE) --force
-	gzip -dc pruning/corpus/shakespeare.valid.txt.gz | head -300 > $(SMOKE)/sample.txt
-	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "to be or not to"
+	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "to be or not to "
+	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "my good lo"
 	$(EDGE_BIN)/python edge_runtime/predict.py eval $(SMOKE)/sample.txt --model $(SMOKE)
 	$(EDGE_BIN)/python edge_runtime/predict.py bench --model $(SMOKE) --variant all --threads 1
 	EDGELM_TEST_MODEL=$(SMOKE)/tflite $(EDGE_BIN)/python -m pytest -q tests/edge

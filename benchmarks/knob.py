@@ -6,7 +6,8 @@ PTB 2x200 LSTM (Zaremba small).
 Trains the base run if it is not there (resuming one that was cut off), runs
 `python -m pruning.sweep` on it (resuming a sweep that was cut off), copies
 its operating_points.json, report.md and plots to
-benchmarks/results/knob_NAME.{json,md} and knob_NAME_{latency,keyboard,bytes}.png, and
+benchmarks/results/knob_NAME.{json,md}, knob_NAME_{latency,keyboard,bytes}.png and the KSR plots
+knob_NAME_ksr_{latency,bytes}.png, and
 prints the range the knob spans: the fastest frontier point against the
 dense model, both from the sweep's one timing pass. The comparison with
 ONNX Runtime is `benchmarks/peers.py run --sweep`, which times the sweep's
@@ -73,10 +74,11 @@ def main(argv=None):
         json.dump(doc, f, indent=2)
         f.write("\n")
     shutil.copy(os.path.join(out, "report.md"), os.path.join(RESULTS, f"knob_{a.name}.md"))
-    for axis in ("latency", "keyboard", "bytes", "energy"):
-        png = os.path.join(out, f"frontier_{axis}.png")
+    for plot, axis in [("frontier", x) for x in ("latency", "keyboard", "bytes", "energy")] + \
+            [("ksr", x) for x in ("latency", "bytes")]:
+        png = os.path.join(out, f"{plot}_{axis}.png")
         if os.path.exists(png):
-            shutil.copy(png, os.path.join(RESULTS, f"knob_{a.name}_{axis}.png"))
+            shutil.copy(png, os.path.join(RESULTS, f"knob_{a.name}_{'ksr_' if plot == 'ksr' else ''}{axis}.png"))
     k = doc["span"]
     print(f"knob range: fastest frontier point {k['fastest']} {k['fastest_ms']:.4f} ms, perplexity "
           f"{k['fastest_perplexity']:.2f}; dense {k['dense']} {k['dense_ms']:.4f} ms, perplexity "

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from edge_runtime.vocab import Vocab  # noqa: E402
 from keras_models.backend import keras, tf  # noqa: E402
 from keras_models.language_model import build_language_model, zero_states  # noqa: E402
-from pruning import data  # noqa: E402
+from training import data  # noqa: E402
 from pruning.trainer import make_train_step  # noqa: E402
 
 BASE = dict(arch="lstm", embed=256, hidden=512, layers=2, tie=1, opt="adam", lr=0.004, clip=0.25,

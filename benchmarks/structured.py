@@ -33,9 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from edge_runtime import manifest as mf  # noqa: E402
-from edge_runtime.predict import bench_file, cached_bench  # noqa: E402
+from edge_runtime.bench_cache import bench_file, cached_bench  # noqa: E402
 from keras_models.cost import macs_from_spec  # noqa: E402  (no TensorFlow needed)
-from pruning import data, rundir  # noqa: E402
+from training import data, rundir  # noqa: E402
 
 TARGETS = (0.8, 0.6, 0.5, 0.25)
 RANKINGS = ("random", "norm", "activation")

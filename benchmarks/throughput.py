@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from edge_runtime.vocab import Vocab  # noqa: E402
 from keras_models.backend import keras, tf  # noqa: E402
 from keras_models.language_model import build_language_model, zero_states  # noqa: E402
-from pruning import data  # noqa: E402
+from training import data  # noqa: E402
 from pruning.trainer import make_train_step  # noqa: E402
 
 

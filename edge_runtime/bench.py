@@ -11,7 +11,9 @@ sha256, so a figure is never taken for another file's. Beside the step,
 with the step: what edge_runtime adds to LiteRT's own work. Given the
 vocabulary, the same pass times what a keyboard runs for each word
 (`keyboard.Keyboard.feed`: the suggest path end to end, Python included) as
-`keyboard_ms`: the figure the device's knob budgets, by its p90.
+`keyboard_ms`: the figure the device's knob budgets, by its p90; and a key
+press (`Keyboard.set_prefix`: completions of the letters typed, no step) as
+`key_ms`, with `key_over_step` its median over the step's.
 """
 import os
 import time
@@ -37,17 +39,34 @@ def load(path, states, threads=None, delegate="auto", api="interpreter"):
         return StepModel(path, states, num_threads=threads, delegate="none"), "none", note
 
 
+def key_prefixes(vocab, tokens):
+    """What `key_ms` times: for each timed call, the first one or two letters
+    (alternately) of a word of the pseudo-random sequence."""
+    words = [w for w in vocab.tokens if w.isalpha() and len(w) > 1] or ["a"]
+    return [words[int(t) % len(words)][: 1 + i % 2] for i, t in enumerate(tokens)]
+
+
 def overhead(model, tokens, block=50, keyboard=None):
-    """The step and the bare invoke of its graph (and `keyboard.feed`, if given),
-    timed in one `round_robin` pass: {step_ms, invoke_ms, step_over_invoke[, keyboard_ms]}."""
+    """The step and the bare invoke of its graph, timed in one `round_robin` pass;
+    given a keyboard, its word (`feed`) and its key press (`set_prefix`: the
+    completions of one or two letters, no step), and the file's `suggest`
+    signature where it has one (what a next-word-only keyboard could run instead):
+    {step_ms, invoke_ms, step_over_invoke[, keyboard_ms, key_ms, suggest_ms, key_over_step]}."""
     calls = {"step": lambda i: model.step(int(tokens[i])), "invoke": lambda i: model.invoke()}
     if keyboard is not None:
+        prefixes = key_prefixes(keyboard.vocab, tokens)
         calls["keyboard"] = lambda i: keyboard.feed(int(tokens[i]))
+        calls["key"] = lambda i: keyboard.set_prefix(prefixes[i])
+        if model.top_k is not None:
+            never = keyboard.vocab.never_suggested
+            calls["suggest"] = lambda i: model.suggest(int(tokens[i]), never)
     times = round_robin(calls, len(tokens), block)
     step, invoke = summary(times["step"]), summary(times["invoke"])
     out = dict(step_ms=step, invoke_ms=invoke, step_over_invoke=round(step["median"] / invoke["median"], 3))
     if keyboard is not None:
-        out["keyboard_ms"] = summary(times["keyboard"])
+        out.update(keyboard_ms=summary(times["keyboard"]), key_ms=summary(times["key"]),
+                   suggest_ms=summary(times["suggest"]) if "suggest" in times else None)
+        out["key_over_step"] = round(out["key_ms"]["median"] / step["median"], 3)
     return out
 
 
@@ -85,7 +104,9 @@ def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", acti
                   idle_watts=None if meter.idle_watts is None else round(meter.idle_watts, 4),
                   energy_above_idle_mj_per_token=None if meter.joules_above_idle is None
                   else round(meter.joules_above_idle * 1e3 / steps, 6),
-                  keyboard_ms=runtime.pop("keyboard_ms", None), overhead=runtime, sha256=sha256_file(path))
+                  keyboard_ms=runtime.pop("keyboard_ms", None), key_ms=runtime.pop("key_ms", None),
+                  suggest_ms=runtime.pop("suggest_ms", None), key_over_step=runtime.pop("key_over_step", None),
+                  overhead=runtime, sha256=sha256_file(path))
     return result
 
 
@@ -130,6 +151,8 @@ def interleaved(files, steps=1000, warmup=50, threads=1, block=50, delegate="aut
         if vocab is not None:
             keyboard = Keyboard(model, vocab, top_k)
             calls[(label, "keyboard")] = (lambda k, ts: lambda i: k.feed(int(ts[i])))(keyboard, tokens[warmup:])
+            prefixes = key_prefixes(vocab, tokens[warmup:])
+            calls[(label, "key")] = (lambda k, ps: lambda i: k.set_prefix(ps[i]))(keyboard, prefixes)
     times = round_robin(calls, steps, block)
     out = {}
     for label, (path, _) in files.items():
@@ -137,4 +160,5 @@ def interleaved(files, steps=1000, warmup=50, threads=1, block=50, delegate="aut
                           sha256=sha256_file(path))
         if vocab is not None:
             out[label]["keyboard"] = summary(times[(label, "keyboard")])
+            out[label]["key"] = summary(times[(label, "key")])
     return out

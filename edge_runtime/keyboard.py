@@ -1,30 +1,163 @@
-"""What a keyboard runs for each word typed: the words shown above the keys.
+"""What a keyboard runs: the words shown above the keys, for each word and
+each key press.
 
-`Keyboard.feed(token)` steps the model and sets `shown`, the k words with
-their probabilities. It runs the file's `suggest` signature when it has one
-with at least k words (no V floats leave the model), else `step` and
-`metrics.top_words`; both show the same words. This is the path a keyboard
-pays for on every word, so it is what the device's knob budgets and times
-(`bench` reports it as `keyboard_ms`)."""
+`Keyboard.feed(token)` steps the model once and shows the k most probable
+next words. `Keyboard.type(letters)` adds to the word being typed and shows
+the k most probable vocabulary words that start with it, case-insensitively,
+from the same step's output: a key press never runs the model. Completion
+needs the whole distribution, so the keyboard runs the file's `step`
+signature (all V log-probabilities), not `suggest` (only the top k, which
+would be the wrong words once a letter is typed); `bench` times both paths.
+`feed` is what the device's knob budgets (`keyboard_ms`), `type` is timed
+as `key_ms`.
+
+What is shown (`Words`): never `<unk>`, `<eos>`, `N` (PTB's number token,
+whose spelling is lost) or a blocked word (`--block FILE`). With a
+lower-case vocabulary (PTB's and the embedded corpus's), the first word of
+a sentence and "i" are shown capitalised.
+"""
+import bisect
 import math
+import re
 
-from edge_runtime.metrics import top_words
+import numpy as np
+
+from edge_runtime.text import tokenize
+
+HIDDEN = ("N",)  # tokens that stand for a spelling the vocabulary does not keep
 
 
-def suggestions(logp, vocab, k):
-    """Top-k real words (not <unk>, <eos>) with their probabilities."""
-    return [(vocab.tokens[i], math.exp(float(logp[i]))) for i in top_words(logp, k, vocab.never_suggested)]
+class BlockError(ValueError):
+    """A block list that cannot be read; one-line message."""
+
+
+def read_block_list(path):
+    """The words of a block file: one a line, blank lines and surrounding spaces ignored."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise BlockError(f"--block {path}: no such file") from None
+    except IsADirectoryError:
+        raise BlockError(f"--block {path}: is a directory, not a file of words") from None
+    except UnicodeDecodeError:
+        raise BlockError(f"--block {path}: not UTF-8 text (one word a line)") from None
+    except OSError as e:
+        raise BlockError(f"--block {path}: cannot be read ({e.strerror})") from None
+    if "\0" in text:
+        raise BlockError(f"--block {path}: not a text file (one word a line)")
+    return [w.strip() for w in text.splitlines() if w.strip()]
+
+
+class Words:
+    """The vocabulary as a keyboard shows it: which ids may be shown, and a
+    prefix index (the showable words sorted by lower-case spelling), so the
+    words a prefix matches are one contiguous range found by bisection: a key
+    press costs work in proportion to the words that match, not to V."""
+
+    def __init__(self, vocab, blocked=()):
+        self.vocab = vocab
+        hidden = set(vocab.never_suggested) | {vocab.index[w] for w in HIDDEN if w in vocab.index}
+        lowered = {w.lower() for w in blocked}
+        hidden |= {i for i, t in enumerate(vocab.tokens) if t.lower() in lowered}
+        self.hidden = frozenset(hidden)
+        showable = [i for i in range(len(vocab)) if i not in hidden]
+        self.penalty = np.zeros(len(vocab), np.float32)  # added to log-probabilities: -inf where never shown
+        self.penalty[sorted(hidden)] = -np.inf
+        pairs = sorted((vocab.tokens[i].lower(), i) for i in showable)
+        self.keys = [k for k, _ in pairs]
+        self.sorted_ids = np.array([i for _, i in pairs], dtype=np.int64)
+        self.lower_case = all(t == t.lower() for t in vocab.tokens if t not in HIDDEN)
+
+    def matching(self, prefix):
+        """The ids of the showable words that start with `prefix` (case-insensitive)."""
+        p = prefix.lower()
+        lo = bisect.bisect_left(self.keys, p)
+        hi = bisect.bisect_left(self.keys, p + "\U0010ffff", lo)
+        return self.sorted_ids[lo:hi]
+
+    def best(self, logp, prefix, k):
+        """The k most probable showable ids starting with `prefix` ("" for any),
+        best first; equal probabilities: the lower id (the more frequent word) first."""
+        if not prefix:  # every showable word: whole-array operations, no gather of V ids
+            scores = np.asarray(logp, np.float32) + self.penalty
+            kth = scores[np.argpartition(-scores, k - 1)[:k]].min()
+            ids = np.flatnonzero(scores >= kth)  # the k best and every tie of the k-th
+            ids = ids[np.isfinite(scores[ids])]
+            order = np.lexsort((ids, -scores[ids]))[:k]
+            return [int(i) for i in ids[order]]
+        ids = self.matching(prefix)
+        if len(ids) == 0:
+            return []
+        scores = np.asarray(logp)[ids]
+        if len(ids) > k:
+            part = np.argpartition(-scores, k - 1)[:k]
+            kth = scores[part].min()
+            part = np.flatnonzero(scores >= kth)  # every tie of the k-th, so the lower id wins
+            ids, scores = ids[part], scores[part]
+        order = np.lexsort((ids, -scores))[:k]
+        return [int(i) for i in ids[order]]
+
+    def display(self, token_id, sentence_start):
+        word = self.vocab.tokens[token_id]
+        if self.lower_case and (sentence_start or word == "i"):
+            return word[:1].upper() + word[1:]
+        return word
 
 
 class Keyboard:
-    def __init__(self, model, vocab, k):
+    """The keyboard's state: the context (fed to the model), the letters typed of
+    the current word (`prefix`), and the k words `shown` with their probabilities."""
+
+    def __init__(self, model, vocab, k, blocked=()):
         self.model, self.vocab, self.k = model, vocab, k
-        self.in_graph = model.top_k is not None and model.top_k >= k
+        self.words = blocked if isinstance(blocked, Words) else Words(vocab, blocked)
         self.feed(vocab.eos_id)
 
     def feed(self, token_id):
-        if self.in_graph:
-            ids, logp = self.model.suggest(token_id, self.vocab.never_suggested)
-            self.shown = [(self.vocab.tokens[i], math.exp(float(p))) for i, p in zip(ids[: self.k], logp)]
-        else:
-            self.shown = suggestions(self.model.step(token_id), self.vocab, self.k)
+        """A whole word (or the end of a sentence): one step; shows the next words."""
+        self.logp = self.model.step(token_id)
+        self.sentence_start = token_id == self.vocab.eos_id
+        self.prefix = ""
+        self.shown = self._show()
+
+    def type(self, letters):
+        """Letters of the word being typed: shows the words that complete it (none if no word does)."""
+        self.set_prefix(self.prefix + letters)
+
+    def set_prefix(self, prefix):
+        self.prefix = prefix
+        self.shown = self._show()
+
+    def _show(self):
+        ids = self.words.best(self.logp, self.prefix, self.k)
+        return [(self.words.display(i, self.sentence_start), math.exp(float(self.logp[i]))) for i in ids]
+
+
+_PARTIAL = re.compile(r"[^\W\d_]+(?:'[^\W\d_]*)*$")  # letters at the very end: a word being typed
+_SENTENCE_END = re.compile(r"([.!?])(?=\s|$)")
+
+
+def type_text(keyboard, text):
+    """Text as a user types it, onto `keyboard` (a Keyboard, or the knob's
+    Switcher): whole words are fed, a sentence end (. ! or ? before a space or
+    the end) feeds <eos>, and the letters after the last space are the word
+    being typed, shown as completions. That word carries over: more text
+    continues it, and a space ends it. -> (words fed, those outside the vocabulary)."""
+    vocab = keyboard.vocab
+    text = keyboard.prefix + text
+    m = _PARTIAL.search(text)
+    partial = m.group(0) if m else ""
+    fed, oov = [], []
+    for piece in _SENTENCE_END.split(text[: len(text) - len(partial)]):
+        if piece in (".", "!", "?"):
+            keyboard.feed(vocab.eos_id)
+            continue
+        for tok in tokenize(piece):
+            fed.append(tok)
+            if tok not in vocab.index:
+                oov.append(tok)
+            keyboard.feed(vocab.index.get(tok, vocab.unk_id))
+    if partial or keyboard.prefix:
+        keyboard.set_prefix(partial)
+    return fed, oov

@@ -70,6 +70,18 @@ class Switcher:
     def shown(self):
         return self.keyboard.shown
 
+    @property
+    def vocab(self):
+        return self.keyboard.vocab
+
+    @property
+    def prefix(self):
+        return self.keyboard.prefix
+
+    def set_prefix(self, prefix):
+        """A key press: no step, so nothing the knob times or budgets."""
+        self.keyboard.set_prefix(prefix)
+
     def feed(self, token):
         t0 = self.clock()
         self.keyboard.feed(token)
@@ -107,3 +119,30 @@ class Switcher:
         self.events.append(event)
         if self.on_switch is not None:
             self.on_switch(event)
+
+
+def within_budget(candidates, max_latency_ms=None, max_bytes=None, max_energy_mj=None):
+    """`pick`'s filter. `candidates` [(label, manifest, variant, perplexity,
+    figures())]: figures are measured only when a latency or energy budget asks.
+    -> ([(perplexity, label, manifest's variant entry, figures, manifest)] within
+    every budget, [one line per file that is not, saying why])."""
+    inside, reasons = [], []
+    for label, manifest, name, ppl, figures in candidates:
+        v = manifest["variants"][name]
+        if max_bytes is not None and v["bytes"] > max_bytes:
+            reasons.append(f"{label}: {v['bytes']:,} bytes > {max_bytes:,}")
+            continue
+        measured = figures() if max_latency_ms is not None or max_energy_mj is not None else None
+        if max_latency_ms is not None and measured["keyboard_ms"]["p90"] > max_latency_ms:
+            reasons.append(f"{label}: keyboard p90 {measured['keyboard_ms']['p90']:.3f} ms > {max_latency_ms} ms")
+            continue
+        if max_energy_mj is not None:
+            e = measured["energy_mj_per_token"]
+            if e is None:
+                reasons.append(f"{label}: no energy figure on this device (no sensor; give --active-watts)")
+                continue
+            if e > max_energy_mj:
+                reasons.append(f"{label}: {e:.4f} mJ/token > {max_energy_mj}")
+                continue
+        inside.append((ppl, label, v, measured, manifest))
+    return inside, reasons

@@ -19,11 +19,12 @@ if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from edge_runtime import bench as benchmark  # noqa: E402
+from edge_runtime.bench_cache import bench_dir, figures, measure, point_figures  # noqa: E402
 from edge_runtime import device, energy, points, quiet  # noqa: E402
 from edge_runtime import manifest as mf  # noqa: E402
-from edge_runtime.files import atomic_write_text  # noqa: E402
-from edge_runtime.keyboard import Keyboard  # noqa: E402
-from edge_runtime.knob import Switcher  # noqa: E402
+from edge_runtime.keyboard import BlockError, Keyboard, Words, read_block_list, type_text  # noqa: E402
+from edge_runtime.keyboard_metrics import KeyboardScore  # noqa: E402
+from edge_runtime.knob import Switcher, within_budget  # noqa: E402
 from edge_runtime.metrics import check_top_k  # noqa: E402
 from edge_runtime.runner import APIS, StepModel, evaluate_ids  # noqa: E402
 from edge_runtime.text import tokenize  # noqa: E402
@@ -37,6 +38,20 @@ VARIANTS = ("float32", "float16", "dynamic", "int8")
 
 class UsageError(ValueError):
     pass
+
+
+def model_file_variant(path):
+    """For a .tflite path: (its folder, the manifest's variant of that file); else (path, None)."""
+    if not path.endswith(".tflite"):
+        return path, None
+    if not os.path.isfile(path):
+        raise UsageError(f"{path} does not exist")
+    folder = os.path.dirname(os.path.abspath(path))
+    manifest = mf.load(folder)
+    for name, v in manifest["variants"].items():
+        if v.get("file") == os.path.basename(path):
+            return folder, name
+    raise UsageError(f"{path} is not one of the files its folder's {mf.FILE} lists")
 
 
 def open_manifest(path):
@@ -57,8 +72,11 @@ def choose_variant(manifest, name):
 
 
 def load(args):
-    manifest = open_manifest(args.model)
-    variant = choose_variant(manifest, args.variant)
+    folder, named = model_file_variant(args.model)
+    if named and args.variant and args.variant != named:
+        raise UsageError(f"--model {args.model} is the {named} file, not --variant {args.variant}")
+    manifest = open_manifest(folder)
+    variant = choose_variant(manifest, args.variant or named)
     path = mf.variant_path(manifest, variant)
     vocab = Vocab.load(mf.vocab_path(manifest))
     return manifest, variant, path, vocab
@@ -71,8 +89,9 @@ def knob_keyboard(args):
                                         idle_seconds=energy.IDLE_SECONDS))  # bench's defaults, where not recorded
     vocab = Vocab.load(mf.vocab_path(doc["points"][0]["_manifest"]))
     check_top_k(args.top_k, len(vocab), vocab.never_suggested)
+    words = Words(vocab, blocked_words(args) + doc["options"].get("blocked_words", []))  # the sweep's --block too
     by_label = {points.label(p): p for p in doc["points"]}
-    levels = [(label, p["test_perplexity"], point_latency(doc, p, measure)["keyboard_ms"]["p90"])
+    levels = [(label, p["test_perplexity"], point_figures(doc, p, measure)["keyboard_ms"]["p90"])
               for label, p in by_label.items()]
     opened = {}
 
@@ -82,7 +101,7 @@ def knob_keyboard(args):
             opened[label] = benchmark.load(mf.variant_path(p["_manifest"], p["variant"]), p["_manifest"]["states"],
                                            args.threads, "auto", args.api)[0]
         opened[label].reset()
-        return Keyboard(opened[label], vocab, args.top_k)
+        return Keyboard(opened[label], vocab, args.top_k, words)
 
     def said(event):
         if args.json:
@@ -107,34 +126,34 @@ def cmd_suggest(args):
         manifest, variant, path, vocab = load(args)
         check_top_k(args.top_k, len(vocab), vocab.never_suggested)
         keyboard = Keyboard(StepModel(path, manifest["states"], num_threads=args.threads, api=args.api), vocab,
-                            args.top_k)
-
-    def feed(text):
-        tokens = tokenize(text)
-        oov = [t for t in tokens if t not in vocab.index]
-        for i in vocab.encode(tokens):
-            keyboard.feed(i)
-        return tokens, oov
+                            args.top_k, blocked_words(args))
 
     def show(tokens, oov):
         result = keyboard.shown
         if args.json:
-            print(json.dumps(dict(variant=variant or keyboard.label, tokens=tokens, unknown_words=oov,
+            print(json.dumps(dict(variant=variant or keyboard.label, tokens=tokens, typing=keyboard.prefix,
+                                  unknown_words=oov,
                                   suggestions=[dict(word=w, probability=round(p, 6)) for w, p in result])))
         else:
-            print("  ".join(f"{w} ({p:.1%})" for w, p in result)
+            typing = f"completing {keyboard.prefix!r}: " if keyboard.prefix else ""
+            print(typing + ("  ".join(f"{w} ({p:.1%})" for w, p in result) or "(no word starts so)")
                   + (f"   [not in the vocabulary, read as <unk>: {', '.join(oov)}]" if oov else ""))
 
     if args.text is not None:
         if not tokenize(args.text):
             raise UsageError("the input text is empty (no words in it)")
-        show(*feed(args.text))
+        show(*type_text(keyboard, args.text))
         return 0
-    print(f"{variant or keyboard.label} model; type words, Enter for suggestions; the state is kept as you type. "
-          "Ctrl-D to quit.", file=sys.stderr)
-    for line in sys.stdin:
-        show(*feed(line))
+    print(f"{variant or keyboard.label} model; type words, Enter for suggestions (letters after the last space "
+          "are the word being typed, and are completed); the state is kept as you type. Ctrl-D to quit.",
+          file=sys.stderr)
+    for line in sys.stdin:  # a new line ends the word left being typed on the last one
+        show(*type_text(keyboard, (" " if keyboard.prefix else "") + line.rstrip("\n")))
     return 0
+
+
+def blocked_words(args):
+    return read_block_list(args.block) if getattr(args, "block", None) else []
 
 
 class Progress:
@@ -167,6 +186,7 @@ def cmd_eval(args):
     if not os.path.isfile(args.file):
         raise UsageError(f"{args.file} does not exist")
     manifest, variant, path, vocab = load(args)
+    score = KeyboardScore(Words(vocab, blocked_words(args)))
     fmt = detect_format(args.file, args.errors) if args.format == "auto" else args.format
     delegate = "none" if args.delegate == "none" else "auto"
     model, used, note = benchmark.load(path, manifest["states"], args.threads, delegate, args.api)
@@ -174,8 +194,8 @@ def cmd_eval(args):
     progress = Progress()
     t0 = time.perf_counter()
     try:
-        r = evaluate_ids(model, iter_ids(args.file, vocab, fmt, args.errors, counts), vocab.never_suggested,
-                         progress)
+        r = evaluate_ids(model, iter_ids(args.file, vocab, fmt, args.errors, counts, spellings=True),
+                         vocab.never_suggested, progress, score)
     except ValueError as e:
         if isinstance(e, TextError):
             raise
@@ -192,6 +212,10 @@ def cmd_eval(args):
         print(f"{variant}: perplexity {r['perplexity']:.3f}  R@3 {r['r_at_3']:.3f}  over {r['tokens']:,} "
               f"predicted tokens ({how}; {r['sentences']:,} sentences, {r['oov']:,} words outside the "
               f"vocabulary read as <unk>), {r['seconds']} s")
+        print(f"keyboard ({KeyboardScore(None).k} words shown): next word R@1 {r['r_at_1']:.3f}  completion "
+              f"recall after 1 letter {na(r['completion_recall_1'])}, after 2 {na(r['completion_recall_2'])}  "
+              f"keystroke savings {na(r['ksr'])} over {r['keyboard_words']:,} words ({r['words_skipped']:,} "
+              "skipped: <unk> without its spelling, or N)")
     share = counts["oov"] / max(1, counts["words"])
     if share > OOV_WARNING:
         other = "raw" if fmt == "ptb" else "ptb"
@@ -203,45 +227,8 @@ def cmd_eval(args):
     return 0
 
 
-def bench_dir(manifest):
-    return os.path.join(os.path.dirname(manifest["_dir"]), "bench")
-
-
-def bench_file(manifest, variant, threads, delegate, api="interpreter"):
-    """Where `bench --json` keeps a variant's figures: named by the file's sha256 and
-    this device, so a re-converted file or another folder's file is measured anew."""
-    sha = manifest["variants"][variant]["sha256"]
-    host = device.describe()["hostname"] or "device"
-    return os.path.join(bench_dir(manifest), f"{variant}-{sha[:16]}-{host}-t{threads or 'default'}-"
-                                             f"{delegate}-{api}.json")
-
-
-def cached_bench(manifest, variant, threads, delegate, api="interpreter"):
-    """The saved figures of this very file measured on this device, or None."""
-    if manifest["variants"].get(variant, {}).get("status") != "ok":
-        return None
-    try:
-        with open(bench_file(manifest, variant, threads, delegate, api), encoding="utf-8") as f:
-            r = json.load(f)
-    except (OSError, ValueError):
-        return None
-    same = isinstance(r, dict) and r.get("sha256") == manifest["variants"][variant]["sha256"] \
-        and r.get("device") == device.describe() and "latency_ms" in r
-    return r if same else None
-
-
-def run_bench(manifest, variant, args, save=True):
-    path = mf.variant_path(manifest, variant)
-    r = benchmark.run(path, manifest["states"], args.steps, args.warmup, args.threads,
-                      args.delegate, args.active_watts, idle_seconds=args.idle_seconds, api=args.api,
-                      vocab=Vocab.load(mf.vocab_path(manifest)))
-    r.update(variant=variant, device=device.describe(),
-             perplexity=manifest["variants"][variant].get("perplexity"),
-             measured=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    if save:
-        atomic_write_text(bench_file(manifest, variant, args.threads, args.delegate, args.api),
-                          json.dumps(r, indent=2) + "\n")
-    return r
+def na(x):
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def check_bench_options(args):
@@ -253,15 +240,16 @@ def check_bench_options(args):
 
 def cmd_bench(args):
     check_bench_options(args)
-    manifest = open_manifest(args.model)
+    folder, named = model_file_variant(args.model)
+    manifest = open_manifest(folder)
     names = ([n for n, v in manifest["variants"].items() if v.get("status") == "ok"]
-             if args.variant == "all" else [choose_variant(manifest, args.variant)])
-    rows = [run_bench(manifest, n, args, save=args.json) for n in names]
+             if args.variant == "all" and not named else [choose_variant(manifest, named or args.variant)])
+    rows = [measure(manifest, n, args, save=args.json) for n in names]
     print(f"threads {args.threads or 'default'}, {args.steps} steps after {args.warmup} warm-up; "
           f"{device.describe()['cpu']}")
     print("| variant | bytes | delegate | median ms | p90 ms | p99 ms | bare invoke ms | step/invoke | keyboard p90 ms "
-          "| tokens/s | load s | model RSS MB | peak RSS MB | mJ/token |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| key p50 ms | key p90 ms | key/step | tokens/s | load s | model RSS MB | peak RSS MB | mJ/token |")
+    print("|---" * 17 + "|")
     for r in rows:
         mj = "n/a" if r["energy_mj_per_token"] is None else \
             f"{r['energy_mj_per_token']:.4f}{' (estimate)' if r['energy_is_estimate'] else ''}"
@@ -271,7 +259,8 @@ def cmd_bench(args):
         ovh = r["overhead"]
         print(f"| {r['variant']} | {r['bytes']:,} | {r['delegate']} | {lat['median']:.4f} | {lat['p90']:.4f} | "
               f"{lat['p99']:.4f} | {ovh['invoke_ms']['median']:.4f} | {ovh['step_over_invoke']:.2f} | "
-              f"{r['keyboard_ms']['p90']:.4f} | {r['tokens_per_second']:.0f} | {r['load_s']:.3f} | "
+              f"{r['keyboard_ms']['p90']:.4f} | {r['key_ms']['median']:.4f} | {r['key_ms']['p90']:.4f} | "
+              f"{r['key_over_step']:.2f} | {r['tokens_per_second']:.0f} | {r['load_s']:.3f} | "
               f"{(r['model_rss_bytes'] or 0) / 2**20:.1f} | {r['peak_rss_bytes'] / 2**20:.0f} | {mj} |")
         if r["delegate_note"]:
             print(f"  {r['variant']}: {r['delegate_note']}")
@@ -280,33 +269,13 @@ def cmd_bench(args):
     return 0
 
 
-def point_latency(doc, p, args):
-    """The bench figures of an operating point: the sweep's own where they were
-    measured on this device with these settings (the file's sha256 was checked
-    at load), else the bench cache, else measured here now."""
-    t = doc["timing"]
-    if points.measured_here(doc) and (args.threads or 1) == t["threads"] and args.api == t["api"] \
-            and args.delegate == t["delegate"]:
-        return dict(latency_ms=p["latency_ms"], keyboard_ms=p["keyboard_ms"],
-                    energy_mj_per_token=p.get("energy_mj_per_token"))
-    return bench_figures(p["_manifest"], p["variant"], points.label(p), args)
-
-
-def bench_figures(manifest, variant, label, args):
-    measured = cached_bench(manifest, variant, args.threads, args.delegate, args.api)
-    if measured is None or not measured.get("keyboard_ms"):  # pick budgets the keyboard's figure
-        print(f"measuring {label} on this device ...", file=sys.stderr)
-        measured = run_bench(manifest, variant, args)
-    return measured
-
-
 def pick_candidates(args):
     """[(label, manifest, variant, perplexity, figures())]: the files of --points
     (test perplexity) or of each --model (validation perplexity)."""
     if args.points:
         doc = points.load(args.points)
         return [(points.label(p), p["_manifest"], p["variant"], p["test_perplexity"],
-                 (lambda p=p: point_latency(doc, p, args))) for p in doc["points"]]
+                 (lambda p=p: point_figures(doc, p, args))) for p in doc["points"]]
     out = []
     for model_path in args.model_list or [DEFAULT_MODEL]:
         manifest = open_manifest(model_path)
@@ -314,7 +283,7 @@ def pick_candidates(args):
             if v.get("status") == "ok":
                 label = f"{model_path}:{name}"
                 out.append((label, manifest, name, v["perplexity"],
-                            (lambda m=manifest, n=name, label=label: bench_figures(m, n, label, args))))
+                            (lambda m=manifest, n=name, label=label: figures(m, n, label, args))))
     return out
 
 
@@ -324,28 +293,8 @@ def cmd_pick(args):
     if args.points and args.model_list:
         raise UsageError("give --points or --model, not both")
     check_bench_options(args)
-    candidates, reasons = [], []
-    for label, manifest, name, ppl, figures in pick_candidates(args):
-        v = manifest["variants"][name]
-        if args.max_bytes is not None and v["bytes"] > args.max_bytes:
-            reasons.append(f"{label}: {v['bytes']:,} bytes > {args.max_bytes:,}")
-            continue
-        measured = None
-        if args.max_latency_ms is not None or args.max_energy_mj is not None:
-            measured = figures()
-        if args.max_latency_ms is not None and measured["keyboard_ms"]["p90"] > args.max_latency_ms:
-            reasons.append(f"{label}: keyboard p90 {measured['keyboard_ms']['p90']:.3f} ms > "
-                           f"{args.max_latency_ms} ms")
-            continue
-        if args.max_energy_mj is not None:
-            e = measured["energy_mj_per_token"]
-            if e is None:
-                reasons.append(f"{label}: no energy figure on this device (no sensor; give --active-watts)")
-                continue
-            if e > args.max_energy_mj:
-                reasons.append(f"{label}: {e:.4f} mJ/token > {args.max_energy_mj}")
-                continue
-        candidates.append((ppl, label, v, measured, manifest))
+    candidates, reasons = within_budget(pick_candidates(args), args.max_latency_ms, args.max_bytes,
+                                        args.max_energy_mj)
     if not candidates:
         if args.json:
             print(json.dumps(dict(picked=None, rejected=reasons), indent=2))
@@ -380,7 +329,8 @@ def parser():
                             help=f"a tflite/ folder, manifest or run directory; repeatable (default {DEFAULT_MODEL})")
         else:
             sp.add_argument("--model", default=DEFAULT_MODEL,
-                            help="a tflite/ folder, its manifest.json, or a run directory (default %(default)s)")
+                            help="a tflite/ folder, its manifest.json, one of its .tflite files (that variant), "
+                                 "or a run directory (default %(default)s)")
             sp.add_argument("--variant", default=None, metavar="{" + ",".join(VARIANTS) + "}",
                             help="which file (bench: or all; default: the first of dynamic, int8, float16, float32 that converted)")
         sp.add_argument("--threads", type=int, default=None, help="interpreter threads (default: LiteRT's)")
@@ -389,9 +339,14 @@ def parser():
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.add_argument("--verbose", action="store_true", help="show LiteRT's INFO lines")
 
-    s = sub.add_parser("suggest", help="next-word suggestions")
+    def block(sp):
+        sp.add_argument("--block", metavar="FILE", help="words never to show, one a line")
+
+    s = sub.add_parser("suggest", help="next-word suggestions, and completions of a word being typed")
+    block(s)
     common(s)
-    s.add_argument("--text", help="the words typed so far (omit for an interactive prompt)")
+    s.add_argument("--text", help="the text typed so far; letters after the last space are the word being typed, "
+                                  "and are completed (omit for an interactive prompt)")
     s.add_argument("--top-k", type=int, default=3, help="how many suggestions (default %(default)s)")
     s.add_argument("--points", help="a bundle's operating_points.json: switch between its frontier points")
     s.add_argument("--budget-ms", type=float,
@@ -402,8 +357,9 @@ def parser():
                    help="with --points: last tokens fed to the model switched to (default %(default)s)")
     s.set_defaults(func=cmd_suggest)
 
-    e = sub.add_parser("eval", help="perplexity and R@3 of a text file")
+    e = sub.add_parser("eval", help="perplexity, R@1/R@3 and keyboard metrics of a text file")
     common(e)
+    block(e)
     e.add_argument("file", help="the text: PTB format (one sentence a line) or raw prose; .gz is read directly")
     e.add_argument("--format", choices=FORMATS, default="auto",
                    help="ptb, raw (tokenized as in training), or auto: raw when the text has capitals and "

@@ -280,22 +280,29 @@ def _check_signatures(path, signatures, state_pairs):
                                 f"{sorted(want_out | extra)}")
 
 
-def evaluate_ids(model, ids, excluded, progress=None):
-    """Perplexity and R@3 over an id stream, any iterable (first id = context).
+def evaluate_ids(model, ids, excluded, progress=None, keyboard=None):
+    """Perplexity, R@1 and R@3 over an id stream, any iterable (first id = context);
+    an item may be (id, spelling), the spelling of a word read as <unk>.
 
-    Same definitions as training: exp(total NLL / predicted tokens); R@3 as
+    Same definitions as training: exp(total NLL / predicted tokens); R@k as
     `metrics.is_hit` says, `excluded` being the ids never suggested
-    (`Vocab.never_suggested`).
+    (`Vocab.never_suggested`). `keyboard`, a `keyboard_metrics.KeyboardScore`,
+    adds its metrics from the same step outputs.
     """
     model.reset()
-    nll, hits, n = 0.0, 0, 0
+    nll, hits, hits1, n = 0.0, 0, 0, 0
     it = iter(ids)
     prev = next(it, None)
-    for target in it:
+    prev = prev[0] if isinstance(prev, tuple) else prev
+    for item in it:
+        target, spelling = item if isinstance(item, tuple) else (item, None)
         logp = model.step(int(prev))
         target = int(target)
         nll -= float(logp[target])
         hits += is_hit(logp, target, excluded)
+        hits1 += is_hit(logp, target, excluded, 1)
+        if keyboard is not None:
+            keyboard.add(logp, target, spelling)
         n += 1
         prev = target
         if progress is not None:
@@ -303,5 +310,8 @@ def evaluate_ids(model, ids, excluded, progress=None):
     if n == 0:
         raise ValueError("nothing to evaluate: the text has no tokens")
     mean = nll / n
-    return dict(perplexity=math.exp(mean) if mean < 700 else float("inf"), r_at_3=hits / n,
-                tokens=n, nll=nll)
+    out = dict(perplexity=math.exp(mean) if mean < 700 else float("inf"), r_at_3=hits / n, r_at_1=hits1 / n,
+               tokens=n, nll=nll)
+    if keyboard is not None:
+        out.update(keyboard.result())
+    return out

@@ -71,9 +71,11 @@ def iter_sentences(path, fmt="ptb", errors="strict"):
                 yield tokens
 
 
-def iter_ids(path, vocab, fmt="ptb", errors="strict", counts=None):
+def iter_ids(path, vocab, fmt="ptb", errors="strict", counts=None, spellings=False):
     """<eos>, then each sentence's ids and <eos>. `counts` (a dict) receives
-    'oov' (words outside the vocabulary, mapped to <unk>), 'words' and 'sentences'."""
+    'oov' (words outside the vocabulary, mapped to <unk>), 'words' and 'sentences'.
+    `spellings`: a word outside the vocabulary comes as (<unk>'s id, the word),
+    so the keyboard metrics can count its letters."""
     if fmt not in ("ptb", "raw"):
         raise TextError(f"unknown text format {fmt!r}; choose from ptb, raw (or auto, resolved first)")
     counts = counts if counts is not None else {}
@@ -86,8 +88,9 @@ def iter_ids(path, vocab, fmt="ptb", errors="strict", counts=None):
             i = vocab.index.get(tok)
             if i is None:
                 counts["oov"] += 1
-                i = vocab.unk_id
-            elif tok == UNK:
-                counts["oov"] += 1  # already <unk> in the file (PTB marks them so)
+                yield (vocab.unk_id, tok) if spellings else vocab.unk_id
+                continue
+            if tok == UNK:
+                counts["oov"] += 1  # already <unk> in the file (PTB marks them so): its spelling is lost
             yield i
         yield vocab.eos_id

@@ -22,7 +22,7 @@ with quiet.filtered_stderr():
         warnings.filterwarnings("ignore", "distutils Version classes are deprecated", DeprecationWarning)
         import tensorflow_model_optimization as tfmot  # noqa: E402
 
-    # pruning/distribute.py: the CPU as N logical devices (for MirroredStrategy on a machine without
+    # training/distribute.py: the CPU as N logical devices (for MirroredStrategy on a machine without
     # GPUs), and MultiWorkerMirroredStrategy, whose collectives must exist before the first op
     if os.environ.get("EDGELM_CPU_DEVICES"):
         _cpu = tf.config.list_physical_devices("CPU")[0]

@@ -9,6 +9,7 @@ import numpy as np
 
 from keras_models.backend import keras
 from keras_models.factored import factor_macs
+from keras_models.matrices import matrices
 
 
 def weight_matrices(model):
@@ -80,23 +81,14 @@ def macs_from_spec(spec):
     """Dense MACs per token of the model `spec` describes, from the shapes alone
     (the same count as `macs_per_token` of the built model, rank-one updates aside)."""
     factors = spec.get("factors") or {}
-
-    def matmul(key, rows, cols):
-        return factor_macs(rows, cols, factors.get(key))
-    total, in_dim = 0, spec["embed"]
-    for i, units in enumerate(spec["hidden_sizes"]):
-        if spec["arch"] == "qrnn":
-            total += matmul(f"rnn_{i}/kernel", (spec["window"] if i == 0 else 1) * in_dim, 3 * units)
-        elif spec["arch"] == "hlstm":
-            total += (in_dim + units) * 4 * spec["gate_hidden"] + 4 * spec["gate_hidden"] * units
+    total = 0
+    for key, rows, cols, _ in matrices(spec):
+        if key == "embedding/embeddings" and key in factors:  # tied A B: the lookup's r x d, then h B^T A^T
+            r = factors[key]["rank"]
+            total += 2 * r * spec["hidden_sizes"][-1] + r * spec["vocab_size"]
         else:
-            total += matmul(f"rnn_{i}/kernel", in_dim, 4 * units) + matmul(f"rnn_{i}/recurrent_kernel", units, 4 * units)
-        in_dim = units
-    if "embedding/embeddings" in factors:  # tied A B: the lookup's r x d, then h B^T A^T
-        r = factors["embedding/embeddings"]["rank"]
-        return total + 2 * r * in_dim + r * spec["vocab_size"]
-    return total + matmul("output/kernel", in_dim, spec["vocab_size"])
-
+            total += factor_macs(rows, cols, factors.get(key))
+    return total
 
 
 def closest_fraction(dense_spec, spec_for, target, grid):

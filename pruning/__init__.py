@@ -1,1 +1,3 @@
-"""How a model is trained and made smaller: data, TF-MOT schedules, the training loop."""
+"""Training a model and making it smaller: the trainer's phases, the registry
+of methods, and the user's commands (`python -m pruning.train`, and the
+knob's `pruning.sweep` and `pruning.report`, which only call `knob/`)."""

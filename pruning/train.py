@@ -18,22 +18,19 @@ import os
 import sys
 
 from edge_runtime import quiet
-from pruning.factorize import KINDS as FACTORIZATIONS, SCOPES as FACTOR_SCOPES  # no TensorFlow at import
-from pruning.factorize import FactorizeError, parse_tt_shape
-from pruning.distribute import STRATEGIES, DistributeError
+from methods.factorize import FactorizeError  # no TensorFlow at import: the options are checked first
+from pruning import registry
+from training.distribute import STRATEGIES, DistributeError
 
-DEFAULTS = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_sparsity=0.0,
-                begin_step=None, end_step=None, prune_frequency=None, embed=256, hidden=512,
-                layers=2, window=2, zoneout=0.0, dropout=0.1, tie_embeddings=True, epochs=3,
-                batch_size=32, bptt=35, lr=None, clip_norm=0.25, seed=0, data_dir=None,
-                vocab_size=10000, checkpoint_every=200, init_from=None, l0_lambda=0.002,
-                l0_beta=2.0 / 3.0, l0_gamma=-0.1, l0_zeta=1.1, l0_init=3.0, gate_lr=0.02, l0_penalty="count",
-                freeze_weights=False, target_units=0.5, target_macs=None, rank_by="norm", finetune_epochs=0,
-                recover="none", recover_epochs=1, gate_hidden=256, seed_density=0.3,
-                grow_fraction=0.5, grow_batches=20, gp_cycles=2, optimizer=None, lr_decay=1.0,
-                decay_after=0, init_scale=None, recipe=None, prune_scope="all", factorize="none",
-                factorize_scope="all", rank=None, rank_fraction=None, tt_rank=None, tt_cores=3, tt_shape=None,
-                strategy="default", steps_per_epoch=None)
+# The options every run has; each method's own are in its module (pruning/registry.py lists them).
+COMMON = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_sparsity=0.0,
+              begin_step=None, end_step=None, prune_frequency=None, embed=256, hidden=512,
+              layers=2, window=2, zoneout=0.0, dropout=0.1, tie_embeddings=True, epochs=3,
+              batch_size=32, bptt=35, lr=None, clip_norm=0.25, seed=0, data_dir=None,
+              vocab_size=10000, checkpoint_every=200, init_from=None, target_macs=None, finetune_epochs=0,
+              recover="none", recover_epochs=1, gate_hidden=256, optimizer=None, lr_decay=1.0,
+              decay_after=0, init_scale=None, recipe=None, strategy="default", steps_per_epoch=None)
+DEFAULTS = dict(COMMON, **registry.defaults())
 # Published recipes, as option values (options given on the command line win).
 RECIPES = {
     # Zaremba, Sutskever & Vinyals 2014, small PTB model: SGD at 1.0 on the loss summed over the
@@ -51,7 +48,6 @@ RECIPES = {
 RECOVERY_ARCHS = ("qrnn", "lstm")  # architectures whose layers carry the rank-one update (not hlstm)
 
 
-PRUNE_SCOPES = ("all", "recurrent")
 OPTIMIZERS = ("adam", "sgd")
 RECOVERIES = ("none", "rank-one")
 
@@ -62,16 +58,14 @@ def choices(names):
 
 
 def parser():
-    from keras_models import ARCHS, L0_PENALTIES
-    from pruning.schedules import SCHEDULES
-    from pruning.unit_ranking import RANKINGS
+    from keras_models import ARCHS
     d = DEFAULTS
     p = argparse.ArgumentParser(prog="python -m pruning.train", description=__doc__.split("\n\n")[0])
     a = p.add_argument
     a("--arch", default=d["arch"], metavar=choices(ARCHS), help="architecture (default %(default)s)")
     a("--gate-hidden", type=int, default=d["gate_hidden"],
       help="hlstm: hidden units of each gate's MLP (default %(default)s)")
-    a("--schedule", default=d["schedule"], metavar=choices(SCHEDULES),
+    a("--schedule", default=d["schedule"], metavar=choices(registry.schedules()),
       help="pruning schedule (default %(default)s)")
     a("--target-sparsity", type=float, default=d["target_sparsity"],
       help="final share of zero weights, in [0, 1) (default %(default)s; m-by-n is always 0.5)")
@@ -79,9 +73,6 @@ def parser():
       help="polynomial: sparsity at --begin-step (default %(default)s)")
     a("--begin-step", type=int, default=None, help="first pruning step (default: 10%% of the run)")
     a("--end-step", type=int, default=None, help="polynomial: step the target is reached (default: 60%% of the run)")
-    a("--prune-scope", default=d["prune_scope"], metavar=choices(PRUNE_SCOPES),
-      help="magnitude schedules: all (recurrent matrices and the output / tied embedding matrix) or "
-           "recurrent (the recurrent matrices only, what grow-prune masks) (default %(default)s)")
     a("--prune-frequency", type=int, default=None,
       help="steps between mask updates (default: min(100, pruning span / 20))")
     a("--embed", type=int, default=d["embed"], help="embedding size (default %(default)s)")
@@ -116,54 +107,21 @@ def parser():
     a("--vocab-size", type=int, default=d["vocab_size"], help="most frequent training words kept, <unk> and <eos> included (default %(default)s)")
     a("--checkpoint-every", type=int, default=d["checkpoint_every"], help="steps between checkpoints (default %(default)s)")
     a("--init-from", default=None, metavar="RUN", help="start from this run's trained model and vocabulary")
-    a("--l0-lambda", type=float, default=d["l0_lambda"],
-      help="l0: weight of the expected number of open gates in the loss (default %(default)s)")
-    a("--l0-penalty", default=d["l0_penalty"], metavar=choices(L0_PENALTIES),
-      help="l0: count (expected open gates, the papers') or macs (expected MACs per token / dense) (default %(default)s)")
-    a("--l0-beta", type=float, default=d["l0_beta"], help="l0: hard-concrete temperature (default 2/3)")
-    a("--l0-gamma", type=float, default=d["l0_gamma"], help="l0: stretch lower end (default %(default)s)")
-    a("--l0-zeta", type=float, default=d["l0_zeta"], help="l0: stretch upper end (default %(default)s)")
-    a("--l0-init", type=float, default=d["l0_init"], help="l0: initial log alpha, open gates (default %(default)s)")
-    a("--gate-lr", type=float, default=d["gate_lr"], help="l0: Adam learning rate of the gates (default %(default)s)")
-    a("--freeze-weights", action="store_true", help="l0: train only the gates (Tang & Lin); needs --init-from")
-    a("--target-units", type=float, default=d["target_units"],
-      help="filter: fraction of each layer's hidden units kept, in (0, 1] (default %(default)s)")
     a("--target-macs", type=float, default=d["target_macs"],
       help="l0, filter, --factorize lowrank: end at this share of the dense model's MACs per token, in (0, 1]. "
            "l0: a MACs constraint with a rising penalty coefficient replaces --l0-lambda; filter: sets "
            "--target-units, lowrank: --rank-fraction, to the value that comes closest")
-    a("--rank-by", default=d["rank_by"], metavar=choices(RANKINGS), help="filter: how units are ranked (default %(default)s)")
     a("--finetune-epochs", type=int, default=d["finetune_epochs"],
       help="l0/filter: epochs of training after the units are removed; --factorize from --init-from: "
            "after the matrices are factored (default %(default)s)")
     a("--recover", default=d["recover"], metavar=choices(RECOVERIES),
       help="rank-one: train a u v^T update per matrix, weights frozen (default %(default)s)")
     a("--recover-epochs", type=int, default=d["recover_epochs"], help="epochs of rank-one recovery (default %(default)s)")
-    a("--seed-density", type=float, default=d["seed_density"],
-      help="grow-prune: share of each gate matrix active at the start, in (0, 1] (default %(default)s)")
-    a("--grow-fraction", type=float, default=d["grow_fraction"],
-      help="grow-prune: share of the dormant connections each growth activates, in (0, 1] (default %(default)s)")
-    a("--grow-batches", type=int, default=d["grow_batches"],
-      help="grow-prune: batches over which growth accumulates gradients (default %(default)s)")
-    a("--gp-cycles", type=int, default=d["gp_cycles"], help="grow-prune: grow/prune cycles (default %(default)s)")
-    a("--factorize", default=d["factorize"], metavar=choices(FACTORIZATIONS),
-      help="store matrices as factors: lowrank (A B) or tt (tensor train); from scratch, or from "
-           "--init-from RUN by SVD / TT-SVD, then --finetune-epochs (default %(default)s)")
-    a("--factorize-scope", default=d["factorize_scope"], metavar=choices(FACTOR_SCOPES),
-      help="recurrent (LSTM kernels, QRNN kernel), output (the output or tied embedding matrix) or all "
-           "(default %(default)s)")
-    a("--rank", type=int, default=None, help="lowrank: the rank of every factored matrix")
-    a("--rank-fraction", type=float, default=None,
-      help="lowrank: rank = round(F x min(rows, cols)) per matrix, instead of --rank")
-    a("--tt-rank", type=int, default=None, help="tt: the inner TT ranks")
-    a("--tt-cores", type=int, default=d["tt_cores"],
-      help="tt: cores per matrix; each side is factored into this many near-equal sizes (default %(default)s)")
-    a("--tt-shape", default=None, metavar="M1,M2,..:N1,N2,..",
-      help="tt: the row and column factors of every factored matrix, instead of near-equal ones")
     a("--strategy", default=d["strategy"], metavar=choices(STRATEGIES),
       help="tf.distribute: default (one device), mirrored (the local GPUs, or the CPU split into "
            "EDGELM_CPU_DEVICES logical devices), multiworker (the cluster in TF_CONFIG); --batch-size is per "
            "replica (default %(default)s)")
+    registry.add_options(a)
     a("--out", default=os.path.join("runs", "default"), help="run directory (default %(default)s)")
     a("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its saved options")
     a("--force", action="store_true", help="replace an existing run directory (only one that holds a run), "
@@ -174,18 +132,17 @@ def parser():
 
 def validate(c):
     """One-line message for the first bad option, or None."""
-    from pruning.schedules import SCHEDULES
     from keras_models import ARCHS
     if c["arch"] not in ARCHS:
         return f"unknown architecture {c['arch']!r}; choose from {', '.join(ARCHS)}"
-    if c["schedule"] not in SCHEDULES:
-        return f"unknown schedule {c['schedule']!r}; choose from {', '.join(SCHEDULES)}"
+    if c["schedule"] not in registry.schedules():
+        return f"unknown schedule {c['schedule']!r}; choose from {', '.join(registry.schedules())}"
     for key in ("target_sparsity", "initial_sparsity"):
         if not 0.0 <= c[key] < 1.0:
             return f"--{key.replace('_', '-')} must be in [0, 1), got {c[key]}"
     if c["vocab_size"] < 3:
         return f"--vocab-size must be at least 3 (<unk>, <eos> and a word), got {c['vocab_size']}"
-    for key in ("embed", "hidden", "layers", "window", "batch_size", "bptt", "checkpoint_every"):
+    for key in ("embed", "hidden", "layers", "window", "batch_size", "bptt", "checkpoint_every", "gate_hidden"):
         if c[key] < 1:
             return f"--{key.replace('_', '-')} must be at least 1, got {c[key]}"
     if not 0.0 <= c["dropout"] < 1.0 or not 0.0 <= c["zoneout"] < 1.0:
@@ -198,108 +155,42 @@ def validate(c):
         return "--lr-decay must be in (0, 1] and --decay-after not negative"
     if c["init_scale"] is not None and c["init_scale"] < 0:
         return "--init-scale must not be negative"
-    if c["prune_scope"] not in PRUNE_SCOPES:
-        return f"unknown --prune-scope {c['prune_scope']!r}; choose from {', '.join(PRUNE_SCOPES)}"
     if c.get("steps_per_epoch") is not None and c["steps_per_epoch"] < 1:
         return f"--steps-per-epoch must be at least 1, got {c['steps_per_epoch']}"
     if c["prune_frequency"] is not None and c["prune_frequency"] < 1:
         return "--prune-frequency must be at least 1"
-    from pruning import distribute
-    return validate_structured(c) or distribute.check(c)
+    from training import distribute
+    return validate_run(c) or distribute.check(c)
 
 
-def validate_structured(c):
-    from pruning import rundir
-    from pruning.unit_ranking import RANKINGS
-    from keras_models import L0_PENALTIES
+def validate_run(c):
+    """The checks that involve the method: the one chosen answers for its own options."""
+    from training import rundir
     arch = c["arch"]
     if c["init_from"]:
         spec_path = os.path.join(c["init_from"], rundir.MODEL, "spec.json")
         if not os.path.exists(spec_path) or not os.path.exists(os.path.join(c["init_from"], rundir.VOCAB)):
             return f"--init-from {c['init_from']}: not a trained run directory (no {rundir.MODEL}/spec.json or {rundir.VOCAB})"
         arch = rundir.read_json(spec_path)["arch"]
-    if c["gate_hidden"] < 1:
-        return f"--gate-hidden must be at least 1, got {c['gate_hidden']}"
-    for key in ("seed_density", "grow_fraction"):
-        if not 0.0 < c[key] <= 1.0:
-            return f"--{key.replace('_', '-')} must be in (0, 1], got {c[key]}"
-    if c["grow_batches"] < 1 or c["gp_cycles"] < 1:
-        return "--grow-batches and --gp-cycles must be at least 1"
-    if c["schedule"] == "grow-prune" and arch != "hlstm":
-        return f"--schedule grow-prune needs the masks of --arch hlstm, not {arch}"
-    if c["schedule"] in ("l0", "filter") and arch == "hlstm":
-        return f"--schedule {c['schedule']} supports qrnn and lstm, not hlstm"
     if c["epochs"] < (0 if c["init_from"] else 1):
         return f"--epochs must be at least {0 if c['init_from'] else 1}, got {c['epochs']}"
-    if c["l0_lambda"] < 0:
-        return f"--l0-lambda must not be negative, got {c['l0_lambda']}"
-    if not (c["l0_beta"] > 0 and c["l0_gamma"] < 0 and c["l0_zeta"] > 1):
-        return "hard-concrete constants need --l0-beta > 0, --l0-gamma < 0 and --l0-zeta > 1"
-    if c["l0_penalty"] not in L0_PENALTIES:
-        return f"unknown --l0-penalty {c['l0_penalty']!r}; choose from {', '.join(L0_PENALTIES)}"
-    if c["gate_lr"] <= 0:
-        return "--gate-lr must be positive"
-    if c["schedule"] == "l0" and c["epochs"] < 1:
-        return "--schedule l0 trains its gates: --epochs must be at least 1"
-    if c["freeze_weights"] and (c["schedule"] != "l0" or not c["init_from"]):
-        return "--freeze-weights learns L0 gates on a trained model: use it with --schedule l0 --init-from RUN"
-    if not 0.0 < c["target_units"] <= 1.0:
-        return f"--target-units must be in (0, 1], got {c['target_units']}"
+    method = registry.chosen(c)
     if c["target_macs"] is not None:
         if not 0.0 < c["target_macs"] <= 1.0:
             return f"--target-macs must be in (0, 1], got {c['target_macs']}"
-        if c["schedule"] not in ("filter", "l0") and c["factorize"] != "lowrank":
+        if not method.takes_target_macs(c):
             return (f"--target-macs asks l0 or filter pruning, or --factorize lowrank, for a cost, not "
                     f"--schedule {c['schedule']}" + (f" with --factorize {c['factorize']}" if c["factorize"] != "none" else ""))
-    if c["rank_by"] not in RANKINGS:
-        return f"unknown --rank-by {c['rank_by']!r}; choose from {', '.join(RANKINGS)}"
     if c["finetune_epochs"] < 0 or c["recover_epochs"] < 1:
         return "--finetune-epochs must not be negative and --recover-epochs must be at least 1"
-    refactor = c["factorize"] != "none" and c["init_from"]
-    if c["finetune_epochs"] and c["schedule"] not in ("l0", "filter") and not refactor:
+    if c["finetune_epochs"] and not method.finetunes_from(c):
         return ("--finetune-epochs fine-tunes the model left after l0 or filter pruning, or factored from "
                 "--init-from; use --epochs otherwise")
     if c["recover"] not in RECOVERIES:
         return f"unknown --recover {c['recover']!r}; choose from {', '.join(RECOVERIES)}"
     if c["recover"] != "none" and arch not in RECOVERY_ARCHS:
         return f"--recover rank-one supports {', '.join(RECOVERY_ARCHS)}, not {arch}"
-    return validate_factorize(c, arch)
-
-
-def validate_factorize(c, arch):
-    """The checks that need no matrix sizes (those come when the model is planned)."""
-    if c["factorize"] not in FACTORIZATIONS:
-        return f"unknown --factorize {c['factorize']!r}; choose from {', '.join(FACTORIZATIONS)}"
-    if c["factorize_scope"] not in FACTOR_SCOPES:
-        return f"unknown --factorize-scope {c['factorize_scope']!r}; choose from {', '.join(FACTOR_SCOPES)}"
-    if c["factorize"] == "none":
-        return None
-    if arch not in ("qrnn", "lstm"):
-        return f"--factorize supports qrnn and lstm, not {arch} (its gate MLPs are not factored yet)"
-    if c["schedule"] != "none":
-        return (f"--factorize supports --schedule none, not {c['schedule']}; to factor a pruned model, "
-                "--init-from its run")
-    if c["recover"] != "none":
-        return "--recover rank-one does not combine with --factorize yet"
-    if c["factorize"] == "lowrank":
-        given = (c["rank"] is not None) + (c["rank_fraction"] is not None) + (c["target_macs"] is not None)
-        if given != 1:
-            return "--factorize lowrank takes one of --rank, --rank-fraction and --target-macs"
-        if c["rank"] is not None and c["rank"] < 1:
-            return f"--rank must be at least 1, got {c['rank']}"
-        if c["rank_fraction"] is not None and not 0 < c["rank_fraction"] < 1:
-            return f"--rank-fraction must be in (0, 1), got {c['rank_fraction']}"
-    else:
-        if c["tt_rank"] is None or c["tt_rank"] < 1:
-            return f"--factorize tt needs --tt-rank of at least 1, got {c['tt_rank']}"
-        if c["tt_cores"] < 2:
-            return f"--tt-cores must be at least 2, got {c['tt_cores']}"
-        if c["tt_shape"] is not None:
-            try:
-                parse_tt_shape(c["tt_shape"])
-            except FactorizeError as e:
-                return str(e)
-    return None
+    return registry.check(c, arch)
 
 
 def given_options(p, argv):
@@ -313,7 +204,7 @@ def given_options(p, argv):
 def resume_config(out, given):
     """The saved options of the run in `out`, checked against the options given
     with --resume: a different value is an error that names the option."""
-    from pruning import rundir
+    from training import rundir
     rundir.prepare(out, resume=True)
     saved = dict(DEFAULTS, **rundir.read_json(os.path.join(out, rundir.CONFIG)))
     for key, value in given.items():
@@ -331,17 +222,17 @@ def resume_config(out, given):
 
 def finished(out):
     """The report of a run that has ended (completed or diverged), or None."""
-    from pruning import rundir
+    from training import rundir
     path = os.path.join(out, rundir.REPORT)
     return rundir.read_json(path) if os.path.exists(path) else None
 
 
 def interrupted_message(out, started):
     """One line: what an interrupted run kept, and how to go on."""
-    from pruning import rundir
+    from training import rundir
     if not started:
         return "interrupted: nothing was written"
-    from pruning import checkpoints
+    from training import checkpoints
     where = "no checkpoint yet (the run starts again from the beginning)"
     for phase, name in (("train", rundir.CHECKPOINT), ("finetune", "checkpoints/finetune.npz"),
                         ("recover", "checkpoints/recover.npz")):  # the latest phase's checkpoint is the one
@@ -362,7 +253,7 @@ def main(argv=None):
         p.set_defaults(**RECIPES[recipe])
     args = p.parse_args(argv)
     quiet.configure(args.verbose)
-    from pruning import data, rundir
+    from training import data, rundir
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "force", "verbose")}
     started = []  # set once the run directory holds this run
     try:
@@ -385,7 +276,7 @@ def main(argv=None):
             if problem:
                 raise rundir.RunDirError(problem)
         corpus = data.load_corpus(config["data_dir"])
-        from pruning import distribute
+        from training import distribute
         if not args.resume and distribute.is_chief(config["strategy"]):
             rundir.check_new(args.out, args.force)  # before the slow part; nothing is deleted yet
         os.environ["EDGELM_STRATEGY"] = config["strategy"]  # read where TensorFlow loads (backend.py)

@@ -5,10 +5,10 @@ call. A custom loop (not `model.fit`) because the recurrent state is carried
 from batch to batch as explicit tensors, and a run killed mid-epoch must
 resume at the exact batch it stopped at. It shows Keras' progress bar.
 
-Each compression method is one module with three hooks (pruning/methods.py):
+Each compression method is one module with three hooks (methods/base.py):
 how it changes the model, what it does while training, how it finishes. A
 run is then these phases, in order, each a loop over epochs with its own
-checkpoint (pruning/checkpoints.py, every `checkpoint_every` steps and at
+checkpoint (training/checkpoints.py, every `checkpoint_every` steps and at
 each epoch's end):
 1. train: the model the method builds (dense, TF-MOT wrappers, neuron gates,
    masks or factors), trained with the method's hooks; then the method
@@ -33,9 +33,10 @@ from keras_models.evaluate import evaluate, make_eval_fn, perplexity
 from keras_models.language_model import (build_language_model, load_model, make_spec, named_weights,
                                          save_model, set_named_weights, zero_states)
 from keras_models.neuron_gates import gate_layers
-from pruning import checkpoints, data, distribute, methods, rundir, steps
-from pruning.methods import rounded_eval
-from pruning.steps import make_train_step  # noqa: F401  (the step, for benchmarks and tests)
+from training import checkpoints, data, distribute, rundir, steps
+from pruning import registry
+from methods.base import Context, rounded_eval
+from training.steps import make_train_step  # noqa: F401  (the step, for benchmarks and tests)
 
 
 class Diverged(RuntimeError):
@@ -231,7 +232,7 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
         xs, ys = xs[: config["steps_per_epoch"]], ys[: config["steps_per_epoch"]]
     valid = (streams["valid"], vocab.never_suggested)  # what evaluate() takes after the model
     epochs = config["epochs"]
-    method = methods.for_config(config, init)
+    method = registry.for_config(config, init)
     config["pruning"] = settings = method.settings(len(xs) * epochs)
     if init is not None:
         base = dict(init.spec, dropout=config["dropout"])
@@ -256,7 +257,7 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
         for v in model.trainable_variables:
             if id(v) not in gate_vars:
                 v.assign(noise.uniform(v.shape, -s, s))
-    ctx = methods.Context(config, init, xs, ys, valid, log)
+    ctx = Context(config, init, xs, ys, valid, log)
     training = method.training(model, ctx)
 
     chief = config["chief"]  # only the chief writes the run

@@ -56,7 +56,7 @@ def assert_float32_tflite_matches_keras(run_dir, tokens=30):
 SIGNAL_AT_STEP = """
 import os, signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job starts with SIGINT ignored
-import pruning.steps as t
+import training.steps as t
 real = t.make_train_step
 def make(*a, **k):
     step = real(*a, **k)

@@ -61,7 +61,7 @@ def test_package_metadata_has_nothing_setuptools_warns_about():
         assert os.path.isdir(os.path.join(ROOT, *package.split("."))), package
     for package in setuptools["package-data"]:  # every folder that ships data is a declared package
         assert package in setuptools["packages"], package
-    for top in ("keras_models", "pruning", "convert", "edge_runtime"):
+    for top in ("keras_models", "training", "methods", "pruning", "convert", "knob", "edge_runtime"):
         for here, dirs, files in os.walk(os.path.join(ROOT, top)):
             dirs[:] = [d for d in dirs if d != "__pycache__"]
             if files and here != os.path.join(ROOT, top):

@@ -11,7 +11,7 @@ from edge_runtime import manifest as mf
 from edge_runtime.runner import StepModel, evaluate_ids
 from edge_runtime.vocab import Vocab
 from keras_models.language_model import build_step_model, load_model, zero_states
-from pruning import rundir
+from training import rundir
 from pruning.trainer import train
 from tests.conftest import tiny_config
 

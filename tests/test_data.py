@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.vocab import Vocab
-from pruning import data
+from training import data
 from tests.conftest import write_corpus
 
 

@@ -11,7 +11,7 @@ from keras_models import factored
 from keras_models.backend import keras
 from keras_models.cost import layer_report, macs_from_spec, macs_per_token
 from keras_models.language_model import build_language_model, load_model, named_weights, zero_states
-from pruning import factorize
+from methods import factorize
 from pruning.train import main
 from tests.conftest import assert_float32_tflite_matches_keras, write_corpus
 

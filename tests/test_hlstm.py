@@ -7,7 +7,9 @@ from keras_models.backend import keras, tf
 from keras_models.hlstm import HLSTM
 from keras_models.language_model import (build_language_model, named_weights,
                                          set_named_weights, zero_states)
-from pruning import grow_prune, rundir, train as train_cli
+from methods import grow_prune
+from training import rundir
+from pruning import train as train_cli
 from pruning.trainer import make_train_step, train
 from tests.conftest import assert_float32_tflite_matches_keras, tiny_config, write_corpus
 

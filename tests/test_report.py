@@ -2,8 +2,9 @@
 import json
 
 from edge_runtime import device
-from edge_runtime.predict import bench_file
-from pruning import report as rp, rundir
+from edge_runtime.bench_cache import bench_file
+from pruning import report as rp
+from training import rundir
 from pruning.trainer import train
 from tests.conftest import tiny_config
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pruning import steps
+from training import steps
 from pruning.train import main
 from tests.conftest import SIGNAL_AT_STEP, write_corpus
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_models.language_model import build_language_model, load_model, save_model
-from pruning import rundir
+from training import rundir
 from pruning.train import main
 from tests.conftest import write_corpus
 

@@ -10,7 +10,9 @@ from keras_models.backend import keras, tf
 from keras_models.language_model import (build_language_model, load_model,
                                          named_weights, set_named_weights, zero_states)
 from keras_models import rank_one
-from pruning import rundir, train as train_cli, unit_ranking
+from training import rundir
+from pruning import train as train_cli
+from methods import unit_ranking
 from pruning.trainer import make_train_step, train
 from tests.conftest import assert_float32_tflite_matches_keras, tiny_config, write_corpus
 
@@ -102,7 +104,7 @@ def test_one_shot_filter_from_a_trained_run(corpus, dense, tmp_path):
 
 @pytest.mark.parametrize("target", [0.6, 0.3])
 def test_filter_asked_for_by_macs_ends_within_two_points(corpus, tmp_path, target):
-    from pruning.filter_pruning import kept_spec, units_for_macs
+    from methods.filter_pruning import kept_spec, units_for_macs
     from keras_models.cost import macs_from_spec
     spec = dict(arch="lstm", vocab_size=100, embed=20, hidden_sizes=[40, 20], tie_embeddings=True, window=1,
                 factors=None)

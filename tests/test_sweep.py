@@ -7,8 +7,10 @@ import os
 import pytest
 
 from edge_runtime import points as device_points
-from pruning import operating_points as ops
-from pruning import rundir, sweep
+from knob import operating_points as ops
+from training import rundir
+from knob import sweep
+from pruning import sweep as sweep_cli
 from pruning.trainer import train
 from tests.conftest import tiny_config, write_corpus
 
@@ -60,7 +62,7 @@ def test_every_method_updates_weights_as_many_epochs_as_dense(base, tmp_path, ca
     MACs are those the runtime executes."""
     for n, recover, methods in ((1, "none", sweep.METHODS), (2, "rank-one", ("l0",))):
         out = tmp_path / f"sw{n}"
-        assert sweep.main(args_for(base, out, "--methods", ",".join(methods), "--finetune-epochs", str(n),
+        assert sweep_cli.main(args_for(base, out, "--methods", ",".join(methods), "--finetune-epochs", str(n),
                                    "--recover", recover, "--steps-per-epoch", "2", "--steps", "5")) == 0
         doc = json.loads((out / "operating_points.json").read_text())
         assert {r["method"] for r in doc["points"]} == {"dense", *methods}
@@ -85,7 +87,7 @@ def test_every_method_updates_weights_as_many_epochs_as_dense(base, tmp_path, ca
 
 def test_sweep_writes_every_output_and_resumes_without_redoing_points(base, tmp_path, monkeypatch, capsys):
     out = tmp_path / "sw"
-    assert sweep.main(args_for(base, out)) == 0
+    assert sweep_cli.main(args_for(base, out)) == 0
     doc = json.loads((out / "operating_points.json").read_text())
     assert [r["name"] for r in doc["points"]] == ["dense-100", "units-norm-50", "lowrank-50"]
     for r in doc["points"]:
@@ -121,7 +123,7 @@ def test_sweep_writes_every_output_and_resumes_without_redoing_points(base, tmp_
     finished = {n: os.path.getmtime(out / "points" / n / "point.json") for n in by}
     calls = []
     monkeypatch.setattr(sweep, "run_logged", lambda cmd, path: calls.append(cmd) or 0)
-    assert sweep.main(args_for(base, out, "--resume")) == 0
+    assert sweep_cli.main(args_for(base, out, "--resume")) == 0
     assert calls == [] and {n: os.path.getmtime(out / "points" / n / "point.json") for n in by} == finished
     assert json.loads((out / "operating_points.json").read_text())["created"] >= doc["created"]
 
@@ -144,12 +146,12 @@ def test_an_interrupted_point_is_resumed_from_its_run(base, tmp_path, monkeypatc
             return 1
         return real(cmd, path)
     monkeypatch.setattr(sweep, "run_logged", failing)
-    assert sweep.main(args_for(base, out, "--methods", "units-norm")) == 1  # the point failed, named
+    assert sweep_cli.main(args_for(base, out, "--methods", "units-norm")) == 1  # the point failed, named
     assert not (out / "points" / "units-norm-50" / "point.json").exists()
     assert (out / "points" / "dense-100" / "point.json").exists()
     seen.clear()
     monkeypatch.setattr(sweep, "run_logged", lambda cmd, path: seen.append(cmd) or 1)
-    sweep.main(args_for(base, out, "--methods", "units-norm", "--resume"))
+    sweep_cli.main(args_for(base, out, "--methods", "units-norm", "--resume"))
     train_cmds = [c for c in seen if "pruning.train" in c]
     assert train_cmds and "--resume" in train_cmds[0]  # it goes on from the run's checkpoint
 
@@ -166,31 +168,31 @@ def test_an_interrupted_point_is_resumed_from_its_run(base, tmp_path, monkeypatc
 ])
 def test_bad_options_are_one_line_errors_with_nothing_written(base, tmp_path, capsys, extra, message):
     out = tmp_path / "sw"
-    assert sweep.main(args_for(base, out) + extra) == 2
+    assert sweep_cli.main(args_for(base, out) + extra) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not out.exists()
 
 
 def test_bad_base_and_existing_dir(base, tmp_path, capsys):
     out = tmp_path / "sw"
-    assert sweep.main(args_for(tmp_path / "nothing", out)) == 2
+    assert sweep_cli.main(args_for(tmp_path / "nothing", out)) == 2
     assert "does not exist" in capsys.readouterr().err and not out.exists()
     half = tmp_path / "half"
     half.mkdir()
     (half / "config.json").write_text("{}")
-    assert sweep.main(args_for(half, out)) == 2
+    assert sweep_cli.main(args_for(half, out)) == 2
     assert "is not a trained run" in capsys.readouterr().err and not out.exists()
     out.mkdir()
     (out / sweep.SWEEP_FILE).write_text(json.dumps({"base": "x"}))
     (out / "keep.txt").write_text("mine")
-    assert sweep.main(args_for(base, out)) == 2
+    assert sweep_cli.main(args_for(base, out)) == 2
     assert "already holds a sweep; use --resume" in capsys.readouterr().err
-    assert sweep.main(args_for(base, out, "--resume")) == 2
+    assert sweep_cli.main(args_for(base, out, "--resume")) == 2
     assert "differs from the sweep's" in capsys.readouterr().err
     other = tmp_path / "other"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
-    assert sweep.main(args_for(base, other, "--force")) == 2
+    assert sweep_cli.main(args_for(base, other, "--force")) == 2
     assert "is not a sweep directory" in capsys.readouterr().err and (other / "keep.txt").exists()
     assert (out / "keep.txt").exists()
 
@@ -199,16 +201,16 @@ def test_a_ray_sweep_gives_the_local_sweeps_rows(base, tmp_path):
     ray = pytest.importorskip("ray")
     local, remote = tmp_path / "local", tmp_path / "ray"
     one = ["--methods", "units-norm"]
-    assert sweep.main(args_for(base, local, *one)) == 0
+    assert sweep_cli.main(args_for(base, local, *one)) == 0
     ray.init(num_cpus=2, logging_level="ERROR")
     try:
-        assert sweep.main(args_for(base, remote, *one, "--executor", "ray")) == 0
+        assert sweep_cli.main(args_for(base, remote, *one, "--executor", "ray")) == 0
     finally:
         ray.shutdown()
 
     def rows(out):  # timings (and the frontier, which follows them) aside
         doc = json.loads((out / "operating_points.json").read_text())
-        return [{k: v for k, v in r.items() if k not in ("latency_ms", "keyboard_ms", "frontier", "delegate")}
+        return [{k: v for k, v in r.items() if k not in ("latency_ms", "keyboard_ms", "key_ms", "frontier", "delegate")}
                 for r in doc["points"]]
     assert rows(remote) == rows(local) and len(rows(local)) == 2
 
@@ -220,6 +222,6 @@ def test_a_ray_sweep_gives_the_local_sweeps_rows(base, tmp_path):
 def test_bad_cluster_options(base, tmp_path, capsys, extra, message):
     pytest.importorskip("ray")
     out = tmp_path / "sw"
-    assert sweep.main(args_for(base, out) + extra) == 2
+    assert sweep_cli.main(args_for(base, out) + extra) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not out.exists()

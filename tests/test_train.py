@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_models.language_model import load_model
-from pruning import rundir
+from training import rundir
 from pruning.train import main
 from pruning.trainer import train
 from tests.conftest import SIGNAL_AT_STEP, tiny_config, write_corpus

@@ -17,7 +17,7 @@ def tflite_dir(tmp_path_factory):
         shutil.copytree(src, base / "run", ignore=shutil.ignore_patterns("checkpoints", "logs", "bench"))
         return base / "run" / "tflite"
     from convert.to_tflite import main as convert_main  # needs TensorFlow
-    from pruning import rundir
+    from training import rundir
     from pruning.trainer import train
     from tests.conftest import tiny_config, write_corpus
     corpus = write_corpus(base / "data", sizes=(("train", 600), ("valid", 60), ("test", 60)))

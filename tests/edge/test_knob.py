@@ -166,7 +166,7 @@ def test_pick_from_points_uses_the_recorded_latency_measured_here(tflite_dir, tm
 
 def test_pick_from_points_measured_elsewhere_measures_here(tflite_dir, tmp_path, capsys):
     # figures from another device that would put both within any budget: never trusted
-    from edge_runtime.predict import bench_file
+    from edge_runtime.bench_cache import bench_file
     f = points_file(tflite_dir, tmp_path, latencies=(1e-9, 1e-9), here=False)
     manifest = mf.load(str(f.parent / "m"))
     for n in ("float32", "dynamic"):  # stale cache files: another file's figures on this device

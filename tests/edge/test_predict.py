@@ -46,20 +46,20 @@ def test_suggest_gives_the_models_top_words(tflite_dir, capsys):
     vocab = Vocab.load(mf.vocab_path(manifest))
     words = [w for w in vocab.tokens if w.isalpha()][:3]
     code, out, _ = run(capsys, "suggest", "--model", tflite_dir, "--variant", "float32",
-                       "--text", " ".join(words), "--top-k", "3", "--json")
+                       "--text", " ".join(words) + " ", "--top-k", "3", "--json")  # a space: the next word
     assert code == 0
     got = json.loads(out)["suggestions"]
     model = StepModel(mf.variant_path(manifest, "float32"), manifest["states"])
     logp = model.step(vocab.eos_id)
     for w in words:
         logp = model.step(vocab.index[w])
-    ranked = [vocab.tokens[i] for i in np.argsort(-logp) if vocab.tokens[i] not in ("<unk>", EOS)]
-    assert [g["word"] for g in got] == ranked[:3]
+    ranked = [vocab.tokens[i] for i in np.argsort(-logp) if vocab.tokens[i] not in ("<unk>", EOS, "N")]
+    assert [g["word"].lower() for g in got] == ranked[:3]  # "i" is shown capitalised
     assert got[0]["probability"] == pytest.approx(float(np.exp(logp[vocab.index[ranked[0]]])), rel=1e-4)
 
 
 def test_suggest_reports_unknown_words_and_refuses_empty_text(tflite_dir, capsys):
-    code, out, _ = run(capsys, "suggest", "--model", tflite_dir, "--text", "the zyzzyva")
+    code, out, _ = run(capsys, "suggest", "--model", tflite_dir, "--text", "the zyzzyva ")
     assert code == 0 and "zyzzyva" in out and "<unk>" in out
     code, _, err = run(capsys, "suggest", "--model", tflite_dir, "--text", "  ,,, ")
     assert code == 2 and err.strip() == "error: the input text is empty (no words in it)"
@@ -209,7 +209,8 @@ def test_litert_start_up_lines_are_hidden_unless_verbose(tflite_dir):
 def test_pick_uses_only_figures_of_this_file_measured_on_this_device(tflite_dir, tmp_path, capsys):
     import shutil
     from edge_runtime import device
-    from edge_runtime.predict import bench_file, parser
+    from edge_runtime.bench_cache import bench_file
+    from edge_runtime.predict import parser
     copy = tmp_path / "tflite"
     shutil.copytree(tflite_dir, copy)
     manifest = mf.load(str(copy))
@@ -235,3 +236,44 @@ def test_pick_uses_only_figures_of_this_file_measured_on_this_device(tflite_dir,
     picked = json.loads(out)
     assert code == 0 and "measuring" not in err  # this file's own figures, saved by bench
     assert picked["sha256"] == manifest["variants"][picked["picked"].rsplit(":", 1)[1]]["sha256"]
+
+
+def suggested(capsys, *args):
+    code, out, err = run(capsys, "suggest", *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_a_tflite_path_is_that_variant_with_the_manifest_beside_it(tflite_dir, capsys):
+    by_path = suggested(capsys, "--model", tflite_dir / "float32.tflite", "--text", "the ")
+    by_name = suggested(capsys, "--model", tflite_dir, "--variant", "float32", "--text", "the ")
+    assert by_path == by_name and by_path["variant"] == "float32"
+    code, _, err = run(capsys, "suggest", "--model", tflite_dir / "float32.tflite", "--variant", "dynamic",
+                       "--text", "the ")
+    assert code == 2 and "is the float32 file, not --variant dynamic" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "suggest", "--model", tflite_dir / "nothing.tflite", "--text", "the ")
+    assert code == 2 and "does not exist" in err and err.count("\n") == 1
+
+
+def test_completion_and_the_block_list(tflite_dir, tmp_path, capsys):
+    shown = suggested(capsys, "--model", tflite_dir, "--text", "the t")
+    assert shown["typing"] == "t" and shown["suggestions"]
+    assert all(s["word"].lower().startswith("t") for s in shown["suggestions"])
+    first = shown["suggestions"][0]["word"]
+    block = tmp_path / "block.txt"
+    block.write_text(first.upper() + "\n")
+    after = suggested(capsys, "--model", tflite_dir, "--text", "the t", "--block", block)
+    assert first not in [s["word"] for s in after["suggestions"]]
+    assert [s["word"] for s in after["suggestions"]][:2] == [s["word"] for s in shown["suggestions"]][1:3]
+    nothing = suggested(capsys, "--model", tflite_dir, "--text", "the qqqzx")
+    assert nothing["suggestions"] == []
+
+
+def test_eval_reports_keyboard_metrics_and_na_without_a_known_word(tflite_dir, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("<unk> <unk>\n<unk>\n")
+    code, out, _ = run(capsys, "eval", text, "--model", tflite_dir)
+    assert code == 0 and "keystroke savings n/a" in out and "completion recall after 1 letter n/a" in out
+    code, out, _ = run(capsys, "eval", text, "--model", tflite_dir, "--json")
+    r = json.loads(out)
+    assert r["ksr"] is None and r["words_skipped"] == 3 and r["r_at_1"] == 0.0

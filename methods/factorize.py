@@ -24,7 +24,7 @@ matrix; the trainer then fine-tunes the factored model (`--finetune-epochs`).
 """
 import numpy as np
 
-from pruning.methods import Method
+from methods.base import Method
 
 KINDS = ("none", "lowrank", "tt")
 SCOPES = ("recurrent", "output", "all")
@@ -40,22 +40,10 @@ class FactorizeError(ValueError):
 
 def matrices(spec, scope):
     """[(key "LAYER/WEIGHT", rows, cols)] of the matrices `scope` covers."""
+    from keras_models.matrices import matrices as all_matrices
     if scope not in SCOPES:
         raise FactorizeError(f"unknown --factorize-scope {scope!r}; choose from {', '.join(SCOPES)}")
-    out, in_dim = [], spec["embed"]
-    if scope in ("recurrent", "all"):
-        for i, units in enumerate(spec["hidden_sizes"]):
-            if spec["arch"] == "qrnn":
-                out.append((f"rnn_{i}/kernel", (spec["window"] if i == 0 else 1) * in_dim, 3 * units))
-            else:
-                out += [(f"rnn_{i}/kernel", in_dim, 4 * units), (f"rnn_{i}/recurrent_kernel", units, 4 * units)]
-            in_dim = units
-    if scope in ("output", "all"):
-        if spec["tie_embeddings"]:
-            out.append(("embedding/embeddings", spec["vocab_size"], spec["embed"]))
-        else:
-            out.append(("output/kernel", spec["hidden_sizes"][-1], spec["vocab_size"]))
-    return out
+    return [(key, rows, cols) for key, rows, cols, group in all_matrices(spec) if scope in (group, "all")]
 
 
 def plan(spec, kind, scope="all", rank=None, rank_fraction=None, tt_rank=None, tt_cores=3, tt_shape=None):
@@ -186,10 +174,79 @@ def options_plan(config, spec):
 
 
 class Factorize(Method):
-    """The trainer's view (pruning/methods.py): from scratch the factored model
+    """The trainer's view (methods/base.py): from scratch the factored model
     is built and trained; from a trained run the train phase runs its
     --epochs on the dense model, then `finish` factors it (SVD / TT-SVD) and
     --finetune-epochs fine-tunes the factored model."""
+
+    DEFAULTS = dict(factorize="none", factorize_scope="all", rank=None, rank_fraction=None, tt_rank=None,
+                    tt_cores=3, tt_shape=None)
+
+    @classmethod
+    def add_options(cls, a):
+        d = cls.DEFAULTS
+        a("--factorize", default=d["factorize"], metavar="{" + ",".join(KINDS) + "}",
+          help="store matrices as factors: lowrank (A B) or tt (tensor train); from scratch, or from "
+               "--init-from RUN by SVD / TT-SVD, then --finetune-epochs (default %(default)s)")
+        a("--factorize-scope", default=d["factorize_scope"], metavar="{" + ",".join(SCOPES) + "}",
+          help="recurrent (LSTM kernels, QRNN kernel), output (the output or tied embedding matrix) or all "
+               "(default %(default)s)")
+        a("--rank", type=int, default=None, help="lowrank: the rank of every factored matrix")
+        a("--rank-fraction", type=float, default=None,
+          help="lowrank: rank = round(F x min(rows, cols)) per matrix, instead of --rank")
+        a("--tt-rank", type=int, default=None, help="tt: the inner TT ranks")
+        a("--tt-cores", type=int, default=d["tt_cores"],
+          help="tt: cores per matrix; each side is factored into this many near-equal sizes (default %(default)s)")
+        a("--tt-shape", default=None, metavar="M1,M2,..:N1,N2,..",
+          help="tt: the row and column factors of every factored matrix, instead of near-equal ones")
+
+    @classmethod
+    def chosen_by(cls, c):
+        return c["factorize"] != "none"
+
+    @classmethod
+    def takes_target_macs(cls, c):
+        return c["factorize"] == "lowrank"
+
+    @classmethod
+    def finetunes_from(cls, c):
+        return bool(c["init_from"])
+
+    @classmethod
+    def check(cls, c, arch, chosen):
+        """The checks that need no matrix sizes (those come when the model is planned)."""
+        if c["factorize"] not in KINDS:
+            return f"unknown --factorize {c['factorize']!r}; choose from {', '.join(KINDS)}"
+        if c["factorize_scope"] not in SCOPES:
+            return f"unknown --factorize-scope {c['factorize_scope']!r}; choose from {', '.join(SCOPES)}"
+        if not chosen:
+            return None
+        if arch not in ARCHS:
+            return f"--factorize supports qrnn and lstm, not {arch} (its gate MLPs are not factored yet)"
+        if c["schedule"] != "none":
+            return (f"--factorize supports --schedule none, not {c['schedule']}; to factor a pruned model, "
+                    "--init-from its run")
+        if c["recover"] != "none":
+            return "--recover rank-one does not combine with --factorize yet"
+        if c["factorize"] == "lowrank":
+            given = (c["rank"] is not None) + (c["rank_fraction"] is not None) + (c["target_macs"] is not None)
+            if given != 1:
+                return "--factorize lowrank takes one of --rank, --rank-fraction and --target-macs"
+            if c["rank"] is not None and c["rank"] < 1:
+                return f"--rank must be at least 1, got {c['rank']}"
+            if c["rank_fraction"] is not None and not 0 < c["rank_fraction"] < 1:
+                return f"--rank-fraction must be in (0, 1), got {c['rank_fraction']}"
+            return None
+        if c["tt_rank"] is None or c["tt_rank"] < 1:
+            return f"--factorize tt needs --tt-rank of at least 1, got {c['tt_rank']}"
+        if c["tt_cores"] < 2:
+            return f"--tt-cores must be at least 2, got {c['tt_cores']}"
+        if c["tt_shape"] is not None:
+            try:
+                parse_tt_shape(c["tt_shape"])
+            except FactorizeError as e:
+                return str(e)
+        return None
 
     def __init__(self, config, init):
         super().__init__(config, init)
@@ -202,7 +259,7 @@ class Factorize(Method):
 
     def finish(self, model, plain, ctx, status):
         from keras_models.language_model import build_language_model, named_weights, set_named_weights
-        from pruning.methods import rounded_eval
+        from methods.base import rounded_eval
         plain, _ = super().finish(model, plain, ctx, status)
         c = self.config
         report = dict(kind=c["factorize"], scope=c["factorize_scope"])

@@ -12,7 +12,7 @@ the structured ones (`l0`, `filter`: l0.py, filter_pruning.py; grow-prune: grow_
 - l0: hard-concrete gates on neurons (`keras_models/neuron_gates.py`).
 - filter: whole hidden units removed, ranked by random / norm / activation;
   gradually (begin/end/frequency as below) or at once from `--init-from`.
-- grow-prune: masks on the H-LSTM gate matrices (`pruning/grow_prune.py`).
+- grow-prune: masks on the H-LSTM gate matrices (`methods/grow_prune.py`).
 
 Defaults from the run length T (steps): begin at 10% of T, end at 60% of T
 (the last 40% retrains with the mask held), masks recomputed every

@@ -1,7 +1,7 @@
-"""The sweep's outputs (pruning/sweep.py): each point's files evaluated by the
+"""The sweep's outputs (knob/sweep.py): each point's files evaluated by the
 device runtime, timed in one pass, flagged on the Pareto frontiers, and
 written as operating_points.json (format: edge_runtime/points.py),
-report.md, the plots (pruning/plots.py) and bundle/. Needs no TensorFlow."""
+report.md, the plots (knob/plots.py) and bundle/. Needs no TensorFlow."""
 import datetime
 import json
 import os
@@ -12,12 +12,14 @@ import numpy as np
 from edge_runtime import bench, device, energy
 from edge_runtime import manifest as mf
 from edge_runtime.files import atomic_write_text, make_temp_dir, replace_dir
+from edge_runtime.keyboard import Words
+from edge_runtime.keyboard_metrics import KeyboardScore
 from edge_runtime.pareto import frontier
 from edge_runtime.points import FILE, FORMAT_VERSION, PointsError  # noqa: F401  (PointsError: the CLI's)
 from edge_runtime.runner import evaluate_ids
 from edge_runtime.vocab import Vocab
-from pruning import rundir
-from pruning.report import method as method_of, ranks as ranks_of
+from training import rundir
+from knob.report import method as method_of, ranks as ranks_of
 
 TIMING = dict(threads=1, delegate="auto", api="interpreter")
 
@@ -34,9 +36,13 @@ def weight_epochs(config):
     return dict(e, total=sum(e.values()))
 
 
-def evaluate_point(run, name, method, share):
+KEYBOARD = ("test_r_at_1", "test_completion_recall_1", "test_completion_recall_2", "test_ksr")
+
+
+def evaluate_point(run, name, method, share, blocked=()):
     """point.json of a trained, converted run: its structure and, per file, the
-    test perplexity and R@3 the device runtime measures."""
+    test perplexity, R@1, R@3 and keyboard metrics (completion recall, KSR; the
+    words in `blocked` never shown) that the device runtime measures."""
     report = rundir.read_json(os.path.join(run, rundir.REPORT))
     manifest = mf.load(os.path.join(run, "tflite"))
     vocab = Vocab.load(mf.vocab_path(manifest))
@@ -48,10 +54,13 @@ def evaluate_point(run, name, method, share):
             files[variant] = dict(status=v.get("status"), error=v.get("error"))
             continue
         model, used, _ = bench.load(mf.variant_path(manifest, variant), manifest["states"], 1)
-        r = evaluate_ids(model, test, vocab.never_suggested)
+        r = evaluate_ids(model, test, vocab.never_suggested, keyboard=KeyboardScore(Words(vocab, blocked)))
         files[variant] = dict(status="ok", file=os.path.join("points", name, "tflite", v["file"]),
                               sha256=v["sha256"], bytes=v["bytes"], delegate=used,
-                              test_perplexity=round(r["perplexity"], 3), test_r_at_3=round(r["r_at_3"], 4))
+                              test_perplexity=round(r["perplexity"], 3), test_r_at_3=round(r["r_at_3"], 4),
+                              test_r_at_1=round(r["r_at_1"], 4), test_completion_recall_1=r["completion_recall_1"],
+                              test_completion_recall_2=r["completion_recall_2"], test_ksr=r["ksr"],
+                              keyboard_words=r["keyboard_words"], words_skipped=r["words_skipped"])
     described, strength = method_of(report)
     structure = report.get("structure", {})
     l0 = {k: structure[k] for k in ("expected_macs_fraction", "closed_to_target") if k in structure}
@@ -81,7 +90,8 @@ def rows(points):
                                  macs_fraction=round(p["macs"] / dense, 4) if dense else None,
                                  weight_epochs=p["weight_epochs"],
                                  **{k: p[k] for k in ("expected_macs_fraction", "closed_to_target") if k in p},
-                                 test_perplexity=f["test_perplexity"], test_r_at_3=f["test_r_at_3"]))
+                                 test_perplexity=f["test_perplexity"], test_r_at_3=f["test_r_at_3"],
+                                 **{k: f.get(k) for k in KEYBOARD}))
     return out_rows
 
 
@@ -103,6 +113,7 @@ def time_rows(rows_, out, steps):
         t = timed[i]
         r["latency_ms"] = dict(median=t["median"], p90=t["p90"])
         r["keyboard_ms"] = dict(median=t["keyboard"]["median"], p90=t["keyboard"]["p90"])
+        r["key_ms"] = dict(median=t["key"]["median"], p90=t["key"]["p90"])
         r["delegate"] = t["delegate"]
         r["energy_mj_per_token"] = None
         if sensor is not None:
@@ -145,9 +156,12 @@ def report_md(doc):
              "Perplexity and R@3: the test split, by the device runtime. MACs: executed per token (a sparse "
              "matrix's zeros included); nonzero beside them. Epochs: of weight updates after the base run. "
              "Step: one step, median; keyboard: a word's suggestions end to end, p90 (what the device budgets). "
-             "Frontier: L = perplexity against the step, K = against the keyboard's p90, B = against bytes.", "",
+             "Frontier: L = perplexity against the step, K = against the keyboard's p90, B = against bytes. "
+             "Keyboard metrics (docs/design.md): R@1, completion recall after 1 and 2 letters (C1, C2) and the "
+             "keystroke savings rate (KSR) with 3 words shown; key: one key press's completions, median.", "",
              "| point | file | frontier | hidden | MACs/token | nonzero | MACs share | epochs | params | bytes | "
-             "test ppl | test R@3 | step ms | keyboard p90 ms | mJ/token |", "|---" * 15 + "|"]
+             "test ppl | test R@3 | R@1 | C1 | C2 | KSR | step ms | keyboard p90 ms | key ms | mJ/token |",
+             "|---" * 20 + "|"]
     for r in sorted(doc["points"], key=lambda r: r["latency_ms"]["median"]):
         mark = "".join(c for c, axis in (("L", "latency"), ("K", "keyboard"), ("B", "bytes")) if r["frontier"][axis])
         e = "" if r["energy_mj_per_token"] is None else f"{r['energy_mj_per_token']:.4f}"
@@ -155,8 +169,14 @@ def report_md(doc):
         lines.append(f"| {name} | {r['variant']} | {mark} | {r['hidden_sizes']} | {r['macs']:,} | "
                      f"{r['macs_nonzero']:,} | {r['macs_fraction']:.3f} | {r['weight_epochs']['total']} | "
                      f"{r['params']:,} | {r['bytes']:,} | {r['test_perplexity']:.2f} | {r['test_r_at_3']:.3f} | "
-                     f"{r['latency_ms']['median']:.4f} | {r['keyboard_ms']['p90']:.4f} | {e} |")
+                     + " | ".join(cell(r.get(k)) for k in KEYBOARD) + " | "
+                     f"{r['latency_ms']['median']:.4f} | {r['keyboard_ms']['p90']:.4f} | "
+                     f"{cell((r.get('key_ms') or {}).get('median'), '{:.4f}')} | {e} |")
     return "\n".join(lines) + "\n"
+
+
+def cell(x, fmt="{:.3f}"):
+    return "n/a" if x is None else fmt.format(x)
 
 
 def write_bundle(doc, out):
@@ -185,6 +205,8 @@ def write_bundle(doc, out):
         name = os.path.basename(os.path.dirname(r["model"]))
         points.append(dict(r, model=name, file=os.path.join(name, os.path.basename(r["file"]))))
     atomic_write_text(os.path.join(tmp, FILE), json.dumps(dict(doc, points=points), indent=2) + "\n")
+    if doc["options"].get("blocked_words"):  # what the device's keyboard never shows (also in FILE)
+        atomic_write_text(os.path.join(tmp, "block.txt"), "".join(w + "\n" for w in doc["options"]["blocked_words"]))
     replace_dir(tmp, final)
     return final
 
@@ -195,7 +217,7 @@ def write_outputs(doc, out, log=print):
     bundle = write_bundle(doc, out)
     log(report_md(doc))
     try:
-        from pruning.plots import plot_all
+        from knob.plots import plot_all
     except ImportError as e:  # matplotlib is the `plot` extra
         log(f"no plots: {e.name} is missing (pip install -e '.[plot]')")
         plots = []

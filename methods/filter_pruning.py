@@ -12,16 +12,15 @@ removed (methods.GatedUnits).
 """
 import numpy as np
 
-from keras_models.cost import closest_fraction
-from keras_models.language_model import named_weights
-from keras_models.neuron_gates import gate_layers, gate_values
-from pruning import schedules, steps, unit_ranking
-from pruning.methods import GatedUnits, Training
+from methods import schedules, unit_ranking
+from methods.base import GatedUnits, Training
 
 
 def apply_filter(model, config, fraction, batches, log=print):
     """Set the filter masks of a gated (mask) model: keep `fraction` of each
     layer's units, ranked by config["rank_by"] among the units still alive."""
+    from keras_models.language_model import named_weights
+    from keras_models.neuron_gates import gate_layers, gate_values
     spec = model.spec
     alive = gate_values(model)
     how = config["rank_by"]
@@ -45,6 +44,7 @@ def kept_spec(spec, fraction):
 def units_for_macs(spec, target):
     """(fraction of units kept, the MACs fraction it gives) closest to `target` of the
     dense MACs; of equally close fractions, the largest (the most units)."""
+    from keras_models.cost import closest_fraction
     return closest_fraction(spec, lambda u: kept_spec(spec, u), target, np.linspace(0.001, 1, 1000))
 
 
@@ -56,6 +56,25 @@ def filter_fraction(settings, step):
 
 
 class FilterPruning(GatedUnits):
+    NAMES = ("filter",)
+    DEFAULTS = dict(target_units=0.5, rank_by="norm")
+
+    @classmethod
+    def add_options(cls, a):
+        d = cls.DEFAULTS
+        a("--target-units", type=float, default=d["target_units"],
+          help="filter: fraction of each layer's hidden units kept, in (0, 1] (default %(default)s)")
+        a("--rank-by", default=d["rank_by"], metavar="{" + ",".join(unit_ranking.RANKINGS) + "}",
+          help="filter: how units are ranked (default %(default)s)")
+
+    @classmethod
+    def check(cls, c, arch, chosen):
+        if not 0.0 < c["target_units"] <= 1.0:
+            return f"--target-units must be in (0, 1], got {c['target_units']}"
+        if c["rank_by"] not in unit_ranking.RANKINGS:
+            return f"unknown --rank-by {c['rank_by']!r}; choose from {', '.join(unit_ranking.RANKINGS)}"
+        return super().check(c, arch, chosen)
+
     def settings(self, total_steps):
         c = self.config
         s = schedules.resolve("filter", total_steps, c["target_sparsity"], c["initial_sparsity"],
@@ -86,4 +105,5 @@ class FilterPruning(GatedUnits):
                 apply_filter(model, c, filter_fraction(s, step), probe, ctx.log)
         if s["one_shot"] and c["epochs"] == 0:  # no step will call it
             on_step(0)
+        from training import steps
         return Training(*steps.plain_training(model, c), on_step)

@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from keras_models import noise
-from pruning import rundir
+from training import rundir
 
 
 def _optimizer_variables(opts):

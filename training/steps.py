@@ -10,7 +10,7 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
     (the L0 term); the callables in `before` run first (gate noise), those in
     `after` last (re-applying grow-and-prune masks). Under a tf.distribute
     strategy (made in its scope) each replica runs it on its rows and states
-    (pruning/distribute.py); the loss of each replica is divided by their
+    (training/distribute.py); the loss of each replica is divided by their
     number, so the optimizer's sum of their gradients is the global batch's
     mean, clipped after the sum.
     """

@@ -15,21 +15,21 @@ cycle grow, train, prune, train.
 
 TF-MOT does not fit here: its masks are recomputed from magnitudes at every
 update step, which would undo growth, and they are not meant to be written.
-The masks are the layer's own, and a `keras.callbacks.Callback` drives the
-phases so `model.fit` could use it as well as the custom loop.
+The masks are the layer's own, and `GrowPrune` drives the phases from the
+trainer's per-step hook.
 """
 import os
 
 import numpy as np
 
-from keras_models.backend import keras, tf
-from keras_models.hlstm import HLSTM
-from keras_models.language_model import zero_states
-from pruning import distribute, steps
-from pruning.methods import Method, Training
+from methods.base import Method, Training
+from training import distribute
+
+# TensorFlow loads in the functions that build or train, not here: the CLI checks these options first.
 
 
 def masked_layers(model):
+    from keras_models.hlstm import HLSTM
     return [l for l in model.layers if isinstance(l, HLSTM) and l.masked]
 
 
@@ -74,6 +74,7 @@ def phase_steps(total_steps, cycles):
 
 def make_gradient_fn(model):
     """(x, y, states) -> (grads of the loss w.r.t. each masked matrix, new states)."""
+    from keras_models.backend import keras, tf
     weights = [w for l in masked_layers(model) for w, _ in l.masked_weights()]
     strategy = tf.distribute.get_strategy()
 
@@ -92,12 +93,11 @@ def make_gradient_fn(model):
     return grads
 
 
-class GrowPrune(keras.callbacks.Callback):
+class GrowPrune:
     """Seeds the masks, then grows and prunes at the steps `phase_steps` gives."""
 
     def __init__(self, model, settings, batches, lr, seed=0, log=print):
-        super().__init__()
-        self.set_model(model)
+        self.model = model
         self.settings, self.batches, self.lr, self.log = settings, batches, lr, log
         self.rng = np.random.default_rng(seed)
         self.events = dict(phase_steps(settings["total_steps"], settings["cycles"]))
@@ -121,6 +121,8 @@ class GrowPrune(keras.callbacks.Callback):
         return [(w, m) for layer in self.layers for w, m in layer.masked_weights()]
 
     def grow(self):
+        from keras_models.backend import tf
+        from keras_models.language_model import zero_states
         pairs = self.pairs()
         saved = [m.numpy() for _, m in pairs]
         for _, m in pairs:  # open every mask: dL/dW is then dL/d(W * mask), masked W being 0
@@ -163,6 +165,31 @@ class GrowPruneMethod(Method):
     connections after it, in checkpoints/grow_prune.json, so a resume keeps
     the events its checkpoint has seen and no others); finishing, the
     weights (masks already applied) copied into the plain model."""
+    NAMES = ("grow-prune",)
+    DEFAULTS = dict(seed_density=0.3, grow_fraction=0.5, grow_batches=20, gp_cycles=2)
+
+    @classmethod
+    def add_options(cls, a):
+        d = cls.DEFAULTS
+        a("--seed-density", type=float, default=d["seed_density"],
+          help="grow-prune: share of each gate matrix active at the start, in (0, 1] (default %(default)s)")
+        a("--grow-fraction", type=float, default=d["grow_fraction"],
+          help="grow-prune: share of the dormant connections each growth activates, in (0, 1] "
+               "(default %(default)s)")
+        a("--grow-batches", type=int, default=d["grow_batches"],
+          help="grow-prune: batches over which growth accumulates gradients (default %(default)s)")
+        a("--gp-cycles", type=int, default=d["gp_cycles"], help="grow-prune: grow/prune cycles (default %(default)s)")
+
+    @classmethod
+    def check(cls, c, arch, chosen):
+        for key in ("seed_density", "grow_fraction"):
+            if not 0.0 < c[key] <= 1.0:
+                return f"--{key.replace('_', '-')} must be in (0, 1], got {c[key]}"
+        if c["grow_batches"] < 1 or c["gp_cycles"] < 1:
+            return "--grow-batches and --gp-cycles must be at least 1"
+        if chosen and arch != "hlstm":
+            return f"--schedule grow-prune needs the masks of --arch hlstm, not {arch}"
+        return None
 
     def settings(self, total_steps):
         c = self.config
@@ -175,8 +202,8 @@ class GrowPruneMethod(Method):
         return dict(masks=True)
 
     def training(self, model, ctx):
-        from pruning import checkpoints, rundir
-        from pruning.methods import rounded_eval
+        from methods.base import rounded_eval
+        from training import checkpoints, rundir, steps
         c = self.config
         path = os.path.join(c["out"], rundir.CHECKPOINTS, "grow_prune.json")
         gp = GrowPrune(model, self.resolved, list(zip(ctx.xs, ctx.ys)), c["lr"], c["seed"], ctx.log)

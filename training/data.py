@@ -3,7 +3,7 @@
 A corpus is three files, one sentence per line, tokens separated by spaces:
 `ptb.{train,valid,test}.txt` (PTB as preprocessed by Mikolov) or
 `{train,valid,test}.txt` (WikiText's layout), from `--data-dir`; with no
-directory, the embedded Shakespeare corpus shipped in `pruning/corpus/`.
+directory, the embedded Shakespeare corpus shipped in `training/corpus/`.
 
 A split becomes one stream of ids: `<eos>` first (the context for the first
 word), then every sentence followed by `<eos>`. Every token after the first
