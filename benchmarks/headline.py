@@ -7,7 +7,9 @@ sweeps (benchmarks/results/knob_{qrnn,ptb}.json; a sweep of an older format,
 whose dense point trained less than the others, is left out), the peers and
 the fastest point within 5% of dense against ONNX Runtime, from one pass
 (peers.json, and peers_knob_qrnn.json from `peers.py run --sweep`), and the
-PTB reproduction (ptb.json). Nothing is measured here.
+PTB reproduction (ptb.json), and the keyboard metrics of the n-grams and
+the neural files beside them (ngram_{ptb,embedded}.json). Nothing is
+measured here.
 """
 import json
 import os
@@ -50,6 +52,22 @@ def against_ort(peers):
     return out
 
 
+def ngram(doc, title):
+    """The n-grams and any neural files scored on the same test tokens (benchmarks/ngram.py)."""
+    out = [f"{title}: keyboard metrics on the first {doc['keyboard_tokens']:,} test tokens, 3 words shown; KenLM "
+           "modified Kneser-Ney and the neural files on the same tokens (benchmarks/ngram.py):", "",
+           "| model | bytes | test ppl | R@1 | R@3 | completion after 1 letter | after 2 | KSR |", "|---" * 8 + "|"]
+    for r in doc["models"]:
+        out.append(f"| {r['model']} | {r['bytes']:,} | {r['test_perplexity']:.2f} | {r['r_at_1']:.3f} | "
+                   f"{r['r_at_3']:.3f} | {r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | "
+                   f"{r['ksr']:.3f} |")
+    for r in doc.get("neural", []):
+        ppl = "" if r.get("perplexity") is None else f"{r['perplexity']:.2f}"
+        out.append(f"| {r['point']} | {r['bytes']:,} | {ppl} | {r['r_at_1']:.3f} | {r['r_at_3']:.3f} | "
+                   f"{r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | {r['ksr']:.3f} |")
+    return out + [""]
+
+
 def main():
     lines = []
     for name, title in (("knob_qrnn.json", "The default QRNN, embedded corpus"), ("knob_ptb.json", "The PTB 2x200 LSTM")):
@@ -71,6 +89,10 @@ def main():
                     lines.append(f"| {key} | {r['systems'][key]['median'] * 1e3:.1f} |")
             lines.append("")
         lines += against_ort(peers) + [""]
+    for name, title in (("ngram_ptb.json", "PTB"), ("ngram_embedded.json", "The embedded corpus")):
+        doc = load(name)
+        if doc:
+            lines += ngram(doc, title)
     ptb_rows = load("ptb.json")
     if ptb_rows:
         z = next(r for r in ptb_rows["rows"] if r["method"].startswith("Zaremba small"))

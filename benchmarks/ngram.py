@@ -3,7 +3,7 @@ modified Kneser-Ney, orders 3 and 5, at several sizes by count pruning,
 measured as the knob's points are.
 
     python benchmarks/ngram.py build                     # KenLM's estimator from the kenlm sdist -> runs/kenlm/
-    python benchmarks/ngram.py run embedded|ptb [--sweep DIR] [--keyboard-tokens N]
+    python benchmarks/ngram.py run embedded|ptb [--sweep DIR] [--model RUN/tflite ...] [--keyboard-tokens N]
 
 `build` needs CMake, a C++ compiler and Boost (Debian: libboost-program-options-dev,
 libboost-system-dev, libboost-thread-dev, libboost-test-dev; zlib); it
@@ -22,9 +22,10 @@ sees as an ordinary word, as the neural model does), then on the test split:
   savings rate, with the device runtime's own definitions and code
   (edge_runtime/keyboard_metrics.py), over the first `--keyboard-tokens`
   test tokens: each position scores every vocabulary word with KenLM
-  (`BaseScore`) into a log-probability vector. With `--sweep DIR`, every
-  frontier file of that sweep is scored on the same tokens in the same way
-  (the device runtime's step), so the two series compare like with like;
+  (`BaseScore`) into a log-probability vector. With `--sweep DIR` (its
+  frontier files) or `--model RUN/tflite` (every converted file), neural
+  files are scored on the same tokens in the same way (the device
+  runtime's step), so the two series compare like with like;
 - bytes of the binary model (KenLM's trie, 8-bit quantized probabilities
   and backoffs) and the ARPA text's;
 - latency on this machine, in one interleaved pass with the sweep's frontier
@@ -217,17 +218,27 @@ def timing_pass(ngrams, neural, vocab, stream, steps=300):
     return {key: round(float(np.median(v)) * 1e3, 5) for key, v in times.items()}
 
 
-def neural_files(sweep, vocab):
-    """{label: (StepModel, point)} of every frontier file of a sweep's bundle."""
+def neural_files(sweep, models, vocab):
+    """{label: (StepModel, bytes, test perplexity)}: every frontier file of a sweep's
+    bundle, and every converted file of each `models` folder (a run's tflite/)."""
     from edge_runtime import manifest as mf
     from edge_runtime import points
     from edge_runtime.runner import StepModel
-    doc = points.load(os.path.join(sweep, "bundle", "operating_points.json"))
-    own = Vocab.load(mf.vocab_path(doc["points"][0]["_manifest"]))
-    if own.tokens != vocab.tokens:
-        raise SystemExit(f"error: {sweep}'s vocabulary is not the one built from the training split")
-    return {points.label(p): (StepModel(mf.variant_path(p["_manifest"], p["variant"]), p["_manifest"]["states"],
-                                        num_threads=1), p) for p in doc["points"]}
+    found = []
+    if sweep:
+        doc = points.load(os.path.join(sweep, "bundle", "operating_points.json"))
+        found += [(points.label(p), p["_manifest"], p["variant"], p["test_perplexity"]) for p in doc["points"]]
+    for folder in models:
+        m = mf.load(folder)
+        found += [(f"{folder}:{n}", m, n, v.get("perplexity")) for n, v in m["variants"].items()
+                  if v.get("status") == "ok"]
+    out = {}
+    for label, manifest, variant, ppl in found:
+        if Vocab.load(mf.vocab_path(manifest)).tokens != vocab.tokens:
+            raise SystemExit(f"error: {label}'s vocabulary is not the one built from the training split")
+        out[label] = (StepModel(mf.variant_path(manifest, variant), manifest["states"], num_threads=1),
+                      manifest["variants"][variant]["bytes"], ppl)
+    return out
 
 
 def neural_keyboard(model, vocab, stream):
@@ -237,7 +248,7 @@ def neural_keyboard(model, vocab, stream):
     return keyboard_metrics(lambda i: vectors[i], stream, vocab)
 
 
-def run(name, sweep, keyboard_tokens):
+def run(name, sweep, models, keyboard_tokens):
     import kenlm
     splits, vocab = corpus(name)
     out = os.path.join(ROOT, "runs", "ngram", name)
@@ -253,20 +264,19 @@ def run(name, sweep, keyboard_tokens):
         row.update(ngram_keyboard(model, vocab, stream))
         print(json.dumps(row), flush=True)
         rows.append(row)
-    files = neural_files(sweep, vocab) if sweep else {}
+    files = neural_files(sweep, models, vocab)
     neural = []
-    for label, (model, p) in files.items():
-        neural.append(dict(point=label, bytes=p["bytes"], test_perplexity=p["test_perplexity"],
-                           **neural_keyboard(model, vocab, stream)))
+    for label, (model, size, ppl) in files.items():
+        neural.append(dict(point=label, bytes=size, perplexity=ppl, **neural_keyboard(model, vocab, stream)))
         print(json.dumps(neural[-1]), flush=True)
-    timed = timing_pass(ngrams, {label: m for label, (m, _) in files.items()}, vocab, stream)
+    timed = timing_pass(ngrams, {label: m for label, (m, _, _) in files.items()}, vocab, stream)
     for r in rows:
         r.update(score_ms=timed[(r["model"], "score")], top3_ms=timed[(r["model"], "top3")])
     for r in neural:
         r.update(step_ms=timed[(r["point"], "step")], keyboard_ms=timed[(r["point"], "keyboard")])
     from edge_runtime.device import describe
     doc = dict(corpus=name, vocab_size=len(vocab), keyboard_tokens=keyboard_tokens, models=rows, neural=neural,
-               sweep=sweep and os.path.relpath(os.path.abspath(sweep), ROOT), device=describe(),
+               sweep=sweep, models=models, device=describe(),
                timing="one interleaved pass, 300 calls each, 1 thread; medians")
     path = os.path.join(RESULTS, f"ngram_{name}.json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -285,7 +295,8 @@ def table(doc):
                      f"{r['r_at_3']:.3f} | {r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | "
                      f"{r['ksr']:.3f} | {r['score_ms']:.4f} | {r['top3_ms']:.3f} |")
     for r in doc.get("neural", []):
-        lines.append(f"| {r['point']} | {r['bytes']:,} | {r['test_perplexity']:.2f} | {r['r_at_1']:.3f} | "
+        ppl = "" if r["perplexity"] is None else f"{r['perplexity']:.2f}"
+        lines.append(f"| {r['point']} | {r['bytes']:,} | {ppl} | {r['r_at_1']:.3f} | "
                      f"{r['r_at_3']:.3f} | {r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | "
                      f"{r['ksr']:.3f} | {r['step_ms']:.4f} (step) | {r['keyboard_ms']:.3f} (keyboard) |")
     return "\n".join(lines)
@@ -298,6 +309,9 @@ def main(argv=None):
     r = sub.add_parser("run", help="train and measure the n-grams of a corpus")
     r.add_argument("name", choices=sorted(DATA))
     r.add_argument("--sweep", help="a sweep folder whose frontier files are scored on the same tokens")
+    r.add_argument("--model", action="append", default=[],
+                   help="a converted model's tflite/ folder whose files are scored on the same tokens (repeatable; "
+                        "their perplexity: the converter's, on the run's own test split)")
     r.add_argument("--keyboard-tokens", type=int, default=3000,
                    help="test tokens the keyboard metrics are computed on (default %(default)s)")
     a = p.parse_args(argv)
@@ -308,7 +322,7 @@ def main(argv=None):
             sys.exit("error: no KenLM estimator: run python benchmarks/ngram.py build first")
         if a.name == "ptb" and not os.path.isdir(DATA["ptb"]):
             sys.exit("error: no PTB data: run make ptb first")
-        run(a.name, a.sweep, a.keyboard_tokens)
+        run(a.name, a.sweep, a.model, a.keyboard_tokens)
     return 0
 
 
