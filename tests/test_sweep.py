@@ -165,6 +165,7 @@ def test_an_interrupted_point_is_resumed_from_its_run(base, tmp_path, monkeypatc
     (["--methods", "magnitude", "--finetune-epochs", "0"], "--methods magnitude prunes while it trains"),
     (["--steps-per-epoch", "0"], "--steps-per-epoch must be at least 1"),
     (["--recover", "rank-one"], "--recover rank-one does not combine with --methods lowrank"),
+    (["--block", "/nonexistent/block.txt"], "--block /nonexistent/block.txt: no such file"),
 ])
 def test_bad_options_are_one_line_errors_with_nothing_written(base, tmp_path, capsys, extra, message):
     out = tmp_path / "sw"

@@ -246,3 +246,16 @@ def test_suggest_budget_needs_points(tflite_dir, tmp_path, capsys):
     f = points_file(tflite_dir, tmp_path, latencies=(5.0, 1.0))
     code, out, err = run(capsys, "suggest", "--points", f, "--text", "the")
     assert code == 2 and "--points and --budget-ms go together" in err
+
+
+def test_the_bundles_block_list_is_never_shown(tflite_dir, tmp_path, capsys):
+    f = points_file(tflite_dir, tmp_path, latencies=(5.0, 1.0))
+    argv = ["suggest", "--points", f, "--budget-ms", 10, "--threads", 1, "--text", "the ", "--json"]
+    code, out, _ = run(capsys, *argv)
+    shown = [s["word"] for s in json.loads(out.splitlines()[-1])["suggestions"]]
+    doc = json.loads(f.read_text())
+    doc["options"]["blocked_words"] = [shown[0].lower()]  # as the sweep's --block records it
+    f.write_text(json.dumps(doc))
+    code2, out, _ = run(capsys, *argv)
+    after = [s["word"] for s in json.loads(out.splitlines()[-1])["suggestions"]]
+    assert code == code2 == 0 and shown[0] not in after and after[:2] == shown[1:3]
