@@ -35,7 +35,9 @@ sees as an ordinary word, as the neural model does), then on the test split:
   taking the best three (KenLM has no index of a context's successors; a
   keyboard's own n-gram store would, so this is an upper bound for the
   n-gram's suggestion cost).
-Writes benchmarks/results/ngram_NAME.json and prints a table.
+Writes benchmarks/results/ngram_NAME.json and ngram_NAME_ksr_bytes.png (KSR
+against bytes, the n-grams as series, the neural files as points), and
+prints a table.
 """
 import argparse
 import glob
@@ -276,15 +278,44 @@ def run(name, sweep, models, keyboard_tokens):
         r.update(step_ms=timed[(r["point"], "step")], keyboard_ms=timed[(r["point"], "keyboard")])
     from edge_runtime.device import describe
     doc = dict(corpus=name, vocab_size=len(vocab), keyboard_tokens=keyboard_tokens, models=rows, neural=neural,
-               sweep=sweep, models=models, device=describe(),
+               sweep=sweep, neural_models=models, device=describe(),
                timing="one interleaved pass, 300 calls each, 1 thread; medians")
     path = os.path.join(RESULTS, f"ngram_{name}.json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
     os.replace(path + ".tmp", path)
+    plot(doc, os.path.join(RESULTS, f"ngram_{name}_ksr_bytes.png"))
     print(table(doc))
     print(f"written {os.path.relpath(path, ROOT)}")
+
+
+def plot(doc, path):
+    """KSR against bytes: the n-grams as a series, the neural files as points (the `plot` extra)."""
+    import io
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from edge_runtime.files import atomic_write_bytes
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for order, marker in ((3, "s"), (5, "D")):
+        rows = sorted((r for r in doc["models"] if r["order"] == order), key=lambda r: r["bytes"])
+        ax.plot([r["bytes"] for r in rows], [r["ksr"] for r in rows], ls="--", marker=marker, color=f"C{order}",
+                label=f"KenLM KN{order} (count-pruned to full)")
+    for r in doc.get("neural", []):
+        ax.scatter([r["bytes"]], [r["ksr"]], color="k", zorder=3)
+        ax.annotate(r["point"].split("/")[-1], (r["bytes"], r["ksr"]), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.set(xscale="log", xlabel="model bytes", ylabel="keystroke savings rate (3 words shown)",
+           title=f"{doc['corpus']}: KSR against bytes, first {doc['keyboard_tokens']:,} test tokens")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def table(doc):
