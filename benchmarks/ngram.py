@@ -48,7 +48,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import time
 
 import numpy as np
 

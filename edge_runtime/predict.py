@@ -22,7 +22,7 @@ from edge_runtime import bench as benchmark  # noqa: E402
 from edge_runtime.bench_cache import bench_dir, figures, measure, point_figures  # noqa: E402
 from edge_runtime import device, energy, points, quiet  # noqa: E402
 from edge_runtime import manifest as mf  # noqa: E402
-from edge_runtime.keyboard import BlockError, Keyboard, Words, read_block_list, type_text  # noqa: E402
+from edge_runtime.keyboard import Keyboard, Words, read_block_list, type_text  # noqa: E402
 from edge_runtime.keyboard_metrics import KeyboardScore  # noqa: E402
 from edge_runtime.knob import Switcher, within_budget  # noqa: E402
 from edge_runtime.metrics import check_top_k  # noqa: E402

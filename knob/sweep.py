@@ -28,7 +28,6 @@ written. A point that fails is named and the others go on; exit 1.
 at the same paths and has edgelm installed; resume works as here, and the
 timing pass stays on this machine.
 """
-import json
 import os
 import shutil
 import socket
