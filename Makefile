@@ -10,7 +10,7 @@ EDGE_BIN := .venv-edge/bin
 DEMO := runs/demo
 SMOKE := runs/ci-edge
 
-.PHONY: demo test ptb clean
+.PHONY: demo test ptb kenlm clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ demo: $(BIN)/.installed
 # Penn Treebank into runs/ptb/data (downloaded, md5-checked, never committed); see benchmarks/ptb.py
 ptb: $(BIN)/.installed
 	$(BIN)/python benchmarks/ptb.py data --dest runs/ptb/data
+
+# KenLM for the n-gram baseline (benchmarks/ngram.py): its query module (the `ngram` extra) and its
+# estimator, built from the kenlm source distribution with CMake (needs Boost: see benchmarks/ngram.py)
+kenlm: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[ngram]'
+	$(BIN)/python benchmarks/ngram.py build
 
 test: $(BIN)/.installed $(EDGE_BIN)/.installed
 	$(BIN)/python -m pytest -q
