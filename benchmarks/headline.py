@@ -62,8 +62,7 @@ def ngram(doc, title):
                    f"{r['r_at_3']:.3f} | {r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | "
                    f"{r['ksr']:.3f} |")
     for r in doc.get("neural", []):
-        ppl = "" if r.get("perplexity") is None else f"{r['perplexity']:.2f}"
-        out.append(f"| {r['point']} | {r['bytes']:,} | {ppl} | {r['r_at_1']:.3f} | {r['r_at_3']:.3f} | "
+        out.append(f"| {r['point']} | {r['bytes']:,} | {r['test_perplexity']:.2f} | {r['r_at_1']:.3f} | {r['r_at_3']:.3f} | "
                    f"{r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | {r['ksr']:.3f} |")
     return out + [""]
 

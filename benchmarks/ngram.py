@@ -25,7 +25,9 @@ sees as an ordinary word, as the neural model does), then on the test split:
   (`BaseScore`) into a log-probability vector. With `--sweep DIR` (its
   frontier files) or `--model RUN/tflite` (every converted file), neural
   files are scored on the same tokens in the same way (the device
-  runtime's step), so the two series compare like with like;
+  runtime's step), so the two series compare like with like, and their
+  test perplexity is the device runtime's over the whole test split (one
+  stream, the state carried across sentences, as everywhere in edgelm);
 - bytes of the binary model (KenLM's trie, 8-bit quantized probabilities
   and backoffs) and the ARPA text's;
 - latency on this machine, in one interleaved pass with the sweep's frontier
@@ -57,6 +59,7 @@ sys.path.insert(0, ROOT)
 from edge_runtime.keyboard import Words  # noqa: E402
 from edge_runtime.keyboard_metrics import KeyboardScore  # noqa: E402
 from edge_runtime.metrics import is_hit  # noqa: E402
+from edge_runtime.runner import evaluate_ids  # noqa: E402
 from edge_runtime.text import EOS, UNK  # noqa: E402
 from edge_runtime.vocab import Vocab  # noqa: E402
 
@@ -231,7 +234,8 @@ def neural_files(sweep, models, vocab):
         found += [(points.label(p), p["_manifest"], p["variant"], p["test_perplexity"]) for p in doc["points"]]
     for folder in models:
         m = mf.load(folder)
-        found += [(f"{folder}:{n}", m, n, v.get("perplexity")) for n, v in m["variants"].items()
+        run = os.path.basename(os.path.dirname(os.path.abspath(folder.rstrip("/"))))  # RUN/tflite -> RUN
+        found += [(f"{run}:{n}", m, n, v.get("perplexity")) for n, v in m["variants"].items()
                   if v.get("status") == "ok"]
     out = {}
     for label, manifest, variant, ppl in found:
@@ -267,8 +271,11 @@ def run(name, sweep, models, keyboard_tokens):
         rows.append(row)
     files = neural_files(sweep, models, vocab)
     neural = []
-    for label, (model, size, ppl) in files.items():
-        neural.append(dict(point=label, bytes=size, perplexity=ppl, **neural_keyboard(model, vocab, stream)))
+    test_ids = token_stream(splits["test"], vocab, float("inf"))
+    for label, (model, size, _) in files.items():
+        ppl = evaluate_ids(model, test_ids, vocab.never_suggested)["perplexity"]  # the device's definition
+        neural.append(dict(point=label, bytes=size, test_perplexity=round(ppl, 2),
+                           **neural_keyboard(model, vocab, stream)))
         print(json.dumps(neural[-1]), flush=True)
     timed = timing_pass(ngrams, {label: m for label, (m, _, _) in files.items()}, vocab, stream)
     for r in rows:
@@ -301,9 +308,12 @@ def plot(doc, path):
         rows = sorted((r for r in doc["models"] if r["order"] == order), key=lambda r: r["bytes"])
         ax.plot([r["bytes"] for r in rows], [r["ksr"] for r in rows], ls="--", marker=marker, color=f"C{order}",
                 label=f"KenLM KN{order} (count-pruned to full)")
-    for r in doc.get("neural", []):
-        ax.scatter([r["bytes"]], [r["ksr"]], color="k", zorder=3)
-        ax.annotate(r["point"].split("/")[-1], (r["bytes"], r["ksr"]), fontsize=7, xytext=(4, 4),
+    neural = doc.get("neural", [])
+    if neural:
+        ax.scatter([r["bytes"] for r in neural], [r["ksr"] for r in neural], color="k", zorder=3,
+                   label="neural files (edgelm, same tokens)")
+    for k, r in enumerate(neural):  # labels stacked, so files of near sizes stay readable
+        ax.annotate(r["point"], (r["bytes"], r["ksr"]), fontsize=7, xytext=(6, -12 * k + 4),
                     textcoords="offset points")
     ax.set(xscale="log", xlabel="model bytes", ylabel="keystroke savings rate (3 words shown)",
            title=f"{doc['corpus']}: KSR against bytes, first {doc['keyboard_tokens']:,} test tokens")
@@ -325,8 +335,7 @@ def table(doc):
                      f"{r['r_at_3']:.3f} | {r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | "
                      f"{r['ksr']:.3f} | {r['score_ms']:.4f} | {r['top3_ms']:.3f} |")
     for r in doc.get("neural", []):
-        ppl = "" if r["perplexity"] is None else f"{r['perplexity']:.2f}"
-        lines.append(f"| {r['point']} | {r['bytes']:,} | {ppl} | {r['r_at_1']:.3f} | "
+        lines.append(f"| {r['point']} | {r['bytes']:,} | {r['test_perplexity']:.2f} | {r['r_at_1']:.3f} | "
                      f"{r['r_at_3']:.3f} | {r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | "
                      f"{r['ksr']:.3f} | {r['step_ms']:.4f} (step) | {r['keyboard_ms']:.3f} (keyboard) |")
     return "\n".join(lines)
@@ -340,8 +349,7 @@ def main(argv=None):
     r.add_argument("name", choices=sorted(DATA))
     r.add_argument("--sweep", help="a sweep folder whose frontier files are scored on the same tokens")
     r.add_argument("--model", action="append", default=[],
-                   help="a converted model's tflite/ folder whose files are scored on the same tokens (repeatable; "
-                        "their perplexity: the converter's, on the run's own test split)")
+                   help="a converted model's tflite/ folder whose files are scored on the same tokens (repeatable)")
     r.add_argument("--keyboard-tokens", type=int, default=3000,
                    help="test tokens the keyboard metrics are computed on (default %(default)s)")
     a = p.parse_args(argv)
