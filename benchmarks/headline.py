@@ -53,18 +53,12 @@ def against_ort(peers):
 
 
 def ngram(doc, title):
-    """The n-grams and any neural files scored on the same test tokens (benchmarks/ngram.py)."""
-    out = [f"{title}: keyboard metrics on the first {doc['keyboard_tokens']:,} test tokens, 3 words shown; KenLM "
-           "modified Kneser-Ney and the neural files on the same tokens (benchmarks/ngram.py):", "",
-           "| model | bytes | test ppl | R@1 | R@3 | completion after 1 letter | after 2 | KSR |", "|---" * 8 + "|"]
-    for r in doc["models"]:
-        out.append(f"| {r['model']} | {r['bytes']:,} | {r['test_perplexity']:.2f} | {r['r_at_1']:.3f} | "
-                   f"{r['r_at_3']:.3f} | {r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | "
-                   f"{r['ksr']:.3f} |")
-    for r in doc.get("neural", []):
-        out.append(f"| {r['point']} | {r['bytes']:,} | {r['test_perplexity']:.2f} | {r['r_at_1']:.3f} | {r['r_at_3']:.3f} | "
-                   f"{r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | {r['ksr']:.3f} |")
-    return out + [""]
+    """The n-grams and the neural files scored on the same test tokens (benchmarks/ngram.py's table)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks.ngram import table
+    return [f"{title}: keyboard metrics on the first {doc['keyboard_tokens']:,} test tokens, 3 words shown; KenLM "
+            "modified Kneser-Ney and the neural files on the same tokens, latencies from one pass "
+            "(benchmarks/ngram.py):", "", table(doc), ""]
 
 
 def main():

@@ -298,11 +298,7 @@ def run(name, sweep, models, keyboard_tokens):
 
 def plot(doc, path):
     """KSR against bytes: the n-grams as a series, the neural files as points (the `plot` extra)."""
-    import io
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from edge_runtime.files import atomic_write_bytes
+    from knob.plots import plt, save
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for order, marker in ((3, "s"), (5, "D")):
         rows = sorted((r for r in doc["models"] if r["order"] == order), key=lambda r: r["bytes"])
@@ -317,14 +313,7 @@ def plot(doc, path):
                     textcoords="offset points")
     ax.set(xscale="log", xlabel="model bytes", ylabel="keystroke savings rate (3 words shown)",
            title=f"{doc['corpus']}: KSR against bytes, first {doc['keyboard_tokens']:,} test tokens")
-    ax.title.set_fontsize(9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save(fig, ax, path)
 
 
 def table(doc):

@@ -212,7 +212,7 @@ def cmd_eval(args):
         print(f"{variant}: perplexity {r['perplexity']:.3f}  R@3 {r['r_at_3']:.3f}  over {r['tokens']:,} "
               f"predicted tokens ({how}; {r['sentences']:,} sentences, {r['oov']:,} words outside the "
               f"vocabulary read as <unk>), {r['seconds']} s")
-        print(f"keyboard ({KeyboardScore(None).k} words shown): next word R@1 {r['r_at_1']:.3f}  completion "
+        print(f"keyboard ({score.k} words shown): next word R@1 {r['r_at_1']:.3f}  completion "
               f"recall after 1 letter {na(r['completion_recall_1'])}, after 2 {na(r['completion_recall_2'])}  "
               f"keystroke savings {na(r['ksr'])} over {r['keyboard_words']:,} words ({r['words_skipped']:,} "
               "skipped: <unk> without its spelling, or N)")
