@@ -106,6 +106,10 @@ def test_sweep_writes_every_output_and_resumes_without_redoing_points(base, tmp_
         assert [r["frontier"][axis] for r in doc["points"]] == on_frontier(doc["points"], x_of), axis
     for r in doc["points"]:  # the keyboard's path was timed too
         assert r["keyboard_ms"]["median"] > 0 and r["keyboard_ms"]["p90"] > 0
+    for r in doc["points"]:  # and a key press; the keyboard metrics are recorded for every file
+        assert r["key_ms"]["median"] > 0 and 0 <= r["test_ksr"] < 1 and 0 <= r["test_completion_recall_1"] <= 1
+        assert r["test_r_at_1"] <= r["test_r_at_3"]
+    assert (out / "ksr_latency.png").stat().st_size > 1000 and (out / "ksr_bytes.png").exists()
     # the test perplexity is the device runtime's over the test split, near the Keras model's
     point = json.loads((out / "points" / "dense-100" / "point.json").read_text())
     assert point["files"]["dynamic"]["test_perplexity"] == pytest.approx(point["keras_test_perplexity"], rel=0.02)
