@@ -80,23 +80,18 @@ class Words:
         """The k most probable showable ids starting with `prefix` ("" for any),
         best first; equal probabilities: the lower id (the more frequent word) first."""
         if not prefix:  # every showable word: whole-array operations, no gather of V ids
-            scores = np.asarray(logp, np.float32) + self.penalty
+            ids, scores = None, np.asarray(logp, np.float32) + self.penalty
+        else:
+            ids = self.matching(prefix)
+            scores = np.asarray(logp)[ids]
+        if len(scores) > k:  # the k best and every tie of the k-th, so the lower id wins a tie
             kth = scores[np.argpartition(-scores, k - 1)[:k]].min()
-            ids = np.flatnonzero(scores >= kth)  # the k best and every tie of the k-th
-            ids = ids[np.isfinite(scores[ids])]
-            order = np.lexsort((ids, -scores[ids]))[:k]
-            return [int(i) for i in ids[order]]
-        ids = self.matching(prefix)
-        if len(ids) == 0:
-            return []
-        scores = np.asarray(logp)[ids]
-        if len(ids) > k:
-            part = np.argpartition(-scores, k - 1)[:k]
-            kth = scores[part].min()
-            part = np.flatnonzero(scores >= kth)  # every tie of the k-th, so the lower id wins
-            ids, scores = ids[part], scores[part]
-        order = np.lexsort((ids, -scores))[:k]
-        return [int(i) for i in ids[order]]
+            keep = np.flatnonzero((scores >= kth) & np.isfinite(scores))
+        else:
+            keep = np.flatnonzero(np.isfinite(scores))
+        found = keep if ids is None else ids[keep]
+        order = np.lexsort((found, -scores[keep]))[:k]
+        return [int(i) for i in found[order]]
 
     def display(self, token_id, sentence_start):
         word = self.vocab.tokens[token_id]

@@ -47,16 +47,19 @@ class KeyboardScore:
         word = vocab.tokens[target]
         self.counted += 1
         self.baseline += len(word) + 1
+        # the fewest letters after which the word is shown; more letters only narrow the candidates
+        # around it, so it stays shown: that one count gives both the tap and the completion recalls
+        shown_after = next((typed for typed in range(len(word))
+                            if target in self.words.best(logp, word[:typed], self.k)), None)
         for c in PREFIXES:
             if len(word) > c:
                 self.completion[c][1] += 1
-                self.completion[c][0] += target in self.words.best(logp, word[:c], self.k)
-        for typed in range(len(word)):
-            if target in self.words.best(logp, word[:typed], self.k):
-                self.keys += typed + 1
-                return
-        self.keys += len(word) + 1
-        self.typed_in_full += 1
+                self.completion[c][0] += shown_after is not None and shown_after <= c
+        if shown_after is None:
+            self.keys += len(word) + 1
+            self.typed_in_full += 1
+        else:
+            self.keys += shown_after + 1
 
     def result(self):
         """{ksr, completion_recall_1, completion_recall_2, keyboard_words, words_skipped, ...}; None where

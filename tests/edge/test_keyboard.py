@@ -156,3 +156,28 @@ def test_evaluation_adds_r_at_1_and_keyboard_metrics_from_the_same_steps():
     # R@1's shown word: the (0.15, tied with N, the lower id first); R@3 shows the, N, to
     assert r["r_at_1"] == 1 / 6 and r["r_at_3"] == 3 / 6
     assert (r["key_presses"], r["key_presses_without"]) == (9, 17)
+
+
+def test_keyboard_metrics_match_the_definitions_letter_by_letter():
+    # the direct definitions, one Words.best per prefix, on random words and log-probabilities with ties
+    rng = np.random.default_rng(3)
+    words = sorted({"".join(rng.choice(list("abc"), size=rng.integers(1, 6))) for _ in range(120)})
+    vocab = Vocab(["<eos>", "<unk>", "N"] + words)
+    w = Words(vocab)
+    score, keys, base, comp = KeyboardScore(w, k=3), 0, 0, {1: [0, 0], 2: [0, 0]}
+    for _ in range(300):
+        logp = np.log(rng.choice([0.1, 0.2, 0.3, 0.4], size=len(vocab)))
+        target = int(rng.integers(3, len(vocab)))
+        score.add(logp, target)
+        word = vocab.tokens[target]
+        base += len(word) + 1
+        taps = [j for j in range(len(word)) if target in w.best(logp, word[:j], 3)]
+        keys += taps[0] + 1 if taps else len(word) + 1
+        for c in (1, 2):
+            if len(word) > c:
+                comp[c][1] += 1
+                comp[c][0] += target in w.best(logp, word[:c], 3)
+    r = score.result()
+    assert (r["key_presses"], r["key_presses_without"]) == (keys, base)
+    assert r["completion_recall_1"] == round(comp[1][0] / comp[1][1], 4)
+    assert r["completion_recall_2"] == round(comp[2][0] / comp[2][1], 4)
