@@ -51,6 +51,7 @@ test: $(BIN)/.installed $(EDGE_BIN)/.installed
 	$(BIN)/python -m convert.to_tflite $(SMOKE) --force
 	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "to be or not to "
 	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "my good lo"
+	gzip -dc training/corpus/shakespeare.valid.txt.gz | head -300 > $(SMOKE)/sample.txt
 	$(EDGE_BIN)/python edge_runtime/predict.py eval $(SMOKE)/sample.txt --model $(SMOKE)
 	$(EDGE_BIN)/python edge_runtime/predict.py bench --model $(SMOKE) --variant all --threads 1
 	EDGELM_TEST_MODEL=$(SMOKE)/tflite $(EDGE_BIN)/python -m pytest -q tests/edge
