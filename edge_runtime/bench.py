@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from edge_runtime import device
-from edge_runtime.energy import IDLE_SECONDS, EnergyMeter
+from edge_runtime.energy import IDLE_SECONDS, SCOPES, EnergyMeter
 from edge_runtime.keyboard import Keyboard
 from edge_runtime.manifest import sha256_file
 from edge_runtime.runner import StepModel
@@ -99,6 +99,7 @@ def run(path, states, steps=1000, warmup=50, threads=None, delegate="auto", acti
                   tokens_per_second=round(steps / total, 1), load_s=round(load_s, 4),
                   model_rss_bytes=None if rss is None or rss0 is None else rss - rss0,
                   peak_rss_bytes=device.peak_rss_bytes(), energy_source=meter.source,
+                  energy_scope=SCOPES.get(meter.source),
                   energy_is_estimate=meter.estimate,
                   energy_mj_per_token=None if meter.joules is None else round(meter.joules * 1e3 / steps, 6),
                   idle_watts=None if meter.idle_watts is None else round(meter.idle_watts, 4),

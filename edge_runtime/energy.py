@@ -12,7 +12,11 @@ overlap (a per-core counter is part of its package's):
 - `hwmon-power`: the same choice among power*_input (microwatts), sampled
   in a thread while the work runs and integrated over time.
 - `pmic`: the Raspberry Pi 5 PMIC, `vcgencmd pmic_read_adc` (rail currents
-  and voltages), sampled and integrated the same way.
+  and voltages), sampled and integrated the same way. The PMIC's rails are
+  not the board: the 5 V loads (USB, HATs, fan) and the conversion losses
+  are left out, so it under-reads what the board draws (`SCOPES` says so in
+  every result; a published linear fit puts the board at about
+  1.145 x PMIC + 0.59 W).
 - `estimate`: only when the user gives `--active-watts`: that power times the
   process's CPU time. Labelled as an estimate.
 Otherwise there is no energy figure. With a sensor, the idle power is
@@ -30,6 +34,17 @@ import threading
 import time
 
 SAMPLE_SECONDS = 0.05
+
+# What each source measures, and what it leaves out: recorded beside every energy figure.
+SCOPES = {
+    "rapl": "the CPU package(s) (RAPL package zones); leaves out memory, disks and the rest of the board",
+    "hwmon-energy": "the hwmon input labelled as the package or socket (or the only one)",
+    "hwmon-power": "the hwmon input labelled as the package or socket (or the only one), sampled",
+    "pmic": "the sum of the Raspberry Pi 5 PMIC's rails (SoC core, DDR, 0.8-3.7 V system rails, Wi-Fi, HDMI); "
+            "leaves out the 5 V loads (USB, HATs, fan) and conversion losses, so it under-reads the board "
+            "(a published linear fit: board W ~ 1.145 x PMIC W + 0.59 W)",
+    "estimate": "not measured: --active-watts times the process's CPU time",
+}
 
 
 def _read_int(path):
@@ -68,8 +83,9 @@ class _Sampler:
 
     def _run(self):
         last_t, last_w = time.perf_counter(), self.read_watts()
-        while not self._stop.is_set():
-            self._stop.wait(SAMPLE_SECONDS)
+        stopped = False
+        while not stopped:  # a last sample after the stop, so work shorter than one period counts too
+            stopped = self._stop.wait(SAMPLE_SECONDS)
             t, w = time.perf_counter(), self.read_watts()
             self.joules += 0.5 * (w + last_w) * (t - last_t)
             last_t, last_w = t, w
@@ -133,7 +149,8 @@ _PMIC_RE = re.compile(r"^\s*(\S+)_([AV])\s+\w+\(\d+\)=([0-9.eE+-]+)[AV]\s*$")
 
 
 def parse_pmic(text):
-    """Watts from `vcgencmd pmic_read_adc` output: sum of current x voltage per rail."""
+    """Watts from `vcgencmd pmic_read_adc` output: the sum of current x voltage
+    over the rails that report both (EXT5V and BATT report a voltage only)."""
     amps, volts = {}, {}
     for line in text.splitlines():
         m = _PMIC_RE.match(line)

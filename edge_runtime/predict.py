@@ -264,6 +264,8 @@ def cmd_bench(args):
               f"{(r['model_rss_bytes'] or 0) / 2**20:.1f} | {r['peak_rss_bytes'] / 2**20:.0f} | {mj} |")
         if r["delegate_note"]:
             print(f"  {r['variant']}: {r['delegate_note']}")
+    for source in sorted({r["energy_source"] for r in rows if r["energy_source"]}):
+        print(f"energy ({source}): {energy.SCOPES[source]}")
     if args.json:
         print(f"results written to {bench_dir(manifest)}/")
     return 0
