@@ -10,7 +10,7 @@ EDGE_BIN := .venv-edge/bin
 DEMO := runs/demo
 SMOKE := runs/ci-edge
 
-.PHONY: demo test ptb kenlm clean
+.PHONY: demo test smoke test-arm64 ptb kenlm clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,15 +46,24 @@ kenlm: $(BIN)/.installed
 
 test: $(BIN)/.installed $(EDGE_BIN)/.installed
 	$(BIN)/python -m pytest -q
-	$(BIN)/python -m pruning.train --embed 16 --hidden 16 --epochs 1 --vocab-size 2000 \
-		--batch-size 64 --out $(SMOKE) --force
-	$(BIN)/python -m convert.to_tflite $(SMOKE) --force
+	$(MAKE) smoke
 	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "to be or not to "
 	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "my good lo"
-	gzip -dc training/corpus/shakespeare.valid.txt.gz | head -300 > $(SMOKE)/sample.txt
 	$(EDGE_BIN)/python edge_runtime/predict.py eval $(SMOKE)/sample.txt --model $(SMOKE)
 	$(EDGE_BIN)/python edge_runtime/predict.py bench --model $(SMOKE) --variant all --threads 1
 	EDGELM_TEST_MODEL=$(SMOKE)/tflite $(EDGE_BIN)/python -m pytest -q tests/edge
 
+# The smoke run: a tiny model trained, converted, and a sample of text to run it on
+smoke: $(BIN)/.installed
+	$(BIN)/python -m pruning.train --embed 16 --hidden 16 --epochs 1 --vocab-size 2000 \
+		--batch-size 64 --out $(SMOKE) --force
+	$(BIN)/python -m convert.to_tflite $(SMOKE) --force
+	gzip -dc training/corpus/shakespeare.valid.txt.gz | head -300 > $(SMOKE)/sample.txt
+
+# The device runtime on the Raspberry Pi's architecture (aarch64, emulated; needs root): see tests/arm64/run.sh
+test-arm64: $(BIN)/.installed $(EDGE_BIN)/.installed
+	[ -f $(SMOKE)/sample.txt ] || $(MAKE) smoke
+	bash tests/arm64/run.sh
+
 clean:
-	rm -rf $(VENV) .venv-edge $(DEMO) $(SMOKE)
+	rm -rf $(VENV) .venv-edge $(DEMO) $(SMOKE) runs/ci-sweep
