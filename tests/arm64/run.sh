@@ -26,7 +26,7 @@ SWEEP=${ARM64_SWEEP:-runs/ci-sweep}
 JSON=${ARM64_JSON:-runs/arm64/same_numbers.json}
 TOKENS=${ARM64_TOKENS:-5000}
 TEXT=${ARM64_TEXT:-$MODEL/sample.txt}
-MIRROR=http://deb.debian.org/debian
+MIRROR=${ARM64_MIRROR:-http://deb.debian.org/debian}
 BINFMT=/proc/sys/fs/binfmt_misc
 
 die() { echo "error: make test-arm64: $*" >&2; exit 2; }
