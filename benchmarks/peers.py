@@ -54,10 +54,21 @@ WITHIN = 1.05            # "within 5% of the dense perplexity"
 
 # ---- export (TensorFlow) ------------------------------------------------------------------
 
+def reference_manifest(run_dir):
+    """The run's converted files, which must include the float32 one every peer is checked against."""
+    from edge_runtime import manifest as mf
+    manifest = mf.load(os.path.join(run_dir, "tflite"))
+    if manifest["variants"].get("float32", {}).get("status") != "ok":
+        raise SystemExit(f"error: {run_dir}/tflite has no float32 file, which every peer is checked against: "
+                         f"python -m convert.to_tflite {run_dir} --quantize float32,dynamic,int8 --force")
+    return manifest
+
+
 def export(run_dir, out):
     from keras_models.backend import keras, tf
     from keras_models.language_model import load_model, named_weights
     from edge_runtime.files import atomic_write_text
+    reference_manifest(run_dir)
     model = load_model(os.path.join(run_dir, "model"))
     spec = dict(model.spec)
     if spec["arch"] not in ("lstm", "qrnn") or spec.get("factors") or spec.get("rank_one"):
@@ -340,7 +351,7 @@ def systems(folder, meta):
     onnx_step(spec, w, onnx_f32)
     quantize_dynamic(onnx_f32, onnx_int8, weight_type=QuantType.QInt8)
     ort_static(onnx_f32, onnx_static, run_data(meta)[1][:CALIBRATION_STEPS])
-    manifest = mf.load(os.path.join(meta["run"], "tflite"))
+    manifest = reference_manifest(meta["run"])
     out = {"PyTorch eager float32": TorchRunner(spec, w, False),
            "PyTorch eager dynamic int8": TorchRunner(spec, w, True),
            "ONNX Runtime float32": OrtRunner(onnx_f32), "ONNX Runtime dynamic int8": OrtRunner(onnx_int8),

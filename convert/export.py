@@ -4,23 +4,27 @@ Both take `token` int32 [1] and each state tensor (float32, batch 1, named as
 the model's state inputs: `l0_c`, `l0_x_prev`, `l0_h`, ...), and return, for
 each state `S`, `S_out`: the new state to feed back.
 - `step` returns `log_probs` float32 [1, V].
-- `suggest` returns `ids` int32 [1, k + 2] and `log_probs` float32 [1, k + 2]:
+- `suggest` returns `ids` int32 [1, k + 2] and `logits` float32 [1, k + 2]:
   the k + 2 most probable ids, best first, ties to the lower id, so a keyboard
-  does not copy V floats out of the model to show three words. The caller
-  drops `<unk>` and `<eos>` and keeps the first k, which are then exactly the
-  words edge_runtime/metrics.py's `top_words` shows. (Masking them in the
-  graph instead cost a gather over V, slower than the whole top-k.)
+  does not copy V floats out of the model to show three words. It ranks the
+  output layer's logits: the top k by logits is the top k by log-probability,
+  so the log-softmax over V (not delegated to XNNPACK) is skipped; the values
+  are unnormalised scores, for ordering only. The caller drops `<unk>` and
+  `<eos>` and keeps the first k: in float, exactly the words
+  edge_runtime/metrics.py's `top_words` shows. (Masking them in the graph
+  instead cost a gather over V, slower than the whole top-k.)
 A token id outside [0, V) is read as `<unk>` inside the graph: a client's bad
 id gives `<unk>`'s prediction instead of failing in GATHER. Named outputs let
 signature runners on Android, iOS and Python find everything without knowing
 the architecture.
 """
 from edge_runtime.metrics import SUGGEST_SLACK, check_top_k
-from keras_models.backend import tf
+from keras_models.backend import keras, tf
 
 SIGNATURE = "step"
 SUGGEST = "suggest"
 OUTPUT_SUFFIX = "_out"
+LOG_PROBS = "log_probs"  # the step model's log-softmax layer (keras_models/language_model.py)
 TOP_K = 3
 
 
@@ -42,7 +46,13 @@ def _run(step_model, names, unk_id, token, states):
     vocab_size = step_model.outputs[0].shape[-1]
     safe = tf.where((token >= 0) & (token < vocab_size), token, tf.fill(tf.shape(token), unk_id))
     out = step_model([tf.reshape(safe, (1, 1))] + list(states), training=False)
-    return out[0], {n + OUTPUT_SUFFIX: s for n, s in zip(names, out[1:])}
+    return tf.reshape(out[0], (1, vocab_size)), {n + OUTPUT_SUFFIX: s for n, s in zip(names, out[1:])}
+
+
+def logits_model(step_model):
+    """The step model with the output layer's logits in place of the log-softmax."""
+    logits = step_model.get_layer(LOG_PROBS).input
+    return keras.Model(step_model.inputs, [logits] + step_model.outputs[1:], name="step_logits")
 
 
 def step_function(step_model, unk_id):
@@ -58,18 +68,19 @@ def step_function(step_model, unk_id):
 
 
 def suggest_function(step_model, unk_id, excluded, k=TOP_K):
-    """`step`, but returning the top k + len(excluded) ids and log-probabilities."""
+    """`step`, but returning the top k + len(excluded) ids and their logits."""
     names, specs = _specs(step_model)
     check_top_k(k, step_model.outputs[0].shape[-1], excluded)
     if len(set(excluded)) != SUGGEST_SLACK:  # the runtime reads k as the width less this
         raise ValueError(f"a suggest signature drops {SUGGEST_SLACK} ids, not {len(set(excluded))}")
     width = k + SUGGEST_SLACK
+    ranked = logits_model(step_model)
 
     @tf.function(input_signature=specs)
     def suggest(token, *states):
-        log_probs, new_states = _run(step_model, names, unk_id, token, states)
-        values, ids = tf.math.top_k(log_probs, k=width)  # ties: the lower index first
-        return dict(ids=ids, log_probs=values, **new_states)
+        logits, new_states = _run(ranked, names, unk_id, token, states)
+        values, ids = tf.math.top_k(logits, k=width)  # ties: the lower index first
+        return dict(ids=ids, logits=values, **new_states)
 
     return suggest
 

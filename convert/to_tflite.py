@@ -233,7 +233,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
             vocab=dict(file="vocab.txt", sha256=sha256_file(os.path.join(work, "vocab.txt")),
                        size=len(vocab)),
             signature="step", token_input="token", output="log_probs", states=states,
-            suggest=dict(signature=SUGGEST, k=top_k, ids="ids", log_probs="log_probs",
+            suggest=dict(signature=SUGGEST, k=top_k, ids="ids", scores="logits",
                          never_suggested=list(vocab.never_suggested)) if top_k else None,
             eval=dict(split="valid", tokens=keras_eval["tokens"],
                       keras_perplexity=round(keras_eval["perplexity"], 4),

@@ -4,8 +4,9 @@ Format version 1:
     format_version, created, architecture (the model spec), vocab
     {file, sha256}, signature ("step"), token_input ("token"), output
     ("log_probs"), states [{input, output, shape, dtype}], suggest {signature
-    ("suggest"), k, ids ("ids"), log_probs ("log_probs"), never_suggested}
-    (since 2026-12-02; older manifests lack it), tools {...},
+    ("suggest"), k, ids ("ids"), scores ("logits": what the ids are ranked
+    by), never_suggested} (since 2026-12-02; older manifests lack it; those
+    of 2026-12-02 name `log_probs` ("log_probs") instead of `scores`), tools {...},
     eval {split, tokens, keras_perplexity, keras_r_at_3},
     variants {NAME: {status, file, sha256, bytes, quantization,
               sparse_encoding, xnnpack {ok, error}, inputs, outputs,

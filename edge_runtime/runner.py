@@ -4,8 +4,9 @@ The model's `step` signature takes `token` (int32 [1]) and the state
 tensors, and returns `log_probs` and the new states; which output feeds
 which input comes from the manifest's `states` list (or, without one, the
 `S` -> `S_out` naming convention). Files converted since 2026-12-02 also
-have a `suggest` signature returning the top-k `ids` and their `log_probs`
-(see convert/export.py). Quantized inputs and outputs (the int8 variant with
+have a `suggest` signature returning the top-k `ids` and the scores they
+are ranked by: their `logits` (the log-softmax skipped; or, in files
+converted before that, their `log_probs`; see convert/export.py). Quantized inputs and outputs (the int8 variant with
 int8 I/O) are dequantized for the caller, who sees float32 either way; the
 state is kept in the model's own dtype, and fed back as it came out when the
 output's quantization is the input's, so nothing is requantized per step.
@@ -33,6 +34,7 @@ except ImportError as e:  # pragma: no cover - only on a device without the runt
 
 SIGNATURE = "step"
 SUGGEST = "suggest"
+SUGGEST_SCORES = ("logits", "log_probs")  # what suggest ranks by: logits now, log-probabilities before
 DELEGATES = ("xnnpack", "none")
 APIS = ("interpreter", "compiled")
 
@@ -186,6 +188,7 @@ class StepModel:
         self.top_k = None  # the words suggest shows: its width less the ids it may drop
         if SUGGEST in self.signatures:
             self.top_k = int(self.details[SUGGEST]["ids"]["shape"][-1]) - SUGGEST_SLACK
+            self._scores = next(n for n in SUGGEST_SCORES if n in self.details[SUGGEST])
         # The delegate is applied at the first invoke, which prints LiteRT's "INFO: Created
         # TensorFlow Lite XNNPACK delegate" line and fails here if XNNPACK cannot prepare.
         with quiet.filtered_stderr():
@@ -249,16 +252,17 @@ class StepModel:
         return _dequantize(self.engine.output(SIGNATURE, "log_probs"), details["log_probs"]).reshape(-1)
 
     def suggest(self, token_id, excluded):
-        """Feed one token id through the `suggest` signature: (ids [k], log-probabilities
-        [k]) of the words a keyboard shows, best first, `excluded` (`<unk>`, `<eos>`)
-        dropped; the words `metrics.top_words` picks. Files without it: use `step`."""
+        """Feed one token id through the `suggest` signature: (ids [k], scores [k]) of
+        the words a keyboard shows, best first, `excluded` (`<unk>`, `<eos>`) dropped.
+        The scores are what the file ranks by: logits (unnormalised), or in older
+        files log-probabilities. Files without it: use `step`."""
         if self.top_k is None:
             raise ManifestError("this model has no suggest signature (convert it again to add one)")
         details = self._run(SUGGEST, token_id)
         ids = self.engine.output(SUGGEST, "ids").reshape(-1)
-        logp = _dequantize(self.engine.output(SUGGEST, "log_probs"), details["log_probs"]).reshape(-1)
+        scores = _dequantize(self.engine.output(SUGGEST, self._scores), details[self._scores]).reshape(-1)
         keep = [j for j, i in enumerate(ids.tolist()) if i not in excluded][: self.top_k]
-        return ids[keep].astype(np.int64), logp[keep]
+        return ids[keep].astype(np.int64), scores[keep]
 
     def invoke(self, sig=SIGNATURE):
         """The bare invoke of a signature on the inputs as they are: what the runtime's
@@ -269,15 +273,15 @@ class StepModel:
 def _check_signatures(path, signatures, state_pairs):
     """ManifestError unless the file's signatures have the manifest's tensors."""
     want_in = {"token", *(i for i, _ in state_pairs)}
-    want_out = {"log_probs", *(o for _, o in state_pairs)}
-    for sig, extra in ((SIGNATURE, set()), (SUGGEST, {"ids"})):
+    states_out = {o for _, o in state_pairs}
+    for sig, wanted in ((SIGNATURE, [{"log_probs"}]), (SUGGEST, [{"ids", s} for s in SUGGEST_SCORES])):
         if sig not in signatures:
             continue
         have_in, have_out = set(signatures[sig]["inputs"]), set(signatures[sig]["outputs"])
-        if have_in != want_in or have_out != want_out | extra:
+        if have_in != want_in or all(have_out != states_out | w for w in wanted):
             raise ManifestError(f"{path}: the {sig!r} signature has inputs {sorted(have_in)} and outputs "
                                 f"{sorted(have_out)}; the manifest's states need {sorted(want_in)} and "
-                                f"{sorted(want_out | extra)}")
+                                f"{sorted(states_out | wanted[0])}")
 
 
 def evaluate_ids(model, ids, excluded, progress=None, keyboard=None):

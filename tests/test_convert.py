@@ -138,12 +138,12 @@ def test_bad_input_one_line_exit_2(converted, tmp_path, capsys):
 def test_suggest_signature_and_top_k_0_without_it(converted, tmp_path):
     import shutil
     manifest = mf.load(str(converted / "tflite"))
-    assert manifest["suggest"] == dict(signature="suggest", k=3, ids="ids", log_probs="log_probs",
+    assert manifest["suggest"] == dict(signature="suggest", k=3, ids="ids", scores="logits",
                                        never_suggested=[Vocab.load(str(converted / "vocab.txt")).unk_id,
                                                         Vocab.load(str(converted / "vocab.txt")).eos_id])
     for name in manifest["variants"]:
         sig = Interpreter(model_path=mf.variant_path(manifest, name)).get_signature_list()["suggest"]
-        assert set(sig["outputs"]) == {"ids", "log_probs"} | {s["output"] for s in manifest["states"]}
+        assert set(sig["outputs"]) == {"ids", "logits"} | {s["output"] for s in manifest["states"]}
     run = tmp_path / "run"
     shutil.copytree(converted, run, ignore=shutil.ignore_patterns("tflite"))
     assert convert_main([str(run), "--quantize", "int8", "--top-k", "0"]) == 0

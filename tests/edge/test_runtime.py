@@ -90,14 +90,19 @@ def test_suggest_signature_shows_top_words_of_step(model_files, api):
         assert suggester.top_k == 3
         for t in TOKENS:
             logp = stepper.step(t)
-            ids, values = suggester.suggest(t, vocab.never_suggested)
-            np.testing.assert_allclose(values, logp[ids], rtol=1e-5, atol=1e-5)
-            if name == "int8":  # int8 ties: the same values, maybe other ids among equals
+            ids, logits = suggester.suggest(t, vocab.never_suggested)
+            assert not set(ids) & set(vocab.never_suggested)
+            if name == "int8":
+                # int8 rounds the logits and the log-probabilities on scales of their own, so the
+                # two rankings may part among near-equals: each word shown is within one step of
+                # the log-softmax's output scale (1/16 nat) and a rounding of the logits of the
+                # word step would show in its place
                 expected = logp[top_words(logp, 3, vocab.never_suggested)]
-                np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-5)
-                assert not set(ids) & set(vocab.never_suggested)
+                assert np.all(logp[ids] >= expected - 0.125), (t, logp[ids], expected)
             else:
                 assert list(ids) == top_words(logp, 3, vocab.never_suggested), (name, t)
+                # logits less log-probabilities is the log of the normaliser, one number
+                assert np.ptp(logits - logp[ids]) < 1e-4, (name, t)
         # the two signatures share one state: suggest then step = step then step
         a, b = StepModel(path, manifest["states"], api=api), StepModel(path, manifest["states"], api=api)
         a.suggest(TOKENS[0], vocab.never_suggested)
