@@ -6,7 +6,7 @@ The perplexity-latency frontiers of the default QRNN's and the PTB LSTM's
 sweeps (benchmarks/results/knob_{qrnn,ptb}.json; a sweep of an older format,
 whose dense point trained less than the others, is left out), the peers and
 the fastest point within 5% of dense against ONNX Runtime, from one pass
-(peers.json, and peers_knob_qrnn.json from `peers.py run --sweep`), and the
+(peers_knob_{qrnn,ptb}.json from `peers.py run --sweep`), and the
 PTB reproduction (ptb.json), and the keyboard metrics of the n-grams and
 the neural files beside them (ngram_{ptb,embedded}.json). Nothing is
 measured here.
@@ -69,15 +69,17 @@ def main():
             lines += [f"{title}: the perplexity-latency frontier of its sweep and the dense model "
                       f"({doc['created'][:10]}, 1 thread, one interleaved pass):", ""]
             lines += frontier(doc) + [""]
-    peers = load("peers_knob_qrnn.json") or load("peers.json")  # the newest pass of the peers
-    if peers:
+    for name in ("peers_knob_qrnn.json", "peers_knob_ptb.json"):  # each model's peers and sweep, one pass each
+        peers = load(name)
+        if not peers:
+            continue
         for r in peers["results"]:
             s = r["spec"]
             lines += [f"One step of the {s['arch']} {s['hidden_sizes']} (V={s['vocab_size']}), us ({peers['date']}, "
                       "one interleaved pass):", "", "| system | us |", "|---|---|"]
-            for name in ("PyTorch eager dynamic int8", "ONNX Runtime dynamic int8", "ONNX Runtime static int8",
-                         "edgelm dynamic .tflite", "edgelm int8 .tflite", "floor: int8 matvec"):
-                key = next((k for k in r["systems"] if k.startswith(name)), None)
+            for system in ("PyTorch eager dynamic int8", "ONNX Runtime dynamic int8", "ONNX Runtime static int8",
+                           "edgelm dynamic .tflite", "edgelm int8 .tflite", "floor: int8 matvec"):
+                key = next((k for k in r["systems"] if k.startswith(system)), None)
                 if key:
                     lines.append(f"| {key} | {r['systems'][key]['median'] * 1e3:.1f} |")
             lines.append("")
