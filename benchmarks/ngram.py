@@ -304,13 +304,19 @@ def plot(doc, path):
         rows = sorted((r for r in doc["models"] if r["order"] == order), key=lambda r: r["bytes"])
         ax.plot([r["bytes"] for r in rows], [r["ksr"] for r in rows], ls="--", marker=marker, color=f"C{order}",
                 label=f"KenLM KN{order} (count-pruned to full)")
-    neural = doc.get("neural", [])
-    if neural:
-        ax.scatter([r["bytes"] for r in neural], [r["ksr"] for r in neural], color="k", zorder=3,
-                   label="neural files (edgelm, same tokens)")
-    for k, r in enumerate(neural):  # labels stacked, so files of near sizes stay readable
-        ax.annotate(r["point"], (r["bytes"], r["ksr"]), fontsize=7, xytext=(6, -12 * k + 4),
-                    textcoords="offset points")
+    groups = {}  # one series a sweep method (or a run), its files by size: int8 filled, dynamic hollow
+    for r in doc.get("neural", []):
+        name, variant = r["point"].rsplit(":", 1)
+        base, _, share = name.rpartition("-")
+        groups.setdefault(base if share.isdigit() else name, []).append((r, variant))
+    for i, (group, files) in enumerate(sorted(groups.items())):
+        color = ("C0", "C2", "C4", "C6", "C9", "C1")[i % 6]  # not the n-grams C3, C5
+        for variant in ("int8", "dynamic"):
+            mine = [r for r, v in files if v == variant]
+            if mine:
+                ax.scatter([r["bytes"] for r in mine], [r["ksr"] for r in mine], zorder=3, s=28,
+                           marker="o", color=color if variant == "int8" else "none", edgecolors=color,
+                           label=f"{group} {variant} (edgelm, same tokens)")
     ax.set(xscale="log", xlabel="model bytes", ylabel="keystroke savings rate (3 words shown)",
            title=f"{doc['corpus']}: KSR against bytes, first {doc['keyboard_tokens']:,} test tokens")
     save(fig, ax, path)
