@@ -42,11 +42,11 @@ def _specs(step_model):
 
 
 def _run(step_model, names, unk_id, token, states):
-    """(log_probs [1, V], {S_out: state}) with out-of-range ids read as <unk>."""
+    """(the model's first output, {S_out: state}) with out-of-range ids read as <unk>."""
     vocab_size = step_model.outputs[0].shape[-1]
     safe = tf.where((token >= 0) & (token < vocab_size), token, tf.fill(tf.shape(token), unk_id))
     out = step_model([tf.reshape(safe, (1, 1))] + list(states), training=False)
-    return tf.reshape(out[0], (1, vocab_size)), {n + OUTPUT_SUFFIX: s for n, s in zip(names, out[1:])}
+    return out[0], {n + OUTPUT_SUFFIX: s for n, s in zip(names, out[1:])}
 
 
 def logits_model(step_model):
@@ -79,7 +79,7 @@ def suggest_function(step_model, unk_id, excluded, k=TOP_K):
     @tf.function(input_signature=specs)
     def suggest(token, *states):
         logits, new_states = _run(ranked, names, unk_id, token, states)
-        values, ids = tf.math.top_k(logits, k=width)  # ties: the lower index first
+        values, ids = tf.math.top_k(tf.reshape(logits, (1, -1)), k=width)  # ties: the lower index first
         return dict(ids=ids, logits=values, **new_states)
 
     return suggest

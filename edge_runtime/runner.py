@@ -5,11 +5,12 @@ tensors, and returns `log_probs` and the new states; which output feeds
 which input comes from the manifest's `states` list (or, without one, the
 `S` -> `S_out` naming convention). Files converted since 2026-12-02 also
 have a `suggest` signature returning the top-k `ids` and the scores they
-are ranked by: their `logits` (the log-softmax skipped; or, in files
-converted before that, their `log_probs`; see convert/export.py). Quantized inputs and outputs (the int8 variant with
-int8 I/O) are dequantized for the caller, who sees float32 either way; the
-state is kept in the model's own dtype, and fed back as it came out when the
-output's quantization is the input's, so nothing is requantized per step.
+are ranked by: their `logits` (the log-softmax skipped), or in the first
+such files their `log_probs` (see convert/export.py). Quantized inputs and
+outputs (the int8 variant with int8 I/O) are dequantized for the caller, who
+sees float32 either way; the state is kept in the model's own dtype, and fed
+back as it came out when the output's quantization is the input's, so
+nothing is requantized per step.
 
 Two LiteRT APIs run the file: `interpreter` (the default; the fastest from
 Python, see below) and `compiled` (CompiledModel with TensorBuffers, the
