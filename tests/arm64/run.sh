@@ -65,8 +65,8 @@ grep -q '^flags:.*F' "$BINFMT/qemu-aarch64" \
     || die "qemu-aarch64 is registered without the F flag, so it cannot run inside a chroot"
 
 # The host's files: the smoke run of make test and a quick sweep of it for the bundle
-[ -f "$MODEL/tflite/manifest.json" ] || die "$MODEL has no converted model (run make test first, or set ARM64_MODEL)"
-[ -f "$TEXT" ] || die "$TEXT is missing (make test writes runs/ci-edge/sample.txt; or set ARM64_TEXT)"
+[ -f "$MODEL/tflite/manifest.json" ] || die "$MODEL has no converted model (make smoke makes one; or set ARM64_MODEL)"
+[ -f "$TEXT" ] || die "$TEXT is missing (make smoke writes runs/ci-edge/sample.txt; or set ARM64_TEXT)"
 if [ -z "$NUMBERS_ONLY" ] && [ ! -f "$SWEEP/bundle/operating_points.json" ]; then
     echo "sweeping $MODEL into $SWEEP for a bundle"
     .venv/bin/python -m pruning.sweep "$MODEL" --out "$SWEEP" --methods units-norm --points 100,50 \
