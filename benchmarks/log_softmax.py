@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from edge_runtime import device, manifest as mf  # noqa: E402
 from edge_runtime.files import atomic_write_text  # noqa: E402
+from edge_runtime.predict import open_manifest  # noqa: E402
 from edge_runtime.runner import StepModel  # noqa: E402
 from edge_runtime.textfile import detect_format, iter_ids  # noqa: E402
 from edge_runtime.vocab import Vocab  # noqa: E402
@@ -54,8 +55,8 @@ def summary(logp, mask):
 
 
 def measure(run, text, max_tokens=None):
-    tfl = os.path.join(run, "tflite") if os.path.isdir(os.path.join(run, "tflite")) else run
-    manifest = mf.load(tfl)
+    manifest = open_manifest(run)
+    tfl = manifest["_dir"]
     for name in ("float32", "int8"):
         if manifest["variants"].get(name, {}).get("status") != "ok":
             raise SystemExit(f"error: {tfl} has no {name} file (convert with --quantize float32,int8)")

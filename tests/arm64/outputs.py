@@ -16,14 +16,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from edge_runtime import manifest as mf  # noqa: E402
 from edge_runtime.metrics import top_words  # noqa: E402
+from edge_runtime.predict import open_manifest  # noqa: E402
 from edge_runtime.runner import StepModel  # noqa: E402
 from edge_runtime.textfile import detect_format, iter_ids  # noqa: E402
 from edge_runtime.vocab import Vocab  # noqa: E402
 
 
 def outputs(model_dir, text, max_tokens):
-    manifest = mf.load(os.path.join(model_dir, "tflite") if os.path.isdir(os.path.join(model_dir, "tflite"))
-                       else model_dir)
+    manifest = open_manifest(model_dir)
     vocab = Vocab.load(mf.vocab_path(manifest))
     ids = list(iter_ids(text, vocab, detect_format(text)))[: max_tokens + 1]
     out = {}
