@@ -1,4 +1,5 @@
-"""The step model as a SavedModel with two signatures, `step` and `suggest`.
+"""The step model as a SavedModel with two signatures, `step` and `suggest`
+(state as inputs and outputs), or four (the state inside the file).
 
 Both take `token` int32 [1] and each state tensor (float32, batch 1, named as
 the model's state inputs: `l0_c`, `l0_x_prev`, `l0_h`, ...), and return, for
@@ -17,6 +18,13 @@ A token id outside [0, V) is read as `<unk>` inside the graph: a client's bad
 id gives `<unk>`'s prediction instead of failing in GATHER. Named outputs let
 signature runners on Android, iOS and Python find everything without knowing
 the architecture.
+
+With the state inside (`state="inside"`), the state tensors are resource
+variables the graph reads and writes itself: `step` and `suggest` take the
+`token` alone and return `log_probs`, or `ids` and `logits`; `set_state`
+takes the state tensors (zeros: a reset) and `get_state` returns them, under
+the same names, for the switcher's handover and for checks. Nothing is
+copied in or out per step but the token and what the caller reads.
 """
 from edge_runtime.metrics import SUGGEST_SLACK, check_top_k
 from keras_models.backend import keras, tf
@@ -26,6 +34,8 @@ SUGGEST = "suggest"
 OUTPUT_SUFFIX = "_out"
 LOG_PROBS = "log_probs"  # the step model's log-softmax layer (keras_models/language_model.py)
 TOP_K = 3
+SET_STATE, GET_STATE = "set_state", "get_state"
+STATES = ("io", "inside")  # the state as signature inputs and outputs, or in resource variables
 
 
 def state_layout(step_model):
@@ -67,30 +77,80 @@ def step_function(step_model, unk_id):
     return step
 
 
-def suggest_function(step_model, unk_id, excluded, k=TOP_K):
-    """`step`, but returning the top k + len(excluded) ids and their logits."""
-    names, specs = _specs(step_model)
+def _top(logits, width):
+    return tf.math.top_k(tf.reshape(logits, (1, -1)), k=width)  # ties: the lower index first
+
+
+def _check_width(step_model, excluded, k):
     check_top_k(k, step_model.outputs[0].shape[-1], excluded)
     if len(set(excluded)) != SUGGEST_SLACK:  # the runtime reads k as the width less this
         raise ValueError(f"a suggest signature drops {SUGGEST_SLACK} ids, not {len(set(excluded))}")
-    width = k + SUGGEST_SLACK
+    return k + SUGGEST_SLACK
+
+
+def suggest_function(step_model, unk_id, excluded, k=TOP_K):
+    """`step`, but returning the top k + len(excluded) ids and their logits."""
+    names, specs = _specs(step_model)
+    width = _check_width(step_model, excluded, k)
     ranked = logits_model(step_model)
 
     @tf.function(input_signature=specs)
     def suggest(token, *states):
         logits, new_states = _run(ranked, names, unk_id, token, states)
-        values, ids = tf.math.top_k(tf.reshape(logits, (1, -1)), k=width)  # ties: the lower index first
+        values, ids = _top(logits, width)
         return dict(ids=ids, logits=values, **new_states)
 
     return suggest
 
 
-def save_step_model(step_model, directory, unk_id, excluded, k=TOP_K):
-    """The SavedModel with `step` and, unless k is 0, `suggest`."""
-    module = tf.Module()
-    module.model = step_model
-    module.step = step_function(step_model, unk_id)
-    signatures = {SIGNATURE: module.step}
-    if k:
-        module.suggest = signatures[SUGGEST] = suggest_function(step_model, unk_id, excluded, k)
+class StateInside(tf.Module):
+    """`step`, `suggest`, `set_state` and `get_state` over one set of resource variables."""
+
+    def __init__(self, step_model, unk_id, excluded, k=TOP_K):
+        super().__init__()
+        names, specs = _specs(step_model)
+        self.model, self.names = step_model, names
+        self.state = [tf.Variable(tf.zeros(s.shape), name=n) for n, s in zip(names, specs[1:])]
+        token_spec = specs[:1]
+
+        def advance(model, token):
+            out, new = _run(model, names, unk_id, token, [v.read_value() for v in self.state])
+            for v, n in zip(self.state, names):
+                v.assign(new[n + OUTPUT_SUFFIX])
+            return out
+
+        self.step = tf.function(lambda token: dict(log_probs=advance(step_model, token)), input_signature=token_spec)
+        self.exported = {SIGNATURE: self.step}
+        if k:
+            width, ranked = _check_width(step_model, excluded, k), logits_model(step_model)
+
+            def suggest(token):
+                values, ids = _top(advance(ranked, token), width)
+                return dict(ids=ids, logits=values)
+            self.suggest = self.exported[SUGGEST] = tf.function(suggest, input_signature=token_spec)
+
+        def set_state(*values):
+            for v, x in zip(self.state, values):
+                v.assign(x)
+            # a signature needs an output; a constant one makes CompiledModel log a line per call
+            return dict(done=tf.reshape(values[0], (-1,))[:1])
+        self.set_state = self.exported[SET_STATE] = tf.function(set_state, input_signature=specs[1:])
+        self.get_state = self.exported[GET_STATE] = tf.function(
+            lambda: {n: v.read_value() for n, v in zip(names, self.state)}, input_signature=[])
+
+
+def save_step_model(step_model, directory, unk_id, excluded, k=TOP_K, state="io"):
+    """The SavedModel with `step` and, unless k is 0, `suggest`; with the state
+    inside, `set_state` and `get_state` too. Returns the signature names."""
+    if state == "inside":
+        module = StateInside(step_model, unk_id, excluded, k)
+        signatures = module.exported
+    else:
+        module = tf.Module()
+        module.model = step_model
+        module.step = step_function(step_model, unk_id)
+        signatures = {SIGNATURE: module.step}
+        if k:
+            module.suggest = signatures[SUGGEST] = suggest_function(step_model, unk_id, excluded, k)
     tf.saved_model.save(module, directory, signatures=signatures)
+    return tuple(signatures)

@@ -22,6 +22,10 @@ import numpy as np
 RUN_FILES = ("config.json", "vocab.txt", "data.npz", "model/spec.json", "model/weights.h5")
 TFLITE_DIR = "tflite"
 SPARSE_MODES = ("auto", "on", "off")
+STATE_MODES = ("auto", "io")
+# int8 keeps the state as inputs and outputs: with it in variables its calibration differs
+# (up to 2.25 nats from the io file on PTB, benchmarks/results/stateful_ptb.json)
+INSIDE_PRECISIONS = ("float32", "float16", "dynamic")
 
 
 class ConvertError(ValueError):
@@ -72,7 +76,7 @@ def _try_xnnpack(path, states):
         return dict(ok=False, error=_first_line(e))
 
 
-def _convert(saved_dir, precision, sparse, feeds, int8_io, signatures):
+def _convert(saved_dir, precision, sparse, feeds, int8_io, signatures, inside=False):
     """Bytes of one conversion, or ConvertError with the converter's own message."""
     from convert.variants import make_converter
     from edge_runtime.quiet import captured_stderr
@@ -82,7 +86,7 @@ def _convert(saved_dir, precision, sparse, feeds, int8_io, signatures):
             # full-int8 calibration runs TensorFlow's own tf.lite.Interpreter, which warns that it
             # is deprecated; edgelm runs its files with ai-edge-litert
             warnings.filterwarnings("ignore", "\\s*Warning: tf.lite.Interpreter is deprecated", UserWarning)
-            return make_converter(saved_dir, precision, sparse, feeds, int8_io, signatures).convert()
+            return make_converter(saved_dir, precision, sparse, feeds, int8_io, signatures, inside).convert()
     except Exception as e:
         errors = [l.strip() for l in lines if "error:" in l]
         raise ConvertError(errors[0] if errors else _first_line(e)) from None
@@ -115,13 +119,41 @@ def _same_outputs(reference, path, states, ids):
     return None
 
 
-def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, states, check_ids, signatures):
+def _state_inside(path, inside, precision, states, check_ids):
+    """(kept, note): with `inside` ((SavedModel dir, signatures) of the state kept
+    in variables), convert it and keep it in place of the file at `path` only if
+    it gives the same outputs on `check_ids`."""
+    from edge_runtime.files import atomic_write_bytes
+    if inside is None:
+        return False, None
+    if precision not in INSIDE_PRECISIONS:
+        return False, "int8 keeps the state as inputs and outputs (calibrated in variables, its outputs differ)"
+    trial = path + ".inside"
+    try:
+        atomic_write_bytes(trial, _convert(inside[0], precision, False, None, None, inside[1], inside=True))
+        differs = _same_outputs(path, trial, states, check_ids)
+        if not differs:
+            os.replace(trial, path)
+            return True, None
+        return False, f"kept as inputs and outputs: with it inside, {differs}"
+    except ConvertError as e:
+        return False, f"kept as inputs and outputs: with it inside, conversion failed: {e}"
+    finally:
+        if os.path.exists(trial):
+            os.unlink(trial)
+
+
+def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, states, check_ids, signatures,
+                    inside=None):
     """Convert one precision into out_dir; returns (manifest entry, path or None).
 
-    The dense file is always made; with sparse encoding `auto` or `on` the
-    sparse one too, checked against the dense one on `check_ids`. `auto`
-    keeps the sparse file only if it is smaller and gives the same outputs;
-    `on` fails the variant if it cannot be made or is not the same model.
+    The dense file is always made. With `inside` (the SavedModel with the
+    state in variables, and its signatures) that one is made too and kept if
+    it gives the same outputs on `check_ids` (see `_state_inside`). With
+    sparse encoding `auto` or `on` the sparse one too, checked against the
+    dense one on `check_ids`. `auto` keeps the sparse file only if it is
+    smaller and gives the same outputs; `on` fails the variant if it cannot
+    be made or is not the same model.
     """
     from edge_runtime.files import atomic_write_bytes
     from edge_runtime.manifest import sha256_file
@@ -132,11 +164,15 @@ def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, 
         atomic_write_bytes(path, _convert(saved_dir, precision, False, feeds, int8_io, signatures))
     except ConvertError as e:
         return dict(base, status="failed", error=str(e)), None
+    kept, state_note = _state_inside(path, inside, precision, states, check_ids)
+    if kept:
+        saved_dir, signatures = inside
+    base.update(state="inside" if kept else "io", state_note=state_note)
     sparse, sparse_note = False, None
     if sparse_mode != "off":
         trial = path + ".sparse"
         try:
-            atomic_write_bytes(trial, _convert(saved_dir, precision, True, feeds, int8_io, signatures))
+            atomic_write_bytes(trial, _convert(saved_dir, precision, True, feeds, int8_io, signatures, kept))
             differs = _same_outputs(path, trial, states, check_ids)
             if differs:
                 sparse_note = f"the sparse file is not the same model: {differs}"
@@ -161,13 +197,15 @@ def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, 
 
 
 def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_tokens=None,
-                force=False, log=print, top_k=None):
+                force=False, log=print, top_k=None, state="auto"):
     """Convert a run directory; returns the manifest dict."""
     from convert.variants import PRECISIONS
     check_run_dir(run_dir)
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         raise ConvertError(f"unknown precision {', '.join(bad)}")
+    if state not in STATE_MODES:
+        raise ConvertError(f"--state must be one of {', '.join(STATE_MODES)}")
     final = os.path.join(run_dir, TFLITE_DIR)
     if os.path.exists(final) and not force:
         raise ConvertError(f"{final} already exists; use --force to replace it")
@@ -210,6 +248,10 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
     saved = os.path.join(work, ".saved_model")
     try:
         save_step_model(step, saved, vocab.unk_id, vocab.never_suggested, top_k)
+        inside = None
+        if state == "auto" and any(p in INSIDE_PRECISIONS for p in precisions):
+            inside = (os.path.join(work, ".saved_inside"),)
+            inside += (save_step_model(step, inside[0], vocab.unk_id, vocab.never_suggested, top_k, "inside"),)
         feeds = (calibration_feeds(step_function(step, vocab.unk_id), states, windows)
                  if "int8" in precisions else None)
         shutil.copyfile(os.path.join(run_dir, "vocab.txt"), os.path.join(work, "vocab.txt"))
@@ -217,7 +259,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
         for precision in precisions:
             log(f"converting {precision} ...")
             entry, path = convert_variant(saved, precision, sparse_mode, feeds, int8_io, work,
-                                          states, ids[:64], signatures)
+                                          states, ids[:64], signatures, inside)
             if path:
                 delegate = "xnnpack" if entry["xnnpack"]["ok"] else "none"
                 r = evaluate_ids(StepModel(path, states, delegate=delegate), ids, vocab.never_suggested)
@@ -226,6 +268,8 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
                              eval_delegate=delegate)
             variants[precision] = entry
         shutil.rmtree(saved)
+        if inside:
+            shutil.rmtree(inside[0])
         manifest = dict(
             format_version=FORMAT_VERSION,
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -251,14 +295,15 @@ def print_table(manifest, out=None):
     out = out or sys.stdout  # looked up now: callers may have redirected it
     keras_ppl = manifest["eval"]["keras_perplexity"]
     print(f"\nperplexity on {manifest['eval']['tokens']} validation tokens; Keras: {keras_ppl:.3f}", file=out)
-    print("| variant | bytes | sparse | XNNPACK | perplexity | vs. Keras |", file=out)
-    print("|---|---|---|---|---|---|", file=out)
+    print("| variant | bytes | sparse | state | XNNPACK | perplexity | vs. Keras |", file=out)
+    print("|---|---|---|---|---|---|---|", file=out)
     for name, v in manifest["variants"].items():
         if v["status"] != "ok":
-            print(f"| {name} | failed: {v['error']} | | | | |", file=out)
+            print(f"| {name} | failed: {v['error']} | | | | | |", file=out)
             continue
         xnn = "yes" if v["xnnpack"]["ok"] else "no"
-        print(f"| {name} | {v['bytes']:,} | {'yes' if v['sparse_encoding'] else 'no'} | {xnn} | "
+        sparse = "yes" if v["sparse_encoding"] else "no"
+        print(f"| {name} | {v['bytes']:,} | {sparse} | {v.get('state', 'io')} | {xnn} | "
               f"{v['perplexity']:.3f} | {100 * v['change_vs_keras']:+.2f}% |", file=out)
 
 
@@ -272,6 +317,10 @@ def parser():
                         "the same), on (required), off (default %(default)s)")
     p.add_argument("--int8-io", default="float", metavar="{float,int8}",
                    help="int8 variant: float or int8 state/log-prob inputs and outputs (default %(default)s)")
+    p.add_argument("--state", default="auto", metavar="{" + ",".join(STATE_MODES) + "}",
+                   help="auto: the recurrent state kept inside the file, in variables, where that gives "
+                        "the same outputs (float32, float16, dynamic); io: state inputs and outputs "
+                        "(default %(default)s)")
     p.add_argument("--top-k", type=int, default=3,
                    help="words the suggest signature returns, fixed in the file; 0: no suggest signature "
                         "(smaller int8 files) (default %(default)s)")
@@ -296,7 +345,7 @@ def main(argv=None):
         if args.eval_tokens is not None and args.eval_tokens < 1:
             raise ConvertError("--eval-tokens must be at least 1")
         manifest = convert_run(args.run_dir, precisions, args.sparse_encoding, args.int8_io,
-                               args.eval_tokens, args.force, top_k=args.top_k)
+                               args.eval_tokens, args.force, top_k=args.top_k, state=args.state)
     except (ConvertError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -43,10 +43,12 @@ def calibration_feeds(step_fn, state_layout, windows):
     return feeds
 
 
-def make_converter(saved_model_dir, precision, sparse=False, feeds=None, int8_io="float", signatures=("step",)):
+def make_converter(saved_model_dir, precision, sparse=False, feeds=None, int8_io="float", signatures=("step",),
+                   resource_variables=False):
     from keras_models.backend import tf
     signatures = list(signatures)
     conv = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=signatures)
+    conv.experimental_enable_resource_variables = resource_variables  # the state kept inside the file
     opts = []
     if precision != "float32":
         opts.append(tf.lite.Optimize.DEFAULT)

@@ -12,6 +12,11 @@ sees float32 either way; the state is kept in the model's own dtype, and fed
 back as it came out when the output's quantization is the input's, so
 nothing is requantized per step.
 
+Files converted with the state inside (convert/export.py's `StateInside`)
+keep it in resource variables: `step` and `suggest` take the token alone,
+`set_state` and `get_state` write and read the state. StepModel tells them
+apart by their signatures and offers the same methods on both.
+
 Two LiteRT APIs run the file: `interpreter` (the default; the fastest from
 Python, see below) and `compiled` (CompiledModel with TensorBuffers, the
 API LiteRT develops now). Both give the same numbers.
@@ -35,6 +40,7 @@ except ImportError as e:  # pragma: no cover - only on a device without the runt
 
 SIGNATURE = "step"
 SUGGEST = "suggest"
+SET_STATE, GET_STATE = "set_state", "get_state"  # files with the state inside
 SUGGEST_SCORES = ("logits", "log_probs")  # what suggest ranks by: logits now, log-probabilities before
 DELEGATES = ("xnnpack", "none")
 APIS = ("interpreter", "compiled")
@@ -172,7 +178,8 @@ class StepModel:
         signatures = interpreter.get_signature_list()
         if SIGNATURE not in signatures:
             raise ManifestError(f"{path} has no {SIGNATURE!r} signature (it has {', '.join(signatures) or 'none'})")
-        self.signatures = [s for s in (SIGNATURE, SUGGEST) if s in signatures]
+        self.inside = SET_STATE in signatures  # the state inside the file, in resource variables
+        self.signatures = [s for s in (SIGNATURE, SUGGEST, SET_STATE, GET_STATE) if s in signatures]
         self.details = {}
         for sig in self.signatures:
             runner = interpreter.get_signature_runner(sig)
@@ -180,11 +187,15 @@ class StepModel:
         self.inputs = {n: self.details[SIGNATURE][n] for n in signatures[SIGNATURE]["inputs"]}
         self.outputs = {n: self.details[SIGNATURE][n] for n in signatures[SIGNATURE]["outputs"]}
         if states is None:
-            states = [dict(input=n, output=n + "_out") for n in sorted(self.inputs) if n != "token"]
+            names = signatures[SET_STATE]["inputs"] if SET_STATE in signatures else self.inputs
+            states = [dict(input=n, output=n + "_out") for n in sorted(names) if n != "token"]
         self.state_pairs = [(s["input"], s["output"]) for s in states]
-        _check_signatures(path, signatures, self.state_pairs)
-        self._carry = {sig: [(i, o, (d[o]["dtype"], d[o]["quantization"]) == (d[i]["dtype"], d[i]["quantization"]))
-                             for i, o in self.state_pairs] for sig, d in self.details.items()}
+        _check_signatures(path, signatures, self.state_pairs, self.inside)
+        if self.inside:  # the state tensors are set_state's inputs; nothing is carried per step
+            self.inputs.update({i: self.details[SET_STATE][i] for i, _ in self.state_pairs})
+        self._carry = {sig: [] if self.inside else
+                       [(i, o, (d[o]["dtype"], d[o]["quantization"]) == (d[i]["dtype"], d[i]["quantization"]))
+                        for i, o in self.state_pairs] for sig, d in self.details.items()}
         self.vocab_size = int(self.outputs["log_probs"]["shape"][-1])
         self.top_k = None  # the words suggest shows: its width less the ids it may drop
         if SUGGEST in self.signatures:
@@ -199,7 +210,8 @@ class StepModel:
             else:
                 self.engine = _InterpreterEngine(interpreter, self.signatures)
             names = [i for i, _ in self.state_pairs]
-            self._homes = {sig: self.engine.state_home(sig, names) for sig in self.signatures}
+            self._homes = {sig: None if self.inside else self.engine.state_home(sig, names)
+                           for sig in self.signatures}
             self._at = SIGNATURE
             self.reset()
             self.step(0)
@@ -207,12 +219,21 @@ class StepModel:
 
     @property
     def state(self):
-        """The recurrent state, in the model's dtypes; with the Interpreter API these
-        are the step signature's input tensors themselves (read, don't keep)."""
+        """The recurrent state, in the model's dtypes; with the Interpreter API and
+        the state as inputs these are the step signature's input tensors themselves
+        (read, don't keep); with the state inside, copies read by `get_state`."""
+        if self.inside:
+            self.engine.invoke(GET_STATE)
+            return {i: np.array(self.engine.output(GET_STATE, i)) for i, _ in self.state_pairs}
         return self._state
 
     @state.setter
     def state(self, values):
+        if self.inside:
+            for name, value in values.items():
+                self.engine.set_input(SET_STATE, name, value)
+            self.engine.invoke(SET_STATE)
+            return
         for name, value in values.items():
             np.copyto(self._state[name], value)
 
@@ -220,6 +241,9 @@ class StepModel:
         """Zero state: the start of a text."""
         zero = {i: _quantize(np.zeros(self.inputs[i]["shape"], np.float32), self.inputs[i])
                 for i, _ in self.state_pairs}
+        if self.inside:
+            self.state = zero
+            return
         home = self._homes[self._at]
         if home is None:
             self._state = zero
@@ -231,6 +255,9 @@ class StepModel:
         details, engine = self.details[sig], self.engine
         engine.set_token(sig, token_id)
         home = self._homes[sig]
+        if self.inside:  # the graph reads and writes its own state
+            engine.invoke(sig)
+            return details
         if home is None:  # the compiled API: the state is written in every step
             for name, value in self._state.items():
                 engine.set_input(sig, name, value)
@@ -271,17 +298,23 @@ class StepModel:
         self.engine.invoke(sig)
 
 
-def _check_signatures(path, signatures, state_pairs):
+def _check_signatures(path, signatures, state_pairs, inside):
     """ManifestError unless the file's signatures have the manifest's tensors."""
-    want_in = {"token", *(i for i, _ in state_pairs)}
-    states_out = {o for _, o in state_pairs}
-    for sig, wanted in ((SIGNATURE, [{"log_probs"}]), (SUGGEST, [{"ids", s} for s in SUGGEST_SCORES])):
+    names = {i for i, _ in state_pairs}
+    want_in = {"token"} if inside else {"token", *names}
+    states_out = set() if inside else {o for _, o in state_pairs}
+    checks = [(SIGNATURE, want_in, [{"log_probs"}]), (SUGGEST, want_in, [{"ids", s} for s in SUGGEST_SCORES])]
+    if inside:
+        checks += [(SET_STATE, names, [{"done"}]), (GET_STATE, set(), [names])]
+    for sig, wanted_in, wanted in checks:
         if sig not in signatures:
+            if inside and sig != SUGGEST:
+                raise ManifestError(f"{path} has a {SET_STATE!r} signature but no {sig!r} signature")
             continue
         have_in, have_out = set(signatures[sig]["inputs"]), set(signatures[sig]["outputs"])
-        if have_in != want_in or all(have_out != states_out | w for w in wanted):
+        if have_in != wanted_in or all(have_out != states_out | w for w in wanted):
             raise ManifestError(f"{path}: the {sig!r} signature has inputs {sorted(have_in)} and outputs "
-                                f"{sorted(have_out)}; the manifest's states need {sorted(want_in)} and "
+                                f"{sorted(have_out)}; the manifest's states need {sorted(wanted_in)} and "
                                 f"{sorted(states_out | wanted[0])}")
 
 

@@ -42,6 +42,14 @@ def test_float32_log_probs_match_keras_step_model(converted):
         out = step([np.array([[t]], np.int32)] + states)
         states = [s.numpy() for s in out[1:]]
         np.testing.assert_allclose(lite.step(int(t)), out[0].numpy()[0], atol=1e-4)
+    # the float32 file keeps its state inside: get_state reads Keras's state, set_state hands one over
+    assert lite.inside and manifest["variants"]["float32"]["state"] == "inside"
+    for s, want in zip(manifest["states"], states):
+        np.testing.assert_allclose(lite.state[s["input"]], want, atol=1e-5)
+    later = step([np.array([[7]], np.int32)] + states)
+    lite.reset()
+    lite.state = {s["input"]: v for s, v in zip(manifest["states"], states)}
+    np.testing.assert_allclose(lite.step(7), later[0].numpy()[0], atol=1e-4)
 
 
 def test_perplexities_agree_and_are_recorded(converted):
@@ -64,13 +72,21 @@ def test_perplexities_agree_and_are_recorded(converted):
 
 def test_builtin_ops_only_and_step_signature(converted):
     manifest = mf.load(str(converted / "tflite"))
-    for name in manifest["variants"]:
+    names = {s["input"] for s in manifest["states"]}
+    # --state auto: the state inside wherever it gives the same outputs; int8 is not tried
+    assert {n: v["state"] for n, v in manifest["variants"].items()} == dict(
+        float32="inside", float16="inside", dynamic="inside", int8="io")
+    for name, v in manifest["variants"].items():
         interp = Interpreter(model_path=mf.variant_path(manifest, name))
         ops = {d["op_name"] for d in interp._get_ops_details()}
         assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), (name, ops)
-        sig = interp.get_signature_list()["step"]
-        assert set(sig["inputs"]) == {"token"} | {s["input"] for s in manifest["states"]}
-        assert set(sig["outputs"]) == {"log_probs"} | {s["output"] for s in manifest["states"]}
+        sigs = interp.get_signature_list()
+        if v["state"] == "inside":
+            assert (set(sigs["step"]["inputs"]), set(sigs["step"]["outputs"])) == ({"token"}, {"log_probs"})
+            assert set(sigs["set_state"]["inputs"]) == set(sigs["get_state"]["outputs"]) == names
+        else:
+            assert set(sigs["step"]["inputs"]) == {"token"} | names
+            assert set(sigs["step"]["outputs"]) == {"log_probs"} | {s["output"] for s in manifest["states"]}
         assert manifest["variants"][name]["inputs"]["token"] == dict(
             shape=[1], dtype="int32", quantization=dict(scale=0.0, zero_point=0))
 
@@ -120,6 +136,7 @@ def test_bad_input_one_line_exit_2(converted, tmp_path, capsys):
     (tmp_path / "half" / "config.json").write_text("{}")
     assert "is incomplete" in err([str(tmp_path / "half")])
     assert "unknown precision int4" in err([str(converted), "--quantize", "float32,int4", "--force"])
+    assert "--state must be one of auto, io" in err([str(converted), "--state", "in", "--force"])
     before = (converted / "tflite" / "manifest.json").read_bytes()
     assert "already exists; use --force" in err([str(converted)])
     assert (converted / "tflite" / "manifest.json").read_bytes() == before
@@ -141,18 +158,45 @@ def test_suggest_signature_and_top_k_0_without_it(converted, tmp_path):
     assert manifest["suggest"] == dict(signature="suggest", k=3, ids="ids", scores="logits",
                                        never_suggested=[Vocab.load(str(converted / "vocab.txt")).unk_id,
                                                         Vocab.load(str(converted / "vocab.txt")).eos_id])
-    for name in manifest["variants"]:
+    for name, v in manifest["variants"].items():
         sig = Interpreter(model_path=mf.variant_path(manifest, name)).get_signature_list()["suggest"]
-        assert set(sig["outputs"]) == {"ids", "logits"} | {s["output"] for s in manifest["states"]}
+        states_out = {s["output"] for s in manifest["states"]} if v["state"] == "io" else set()
+        assert set(sig["outputs"]) == {"ids", "logits"} | states_out
     run = tmp_path / "run"
     shutil.copytree(converted, run, ignore=shutil.ignore_patterns("tflite"))
-    assert convert_main([str(run), "--quantize", "int8", "--top-k", "0"]) == 0
+    assert convert_main([str(run), "--quantize", "int8,dynamic", "--top-k", "0"]) == 0
     plain = mf.load(str(run / "tflite"))
     assert plain["suggest"] is None
     assert list(Interpreter(model_path=mf.variant_path(plain, "int8")).get_signature_list()) == ["step"]
+    assert sorted(Interpreter(model_path=mf.variant_path(plain, "dynamic")).get_signature_list()) == [
+        "get_state", "set_state", "step"]
     assert plain["variants"]["int8"]["bytes"] < manifest["variants"]["int8"]["bytes"]
     model = StepModel(mf.variant_path(plain, "int8"), plain["states"])
     assert model.top_k is None
+
+
+def test_state_io_keeps_todays_files_and_the_same_outputs(converted, tmp_path):
+    """--state io: the state as inputs and outputs; the same log-probabilities,
+    suggestions and state as the file with it inside."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(converted, run, ignore=shutil.ignore_patterns("tflite"))
+    assert convert_main([str(run), "--quantize", "float32", "--state", "io"]) == 0
+    io_manifest, manifest = mf.load(str(run / "tflite")), mf.load(str(converted / "tflite"))
+    assert io_manifest["variants"]["float32"]["state"] == "io"
+    io = StepModel(mf.variant_path(io_manifest, "float32"), io_manifest["states"])
+    inside = StepModel(mf.variant_path(manifest, "float32"), manifest["states"])
+    assert (io.inside, inside.inside) == (False, True)
+    never = manifest["suggest"]["never_suggested"]
+    for i, t in enumerate(np.load(converted / "data.npz")["valid"][:40]):
+        if i % 3:
+            np.testing.assert_array_equal(io.step(int(t)), inside.step(int(t)))
+        else:
+            a, b = io.suggest(int(t), never), inside.suggest(int(t), never)
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+    for name in io.state:
+        np.testing.assert_array_equal(io.state[name], inside.state[name])
 
 
 def test_sparse_encoding_on_a_sparse_untied_model(tmp_path):
