@@ -15,7 +15,7 @@ SMOKE := runs/ci-edge
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,edge,plot,cluster,dev]'
+	$(BIN)/pip install --quiet -e '.[train,edge,plot,cluster,quantizer,dev]'
 	touch $@
 
 # The device's environment: ai-edge-litert and numpy (the `edge` extra), pytest.

@@ -12,7 +12,7 @@ turn until each has --steps):
 - `suggest`: `StepModel.suggest`, the top-3 signature;
 - `step+top3`: what a keyboard does without it: `step`, then `metrics.top_words`;
 - `invoke`: the bare invoke of the step graph, nothing copied in or out.
-Printed: medians (us) and the ratios step / invoke (target: within 1.10),
+Printed: medians (us) and the ratios step / invoke (target: within 1.05),
 suggest / step and suggest / (step+top3).
 """
 import argparse
@@ -32,19 +32,21 @@ from edge_runtime.runner import StepModel, _dequantize, _quantize  # noqa: E402
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-VARIANTS = ("float32", "dynamic", "int8")
+VARIANTS = ("float32", "dynamic", "int8", "int4")
 CALLS = ("runner", "step", "compiled", "suggest", "step+top3", "invoke")
-TARGET = 1.10
+TARGET = 1.05
 
 
 class SignatureRunner:
     """LiteRT's signature runner used the plain way: one call per token, float
-    state quantized in and dequantized out."""
+    state quantized in and dequantized out (none in a file with the state inside)."""
 
     def __init__(self, path, states):
-        self.runner = Interpreter(model_path=path, num_threads=1).get_signature_runner("step")
+        interpreter = Interpreter(model_path=path, num_threads=1)
+        self.runner = interpreter.get_signature_runner("step")
         self.ins, self.outs = self.runner.get_input_details(), self.runner.get_output_details()
-        self.pairs = [(s["input"], s["output"]) for s in states]
+        inside = "set_state" in interpreter.get_signature_list()
+        self.pairs = [] if inside else [(s["input"], s["output"]) for s in states]
         self.state = {i: np.zeros(self.ins[i]["shape"], np.float32) for i, _ in self.pairs}
 
     def step(self, token):
@@ -79,7 +81,8 @@ def measure(manifest, name, steps, block=50):
     r = {label: bench.summary(t) for label, t in times.items()}
     med = {label: x["median"] for label, x in r.items()}
     return dict(variant=name, file=os.path.relpath(path), sha256=mf.sha256_file(path), bytes=os.path.getsize(path),
-                vocab_size=step.vocab_size, ms=r, step_over_invoke=round(med["step"] / med["invoke"], 3),
+                vocab_size=step.vocab_size, state=manifest["variants"][name].get("state", "io"), ms=r,
+                step_over_invoke=round(med["step"] / med["invoke"], 3),
                 compiled_over_invoke=round(med["compiled"] / med["invoke"], 3),
                 runner_over_invoke=round(med["runner"] / med["invoke"], 3),
                 suggest_over_step=round(med["suggest"] / med["step"], 3) if "suggest" in med else None,
@@ -109,12 +112,12 @@ def main(argv=None):
                 rows.append(row)
     print(f"medians in us, 1 thread, XNNPACK, {args.steps} calls each, one interleaved pass; "
           f"{device.describe()['cpu']}")
-    print("| model | variant | runner | step | compiled | invoke | step/invoke | suggest | suggest/step | step+top3 | suggest/(step+top3) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | variant | state | runner | step | compiled | invoke | step/invoke | suggest | suggest/step | step+top3 | suggest/(step+top3) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         us = {k: f"{v['median'] * 1e3:.1f}" for k, v in r["ms"].items()}
         a, b = r["suggest_over_step"], r["suggest_over_step_top3"]
-        print(f"| {r['model']} | {r['variant']} | {us['runner']} | {us['step']} | {us['compiled']} | "
+        print(f"| {r['model']} | {r['variant']} | {r['state']} | {us['runner']} | {us['step']} | {us['compiled']} | "
               f"{us['invoke']} | {r['step_over_invoke']:.2f} | {us.get('suggest', 'n/a')} | "
               f"{'n/a' if a is None else f'{a:.2f}'} | {us.get('step+top3', 'n/a')} | "
               f"{'n/a' if b is None else f'{b:.2f}'} |")

@@ -65,6 +65,21 @@ def logits_model(step_model):
     return keras.Model(step_model.inputs, [logits] + step_model.outputs[1:], name="step_logits")
 
 
+def one_hot_embedding(step_model):
+    """The step model with its Embedding layer computed as one_hot(id) @ table,
+    which the converter writes as EMBEDDING_LOOKUP, not GATHER (the form the
+    int4 quantizer takes). Its `call` is replaced in place: give it a step
+    model of its own. A model without a plain Embedding is returned as it is."""
+    def product(table):
+        def call(ids):
+            rows = tf.one_hot(tf.reshape(ids, (-1,)), table.input_dim)
+            return tf.reshape(tf.matmul(rows, table.embeddings), (1, 1, table.output_dim))
+        return call
+    for table in (l for l in step_model.layers if type(l) is keras.layers.Embedding):
+        table.call = product(table)
+    return step_model
+
+
 def step_function(step_model, unk_id):
     """A tf.function with named inputs and outputs around the Keras step model."""
     names, specs = _specs(step_model)

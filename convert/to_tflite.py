@@ -25,7 +25,7 @@ SPARSE_MODES = ("auto", "on", "off")
 STATE_MODES = ("auto", "io")
 # int8 keeps the state as inputs and outputs: with it in variables its calibration differs
 # (up to 2.25 nats from the io file on PTB, benchmarks/results/stateful_ptb.json)
-INSIDE_PRECISIONS = ("float32", "float16", "dynamic")
+INSIDE_PRECISIONS = ("float32", "float16", "dynamic", "int4")
 
 
 class ConvertError(ValueError):
@@ -86,7 +86,11 @@ def _convert(saved_dir, precision, sparse, feeds, int8_io, signatures, inside=Fa
             # full-int8 calibration runs TensorFlow's own tf.lite.Interpreter, which warns that it
             # is deprecated; edgelm runs its files with ai-edge-litert
             warnings.filterwarnings("ignore", "\\s*Warning: tf.lite.Interpreter is deprecated", UserWarning)
-            return make_converter(saved_dir, precision, sparse, feeds, int8_io, signatures, inside).convert()
+            data = make_converter(saved_dir, precision, sparse, feeds, int8_io, signatures, inside).convert()
+            if precision == "int4":
+                from convert import int4
+                data = int4.quantize(data)
+            return data
     except Exception as e:
         errors = [l.strip() for l in lines if "error:" in l]
         raise ConvertError(errors[0] if errors else _first_line(e)) from None
@@ -124,10 +128,10 @@ def _state_inside(path, inside, precision, states, check_ids):
     in variables), convert it and keep it in place of the file at `path` only if
     it gives the same outputs on `check_ids`."""
     from edge_runtime.files import atomic_write_bytes
-    if inside is None:
-        return False, None
     if precision not in INSIDE_PRECISIONS:
         return False, "int8 keeps the state as inputs and outputs (calibrated in variables, its outputs differ)"
+    if inside is None:
+        return False, None
     trial = path + ".inside"
     try:
         atomic_write_bytes(trial, _convert(inside[0], precision, False, None, None, inside[1], inside=True))
@@ -210,7 +214,8 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
     if os.path.exists(final) and not force:
         raise ConvertError(f"{final} already exists; use --force to replace it")
 
-    from convert.export import SIGNATURE, SUGGEST, TOP_K, save_step_model, state_layout, step_function
+    from convert.export import (SIGNATURE, SUGGEST, TOP_K, one_hot_embedding, save_step_model, state_layout,
+                                step_function)
     from edge_runtime.metrics import check_top_k
     from convert.variants import calibration_feeds
     from edge_runtime.files import atomic_write_text, make_temp_dir, replace_dir
@@ -242,24 +247,34 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
     log(f"Keras model: perplexity {keras_eval['perplexity']:.3f} on {keras_eval['tokens']} "
         "validation tokens")
 
-    step = build_step_model(model.spec, model.get_weights())
+    model_spec, weights = model.spec, model.get_weights()
+    step = build_step_model(model_spec, weights)
     states = state_layout(step)
     work = make_temp_dir(final)
-    saved = os.path.join(work, ".saved_model")
     try:
-        save_step_model(step, saved, vocab.unk_id, vocab.never_suggested, top_k)
-        inside = None
-        if state == "auto" and any(p in INSIDE_PRECISIONS for p in precisions):
-            inside = (os.path.join(work, ".saved_inside"),)
-            inside += (save_step_model(step, inside[0], vocab.unk_id, vocab.never_suggested, top_k, "inside"),)
+        saved_models = {}
+
+        def saved_model(embedding, kind):
+            """(folder, signatures) of the SavedModel for the embedding's form and
+            the state's place, written the first time a precision asks for it."""
+            if (embedding, kind) not in saved_models:
+                folder = os.path.join(work, f".saved-{embedding}-{kind}")
+                net = step if embedding == "gather" else one_hot_embedding(
+                    build_step_model(model_spec, weights))
+                saved_models[embedding, kind] = (folder, save_step_model(
+                    net, folder, vocab.unk_id, vocab.never_suggested, top_k, kind))
+            return saved_models[embedding, kind]
         feeds = (calibration_feeds(step_function(step, vocab.unk_id), states, windows)
                  if "int8" in precisions else None)
         shutil.copyfile(os.path.join(run_dir, "vocab.txt"), os.path.join(work, "vocab.txt"))
         variants = {}
         for precision in precisions:
             log(f"converting {precision} ...")
-            entry, path = convert_variant(saved, precision, sparse_mode, feeds, int8_io, work,
-                                          states, ids[:64], signatures, inside)
+            embedding = "one-hot" if precision == "int4" else "gather"  # see convert/int4.py
+            inside = (saved_model(embedding, "inside")
+                      if state == "auto" and precision in INSIDE_PRECISIONS else None)
+            entry, path = convert_variant(saved_model(embedding, "io")[0], precision, sparse_mode, feeds,
+                                          int8_io, work, states, ids[:64], signatures, inside)
             if path:
                 delegate = "xnnpack" if entry["xnnpack"]["ok"] else "none"
                 r = evaluate_ids(StepModel(path, states, delegate=delegate), ids, vocab.never_suggested)
@@ -267,9 +282,8 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
                              change_vs_keras=round(r["perplexity"] / keras_eval["perplexity"] - 1, 5),
                              eval_delegate=delegate)
             variants[precision] = entry
-        shutil.rmtree(saved)
-        if inside:
-            shutil.rmtree(inside[0])
+        for folder, _ in saved_models.values():
+            shutil.rmtree(folder)
         manifest = dict(
             format_version=FORMAT_VERSION,
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -310,8 +324,9 @@ def print_table(manifest, out=None):
 def parser():
     p = argparse.ArgumentParser(prog="python -m convert.to_tflite", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="a run directory written by python -m pruning.train")
-    p.add_argument("--quantize", default="all", metavar="{all,float32,float16,dynamic,int8[,...]}",
-                   help="the precisions, a comma list, or all (default %(default)s)")
+    p.add_argument("--quantize", default="all", metavar="{all,float32,float16,dynamic,int8,int4[,...]}",
+                   help="the precisions, a comma list, or all (int4 where ai-edge-quantizer is installed) "
+                        "(default %(default)s)")
     p.add_argument("--sparse-encoding", default="auto", metavar="{" + ",".join(SPARSE_MODES) + "}",
                    help="LiteRT's sparse format: auto (where it shrinks the file and the outputs stay "
                         "the same), on (required), off (default %(default)s)")
@@ -319,7 +334,7 @@ def parser():
                    help="int8 variant: float or int8 state/log-prob inputs and outputs (default %(default)s)")
     p.add_argument("--state", default="auto", metavar="{" + ",".join(STATE_MODES) + "}",
                    help="auto: the recurrent state kept inside the file, in variables, where that gives "
-                        "the same outputs (float32, float16, dynamic); io: state inputs and outputs "
+                        "the same outputs (all but int8); io: state inputs and outputs "
                         "(default %(default)s)")
     p.add_argument("--top-k", type=int, default=3,
                    help="words the suggest signature returns, fixed in the file; 0: no suggest signature "
@@ -336,8 +351,10 @@ def main(argv=None):
     from edge_runtime import quiet
     quiet.configure(args.verbose)
     try:
-        from convert.variants import parse_precisions
+        from convert.variants import available, parse_precisions
         precisions = parse_precisions(args.quantize)
+        if args.quantize.strip() == "all" and not available("int4"):
+            print("note: no int4 file: it needs ai-edge-quantizer (pip install -e '.[quantizer]')", file=sys.stderr)
         if args.sparse_encoding not in SPARSE_MODES:
             raise ConvertError(f"--sparse-encoding must be one of {', '.join(SPARSE_MODES)}")
         if args.int8_io not in ("float", "int8"):

@@ -8,22 +8,33 @@
   the state tensors see the values they take in use. `int8_io="int8"` also
   makes the state inputs/outputs and log-probabilities int8 (the token stays
   int32); "float" keeps float I/O with (de)quantization inside the model.
+- int4: the float32 conversion, then int4 weights by ai-edge-quantizer
+  (convert/int4.py).
 Sparse encoding adds `Optimize.EXPERIMENTAL_SPARSITY`.
 """
 import numpy as np
 
-PRECISIONS = ("float32", "float16", "dynamic", "int8")
+PRECISIONS = ("float32", "float16", "dynamic", "int8", "int4")
+
+
+def available(precision):
+    """False for int4 without ai-edge-quantizer (the `quantizer` extra)."""
+    import importlib.util
+    return precision != "int4" or importlib.util.find_spec("ai_edge_quantizer") is not None
 
 
 def parse_precisions(text):
-    """'all' or a comma list -> tuple of precisions; ValueError names a bad one."""
+    """'all' (those this install can make) or a comma list -> tuple of
+    precisions; ValueError names a bad one."""
     if text.strip() == "all":
-        return PRECISIONS
+        return tuple(p for p in PRECISIONS if available(p))
     names = [p.strip() for p in text.split(",") if p.strip()]
     bad = [p for p in names if p not in PRECISIONS]
     if bad or not names:
         raise ValueError(f"unknown precision {', '.join(bad) or repr(text)}; choose from "
                          f"{', '.join(PRECISIONS)} or all")
+    if "int4" in names and not available("int4"):
+        raise ValueError("int4 needs ai-edge-quantizer: pip install -e '.[quantizer]'")
     return tuple(dict.fromkeys(names))
 
 
@@ -50,7 +61,7 @@ def make_converter(saved_model_dir, precision, sparse=False, feeds=None, int8_io
     conv = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=signatures)
     conv.experimental_enable_resource_variables = resource_variables  # the state kept inside the file
     opts = []
-    if precision != "float32":
+    if precision not in ("float32", "int4"):  # int4 is quantized after, from the float32 file
         opts.append(tf.lite.Optimize.DEFAULT)
     if sparse:
         opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)

@@ -33,7 +33,7 @@ from edge_runtime.vocab import Vocab  # noqa: E402
 
 DEFAULT_MODEL = os.path.join("runs", "default", "tflite")
 PREFERRED = ("dynamic", "int8", "float16", "float32")
-VARIANTS = ("float32", "float16", "dynamic", "int8")
+VARIANTS = ("float32", "float16", "dynamic", "int8", "int4")
 
 
 class UsageError(ValueError):

@@ -43,7 +43,7 @@ from training import rundir
 
 METHODS = ("l0", "units-random", "units-norm", "units-activation", "magnitude", "lowrank")
 DEFAULT_METHODS = ("l0", "units-random", "units-norm", "units-activation", "lowrank")
-QUANTIZE = ("float32", "float16", "dynamic", "int8")
+QUANTIZE = ("float32", "float16", "dynamic", "int8", "int4")  # the converter's (tests/test_sweep.py checks)
 SWEEP_FILE = "sweep.json"
 POINT_FILE = "point.json"
 DENSE = "dense-100"

@@ -7,13 +7,14 @@ import argparse
 import json
 import sys
 
+from convert.variants import PRECISIONS
 from knob.report import ReportError, row, table
 
 
 def parser():
     p = argparse.ArgumentParser(prog="python -m pruning.report", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="run directories written by python -m pruning.train")
-    p.add_argument("--variant", default="int8", choices=("float32", "float16", "dynamic", "int8"),
+    p.add_argument("--variant", default="int8", choices=PRECISIONS,
                    help="which converted file's bytes and latency to show (default %(default)s)")
     p.add_argument("--json", action="store_true", help="the rows as JSON")
     return p

@@ -55,7 +55,7 @@ def test_float32_log_probs_match_keras_step_model(converted):
 def test_perplexities_agree_and_are_recorded(converted):
     manifest = mf.load(str(converted / "tflite"))
     keras_ppl = manifest["eval"]["keras_perplexity"]
-    tolerance = {"float32": 0.01, "float16": 0.01, "dynamic": 0.03, "int8": 0.03}
+    tolerance = {"float32": 0.01, "float16": 0.01, "dynamic": 0.03, "int8": 0.03, "int4": 0.05}
     for name, v in manifest["variants"].items():
         assert v["status"] == "ok", v
         assert abs(v["perplexity"] / keras_ppl - 1) < tolerance[name], (name, v["perplexity"], keras_ppl)
@@ -70,16 +70,31 @@ def test_perplexities_agree_and_are_recorded(converted):
     assert abs(r["r_at_3"] - manifest["eval"]["keras_r_at_3"]) <= 2 / manifest["eval"]["tokens"]
 
 
+def file_ops_and_matrices(path):
+    """(every builtin op the file uses, in any subgraph; {constant matrix name:
+    its type}), read from the flatbuffer: LiteRT's Python API lists the ops of
+    subgraph 0 alone."""
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.ModelT.InitFromPackedBuf(open(path, "rb").read(), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    ops = {names[max(c.builtinCode, c.deprecatedBuiltinCode)] for c in model.operatorCodes}
+    matrices = {t.name.decode(): types[t.type] for g in model.subgraphs for t in g.tensors
+                if model.buffers[t.buffer].data is not None and t.shape is not None
+                and len(t.shape) == 2 and min(t.shape) > 1}
+    return ops, matrices
+
+
 def test_builtin_ops_only_and_step_signature(converted):
     manifest = mf.load(str(converted / "tflite"))
     names = {s["input"] for s in manifest["states"]}
     # --state auto: the state inside wherever it gives the same outputs; int8 is not tried
     assert {n: v["state"] for n, v in manifest["variants"].items()} == dict(
-        float32="inside", float16="inside", dynamic="inside", int8="io")
+        float32="inside", float16="inside", dynamic="inside", int8="io", int4="inside")
     for name, v in manifest["variants"].items():
         interp = Interpreter(model_path=mf.variant_path(manifest, name))
-        ops = {d["op_name"] for d in interp._get_ops_details()}
-        assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), (name, ops)
+        ops, _ = file_ops_and_matrices(mf.variant_path(manifest, name))
+        assert "FULLY_CONNECTED" in ops and "CUSTOM" not in ops, (name, ops)  # Flex ops are CUSTOM
         sigs = interp.get_signature_list()
         if v["state"] == "inside":
             assert (set(sigs["step"]["inputs"]), set(sigs["step"]["outputs"])) == ({"token"}, {"log_probs"})
@@ -135,7 +150,7 @@ def test_bad_input_one_line_exit_2(converted, tmp_path, capsys):
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.json").write_text("{}")
     assert "is incomplete" in err([str(tmp_path / "half")])
-    assert "unknown precision int4" in err([str(converted), "--quantize", "float32,int4", "--force"])
+    assert "unknown precision int3" in err([str(converted), "--quantize", "float32,int3", "--force"])
     assert "--state must be one of auto, io" in err([str(converted), "--state", "in", "--force"])
     before = (converted / "tflite" / "manifest.json").read_bytes()
     assert "already exists; use --force" in err([str(converted)])
@@ -280,3 +295,25 @@ def test_ctrl_c_during_conversion_leaves_the_old_files(converted, monkeypatch, c
     assert err == f"interrupted: nothing written; {converted / 'tflite'} is as it was"
     assert (converted / "tflite" / "manifest.json").read_bytes() == before
     assert sorted(os.listdir(converted)) == entries  # no half-built folder left beside it
+
+
+def test_int4_quantizes_every_matrix_and_the_embedding(converted):
+    """int4 is the float32 file with 4-bit weights: every constant matrix,
+    the embedding table too, looked up by EMBEDDING_LOOKUP (the op the
+    quantizer takes) where the float32 file has GATHER."""
+    manifest = mf.load(str(converted / "tflite"))
+    ops, matrices = file_ops_and_matrices(mf.variant_path(manifest, "int4"))
+    assert "EMBEDDING_LOOKUP" in ops and "GATHER" not in ops, ops
+    assert matrices and set(matrices.values()) == {"INT4"}, matrices
+    ops, matrices = file_ops_and_matrices(mf.variant_path(manifest, "float32"))
+    assert "GATHER" in ops and set(matrices.values()) == {"FLOAT32"}, matrices
+
+
+def test_all_leaves_int4_out_without_the_quantizer(monkeypatch):
+    import importlib.util
+    from convert.variants import parse_precisions
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ai_edge_quantizer" else real(name, *a))
+    assert parse_precisions("all") == ("float32", "float16", "dynamic", "int8")
+    with pytest.raises(ValueError, match=r"int4 needs ai-edge-quantizer: pip install -e '\.\[quantizer\]'"):
+        parse_precisions("dynamic,int4")

@@ -15,6 +15,12 @@ from pruning.trainer import train
 from tests.conftest import tiny_config, write_corpus
 
 
+def test_the_sweep_offers_the_converters_precisions():
+    from convert.variants import PRECISIONS
+    from edge_runtime.predict import VARIANTS
+    assert sweep.QUANTIZE == PRECISIONS == VARIANTS
+
+
 def test_frontier_flags_hand_worked():
     rows = [dict(latency_ms=dict(median=m), bytes=b, test_perplexity=p) for m, b, p in
             [(1.0, 400, 100.0),   # 0: the best perplexity: on both
