@@ -1,69 +1,119 @@
-"""int4 weights by ai-edge-quantizer, a first look: what its dynamic int4
-recipe makes of a run's float32 file.
+"""What int4 weights cost, matrix group by matrix group: ai-edge-quantizer's
+dynamic recipes on a run's float32 step, its embedding as EMBEDDING_LOOKUP.
 
-    python benchmarks/int4.py RUN [--json benchmarks/results/int4.json]     # the `quantizer` extra
+    python benchmarks/int4.py RUN [--tokens 2000] [--steps 1000] [--json benchmarks/results/int4.json]
+                                                                       # the `quantizer` extra
 
-Applies `recipe.dynamic_wi4c_afp32()` (int4 per-channel weights, float
-activations quantized on the fly) to RUN/tflite/float32.tflite and prints the
-file's bytes beside the run's int8 and float32 files, its operators, which
-weight tensors stayed float, whether XNNPACK takes it, and its largest
-log-probability difference from the float32 file over the first 64
-validation tokens. Nothing is added to the converter.
+The float32 step is made from the run's trained weights as the converter
+makes the int4 file's (convert/int4.py: the one-hot embedding, the state as
+inputs and outputs, the `step` signature alone). Then each mix: int8
+everywhere (`dynamic_wi8_afp32`), int4 everywhere (the converter's int4,
+`dynamic_wi4c_afp32`), and int4 in one group of matrices with int8 in the
+others: the embedding, the output layer, the recurrent layers, or two of them.
+For each: bytes, perplexity on the first --tokens validation tokens against
+the float32 step's, and the bare invoke (1 thread, XNNPACK), all files timed
+in one `bench.round_robin` pass.
 """
 import argparse
-import collections
 import json
 import os
 import sys
 import tempfile
+import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+# op output names of each group (keras_models/language_model.py's layer names)
+GROUPS = dict(embedding="embedding", output="output", recurrent="rnn_")
+MIXES = {"int8 everywhere": (), "int4 embedding": ("embedding",), "int4 recurrent": ("recurrent",),
+         "int4 output": ("output",), "int4 embedding+recurrent": ("embedding", "recurrent"),
+         "int4 embedding+output": ("embedding", "output"), "int4 everywhere": ("embedding", "output", "recurrent")}
+
+
+def float_step(run, work):
+    """(path of the float32 step with the one-hot embedding, its state layout)."""
+    from convert.export import one_hot_embedding, save_step_model, state_layout
+    from convert.variants import make_converter
+    from edge_runtime.vocab import Vocab
+    from keras_models.language_model import build_step_model, load_model
+    model = load_model(os.path.join(run, "model"))
+    step = one_hot_embedding(build_step_model(model.spec, model.get_weights()))
+    vocab = Vocab.load(os.path.join(run, "vocab.txt"))
+    saved = os.path.join(work, "saved")
+    save_step_model(step, saved, vocab.unk_id, vocab.never_suggested, k=0)
+    path = os.path.join(work, "float32.tflite")
+    with open(path, "wb") as f:
+        f.write(make_converter(saved, "float32").convert())
+    return path, state_layout(step)
+
+
+def mix_recipe(int4_groups):
+    from ai_edge_quantizer import recipe
+    if set(int4_groups) == set(GROUPS):
+        return getattr(recipe, "dynamic_wi4c_afp32")()  # the converter's int4, as it is
+    rules = recipe.dynamic_wi8_afp32()
+    for g in int4_groups:  # later rules win
+        rules += recipe.dynamic_wi4c_afp32(regex=f".*{GROUPS[g]}.*")
+    return rules
+
+
+def perplexity(model, ids):
+    model.reset()
+    nll = -sum(float(model.step(int(a))[int(b)]) for a, b in zip(ids[:-1], ids[1:]))
+    return float(np.exp(nll / (len(ids) - 1)))
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run")
+    p.add_argument("--tokens", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--json", default=os.path.join("benchmarks", "results", "int4.json"))
     a = p.parse_args(argv)
     try:
-        from ai_edge_quantizer import quantizer, recipe
+        from ai_edge_quantizer import quantizer
     except ImportError:
         sys.exit("error: benchmarks/int4.py needs ai-edge-quantizer: pip install -e '.[quantizer]'")
-    from ai_edge_litert.interpreter import Interpreter
-    from edge_runtime import manifest as mf
+    from edge_runtime import bench, device
     from edge_runtime.files import atomic_write_text
+    from edge_runtime.quiet import captured_stderr
     from edge_runtime.runner import StepModel
-    manifest = mf.load(os.path.join(a.run, "tflite"))
-    if manifest["variants"].get("float32", {}).get("status") != "ok":
-        sys.exit(f"error: {a.run}/tflite has no float32 file to quantize")
-    src = mf.variant_path(manifest, "float32")
-    result = quantizer.Quantizer(src, recipe.dynamic_wi4c_afp32()).quantize(enable_progress_report=False)
+    with np.load(os.path.join(a.run, "data.npz")) as z:
+        ids = z["valid"][: a.tokens + 1]
+    rows, models = [], {}
     with tempfile.TemporaryDirectory() as work:
-        path = os.path.join(work, "int4.tflite")
-        with open(path, "wb") as f:
-            f.write(result.quantized_model)
-        interpreter = Interpreter(model_path=path)
-        interpreter.allocate_tensors()
-        ops = collections.Counter(d["op_name"] for d in interpreter._get_ops_details())
-        float_weights = sorted(
-            (d["name"], int(np.prod(d["shape"]))) for d in interpreter.get_tensor_details()
-            if d["dtype"] == np.float32 and np.prod(d["shape"]) >= 100_000)  # large float constants left
-        with np.load(os.path.join(a.run, "data.npz")) as z:
-            tokens = [int(t) for t in z["valid"][:64]]
-        ref, q = StepModel(src, manifest["states"]), StepModel(path, manifest["states"])  # XNNPACK, or it fails
-        diff = max(float(np.abs(ref.step(t) - q.step(t)).max()) for t in tokens)
-        doc = dict(run=a.run, recipe="dynamic_wi4c_afp32", bytes=len(result.quantized_model),
-                   float32_bytes=manifest["variants"]["float32"]["bytes"],
-                   int8_bytes=manifest["variants"].get("int8", {}).get("bytes"), ops=dict(ops),
-                   large_float_tensors=float_weights, xnnpack=True, max_abs_diff_64_tokens=diff)
-    print(f"int4 (dynamic_wi4c_afp32): {doc['bytes']:,} bytes; float32 {doc['float32_bytes']:,}, "
-          f"int8 {doc['int8_bytes'] or 0:,}; XNNPACK takes it; max |log-prob difference| {diff:.3f} over 64 tokens")
-    print("operators: " + ", ".join(f"{k} {v}" for k, v in sorted(ops.items())))
-    print("large tensors left in float32: " + ", ".join(f"{n} ({c:,})" for n, c in float_weights))
-    atomic_write_text(a.json, json.dumps(doc, indent=2) + "\n")
+        src, layout = float_step(a.run, work)
+        models["float32"] = StepModel(src, layout, num_threads=1)
+        rows.append(dict(mix="float32", int4=[], bytes=os.path.getsize(src)))
+        for mix, groups in MIXES.items():
+            with captured_stderr([]):  # the quantizer's progress lines
+                data = quantizer.Quantizer(src, mix_recipe(groups)).quantize(
+                    enable_progress_report=False, enable_progress_bar=False).quantized_model
+            path = os.path.join(work, f"{len(rows)}.tflite")
+            with open(path, "wb") as f:
+                f.write(data)
+            models[mix] = StepModel(path, layout, num_threads=1)
+            rows.append(dict(mix=mix, int4=list(groups), bytes=len(data)))
+        for row in rows:
+            row["perplexity"] = round(perplexity(models[row["mix"]], ids), 3)
+        for m in models.values():
+            m.reset()
+        times = bench.round_robin({k: (lambda m: lambda i: m.invoke())(m) for k, m in models.items()}, a.steps, 50)
+    ref = rows[0]["perplexity"]
+    print(f"{a.run}: perplexity on {a.tokens} validation tokens; bare invoke, 1 thread, XNNPACK, one pass")
+    print("| weights | bytes | perplexity | vs. float32 | invoke us |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        row["change_vs_float32"] = round(row["perplexity"] / ref - 1, 5)
+        row["invoke_ms"] = bench.summary(times[row["mix"]])
+        print(f"| {row['mix']} | {row['bytes']:,} | {row['perplexity']:.2f} | {100 * row['change_vs_float32']:+.2f}% | "
+              f"{row['invoke_ms']['median'] * 1e3:.1f} |")
+    atomic_write_text(a.json, json.dumps(dict(run=a.run, date=time.strftime("%Y-%m-%d"), device=device.describe(),
+                                              tokens=a.tokens, steps=a.steps, recipe_int4="dynamic_wi4c_afp32",
+                                              recipe_int8="dynamic_wi8_afp32", rows=rows), indent=2) + "\n")
     print(f"written to {a.json}")
     return 0
 

@@ -356,7 +356,7 @@ def systems(folder, meta):
            "PyTorch eager dynamic int8": TorchRunner(spec, w, True),
            "ONNX Runtime float32": OrtRunner(onnx_f32), "ONNX Runtime dynamic int8": OrtRunner(onnx_int8),
            "ONNX Runtime static int8": OrtRunner(onnx_static)}
-    for name in ("float32", "dynamic", "int8"):
+    for name in ("float32", "dynamic", "int8", "int4"):
         if manifest["variants"].get(name, {}).get("status") == "ok":
             out[f"edgelm {name} .tflite"] = StepModel(mf.variant_path(manifest, name), manifest["states"],
                                                       num_threads=1)
@@ -462,11 +462,19 @@ def run(folders, steps, out_json, sweep=None):
         g = bench.summary(bench.round_robin({"gemm": lambda i: gemm.step()}, 200)["gemm"])
         macs = int(np.prod(GEMM))
         floor = rows_out["floor: int8 matvec of the step's weights"]["median"]
+        # the floor target: the fastest int8 or int4 file within 1% of the Keras perplexity (the converter's figure)
+        near = [(rows_out[f"edgelm {n} .tflite"]["median"], n) for n in ("int8", "int4")
+                if f"edgelm {n} .tflite" in rows_out and abs(manifest["variants"][n]["change_vs_keras"]) <= 0.01]
+        over_floor = {n: dict(over_floor=round(rows_out[f"edgelm {n} .tflite"]["median"] / floor, 3),
+                              change_vs_keras=manifest["variants"][n]["change_vs_keras"])
+                      for n in ("int8", "int4") if f"edgelm {n} .tflite" in rows_out}
         results.append(dict(model=meta["run"], spec=meta["spec"], matrix_weights=meta["matrix_weights"],
                             systems=rows_out, gemm_ms=g, gemm_int8_gmacs=round(macs / (g["median"] * 1e-3) / 1e9, 1),
                             matvec_gb_per_s=round(meta["matrix_weights"] / (floor * 1e-3) / 1e9, 1),
                             int8_over_floor=round(rows_out["edgelm int8 .tflite"]["median"] / floor, 3)
-                            if "edgelm int8 .tflite" in rows_out else None,
+                            if "edgelm int8 .tflite" in rows_out else None, over_floor=over_floor,
+                            fastest_within_1pct=dict(file=min(near)[1], over_floor=round(min(near)[0] / floor, 3))
+                            if near else None,
                             dynamic_over_ort_int8=round(rows_out["edgelm dynamic .tflite"]["median"]
                                                         / rows_out["ONNX Runtime dynamic int8"]["median"], 3)
                             if "edgelm dynamic .tflite" in rows_out and "ONNX Runtime dynamic int8" in rows_out
@@ -484,6 +492,12 @@ def run(folders, steps, out_json, sweep=None):
             print(f"| {name} | {x['median'] * 1e3:.1f} | {x['p90'] * 1e3:.1f} | {checked} |")
         print(f"int8 GEMM {GEMM}: {r['gemm_ms']['median']:.3f} ms = {r['gemm_int8_gmacs']} G int8 MAC/s; "
               f"the matvec floor streams {r['matvec_gb_per_s']} GB/s")
+        for n, x in r["over_floor"].items():
+            print(f"edgelm {n} / matvec floor: {x['over_floor']} (perplexity {100 * x['change_vs_keras']:+.2f}% "
+                  "against Keras)")
+        best = r["fastest_within_1pct"]
+        print("the fastest int8 or int4 file within 1% of the Keras perplexity: "
+              + (f"{best['file']}, {best['over_floor']}x the floor (target <= 1.0)" if best else "none"))
         print(f"edgelm int8 / matvec floor: {r['int8_over_floor']} (target 1.3); "
               f"edgelm dynamic / ONNX Runtime dynamic int8: {r['dynamic_over_ort_int8']} (target <= 1)")
         o = r["sweep"]
