@@ -9,8 +9,11 @@ makes the int4 file's (convert/int4.py: the one-hot embedding, the state as
 inputs and outputs, the `step` signature alone). Then each mix: int8
 everywhere (`dynamic_wi8_afp32`), int4 everywhere (the converter's int4,
 `dynamic_wi4c_afp32`), and int4 in one group of matrices with int8 in the
-others: the embedding, the output layer, the recurrent layers, or two of them.
-For each: bytes, perplexity on the first --tokens validation tokens against
+others: the embedding, the output layer, the recurrent layers, or two of them;
+and the quantizer's static recipe, int8 activations calibrated on the run's
+calibration windows (the float model's states fed, as the converter's int8
+is calibrated) with int8 or with int4 weights, the combination XNNPACK's
+FULLY_CONNECTED also runs. For each: bytes, perplexity on the first --tokens validation tokens against
 the float32 step's, and the bare invoke (1 thread, XNNPACK), all files timed
 in one `bench.round_robin` pass.
 """
@@ -33,10 +36,14 @@ MIXES = {"int8 everywhere": (), "int4 embedding": ("embedding",), "int4 recurren
          "int4 embedding+output": ("embedding", "output"), "int4 everywhere": ("embedding", "output", "recurrent")}
 
 
+STATIC = {"static int8 activations, int8 weights": 8, "static int8 activations, int4 weights": 4}
+
+
 def float_step(run, work):
-    """(path of the float32 step with the one-hot embedding, its state layout)."""
-    from convert.export import one_hot_embedding, save_step_model, state_layout
-    from convert.variants import make_converter
+    """(path of the float32 step with the one-hot embedding, its state layout, the
+    converter's int8 calibration feeds)."""
+    from convert.export import one_hot_embedding, save_step_model, state_layout, step_function
+    from convert.variants import calibration_feeds, make_converter
     from edge_runtime.vocab import Vocab
     from keras_models.language_model import build_step_model, load_model
     model = load_model(os.path.join(run, "model"))
@@ -47,7 +54,18 @@ def float_step(run, work):
     path = os.path.join(work, "float32.tflite")
     with open(path, "wb") as f:
         f.write(make_converter(saved, "float32").convert())
-    return path, state_layout(step)
+    plain = build_step_model(model.spec, model.get_weights())
+    with np.load(os.path.join(run, "data.npz")) as z:
+        feeds = calibration_feeds(step_function(plain, vocab.unk_id), state_layout(step), z["calibration"])
+    return path, state_layout(step), feeds
+
+
+def static_recipe(weight_bits):
+    from ai_edge_quantizer import recipe
+    rules = recipe.static_wi8_ai8()
+    for rule in rules:
+        rule["op_config"]["weight_tensor_config"]["num_bits"] = weight_bits
+    return rules
 
 
 def mix_recipe(int4_groups):
@@ -85,7 +103,7 @@ def main(argv=None):
         ids = z["valid"][: a.tokens + 1]
     rows, models = [], {}
     with tempfile.TemporaryDirectory() as work:
-        src, layout = float_step(a.run, work)
+        src, layout, feeds = float_step(a.run, work)
         models["float32"] = StepModel(src, layout, num_threads=1)
         rows.append(dict(mix="float32", int4=[], bytes=os.path.getsize(src)))
         for mix, groups in MIXES.items():
@@ -97,6 +115,16 @@ def main(argv=None):
                 f.write(data)
             models[mix] = StepModel(path, layout, num_threads=1)
             rows.append(dict(mix=mix, int4=list(groups), bytes=len(data)))
+        for mix, bits in STATIC.items():
+            with captured_stderr([]):
+                q = quantizer.Quantizer(src, static_recipe(bits))
+                data = q.quantize(q.calibrate({"step": feeds}, num_threads=1), enable_progress_report=False,
+                                  enable_progress_bar=False).quantized_model
+            path = os.path.join(work, f"{len(rows)}.tflite")
+            with open(path, "wb") as f:
+                f.write(data)
+            models[mix] = StepModel(path, layout, num_threads=1)
+            rows.append(dict(mix=mix, int4=list(GROUPS) if bits == 4 else [], static=True, bytes=len(data)))
         for row in rows:
             row["perplexity"] = round(perplexity(models[row["mix"]], ids), 3)
         for m in models.values():

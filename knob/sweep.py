@@ -28,6 +28,7 @@ written. A point that fails is named and the others go on; exit 1.
 at the same paths and has edgelm installed; resume works as here, and the
 timing pass stays on this machine.
 """
+import importlib.util
 import os
 import shutil
 import socket
@@ -159,6 +160,8 @@ def plan(args):
     methods = parse_list(args.methods, METHODS, "--methods")
     shares = parse_points(args.points)
     quantize = parse_list(args.quantize, QUANTIZE, "--quantize")
+    if "int4" in quantize and importlib.util.find_spec("ai_edge_quantizer") is None:
+        raise SweepError("--quantize int4 needs ai-edge-quantizer: pip install -e '.[quantizer]'")
     if args.finetune_epochs < 0 or args.jobs < 1 or args.steps < 1 or args.point_cpus < 1:
         raise SweepError("--finetune-epochs must not be negative, --jobs, --point-cpus and --steps at least 1")
     if args.recover not in ("none", "rank-one"):

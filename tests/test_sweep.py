@@ -171,7 +171,7 @@ def test_an_interrupted_point_is_resumed_from_its_run(base, tmp_path, monkeypatc
     (["--points", "100,0"], "every point must be in (0, 100]"),
     (["--points", "120"], "every point must be in (0, 100]"),
     (["--points", "a,b"], "--points takes numbers"),
-    (["--quantize", "int4"], "unknown --quantize int4"),
+    (["--quantize", "int3"], "unknown --quantize int3"),
     (["--methods", "magnitude", "--finetune-epochs", "0"], "--methods magnitude prunes while it trains"),
     (["--steps-per-epoch", "0"], "--steps-per-epoch must be at least 1"),
     (["--recover", "rank-one"], "--recover rank-one does not combine with --methods lowrank"),
