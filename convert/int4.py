@@ -8,8 +8,10 @@ per-channel int4 weights in every FULLY_CONNECTED and the embedding table,
 float activations quantized on the fly by XNNPACK's FULLY_CONNECTED. Block-wise
 int4 (`dynamic_wi4b32_afp32`) needs input widths divisible by 32, which
 PTB's 200 is not; the Hadamard-rotated recipe gives a channel of a pruned
-matrix a zero scale, which XNNPACK refuses. benchmarks/int4.py measures what
-each matrix in int4 costs in perplexity.
+matrix a zero scale, which XNNPACK refuses; the static recipe (int8
+activations) leaves the embedding in float and calibrates worse than the
+TensorFlow converter's int8. benchmarks/int4.py measures each of these, and
+what each matrix in int4 costs in perplexity.
 """
 RECIPE = "dynamic_wi4c_afp32"
 
