@@ -66,12 +66,18 @@ def test_every_method_updates_weights_as_many_epochs_as_dense(base, tmp_path, ca
     epochs of weight updates after the base run, at 1 epoch a point for every
     method, and at 2 with recovery for L0 (its joint epoch, N - 1 of fine-tuning);
     MACs are those the runtime executes."""
-    for n, recover, methods in ((1, "none", sweep.METHODS), (2, "rank-one", ("l0",))):
+    for n, recover, methods, quantize in ((1, "none", sweep.METHODS, "dynamic"),
+                                          (2, "rank-one", ("l0",), "dynamic,int4")):
         out = tmp_path / f"sw{n}"
         assert sweep_cli.main(args_for(base, out, "--methods", ",".join(methods), "--finetune-epochs", str(n),
-                                   "--recover", recover, "--steps-per-epoch", "2", "--steps", "5")) == 0
+                                   "--recover", recover, "--steps-per-epoch", "2", "--steps", "5",
+                                   "--quantize", quantize)) == 0
         doc = json.loads((out / "operating_points.json").read_text())
         assert {r["method"] for r in doc["points"]} == {"dense", *methods}
+        # every point's every file is a row: int4 files join the frontiers as the others do
+        names = {r["name"] for r in doc["points"]}
+        assert sorted((r["name"], r["variant"]) for r in doc["points"]) == sorted(
+            (name, v) for name in names for v in quantize.split(","))
         want = n + (1 if recover != "none" else 0)
         for r in doc["points"]:
             config = json.loads((out / "points" / r["name"] / "config.json").read_text())
