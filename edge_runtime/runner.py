@@ -193,9 +193,9 @@ class StepModel:
         _check_signatures(path, signatures, self.state_pairs, self.inside)
         if self.inside:  # the state tensors are set_state's inputs; nothing is carried per step
             self.inputs.update({i: self.details[SET_STATE][i] for i, _ in self.state_pairs})
-        self._carry = {sig: [] if self.inside else
-                       [(i, o, (d[o]["dtype"], d[o]["quantization"]) == (d[i]["dtype"], d[i]["quantization"]))
-                        for i, o in self.state_pairs] for sig, d in self.details.items()}
+        self._carry = {} if self.inside else {
+            sig: [(i, o, (d[o]["dtype"], d[o]["quantization"]) == (d[i]["dtype"], d[i]["quantization"]))
+                  for i, o in self.state_pairs] for sig, d in self.details.items()}
         self.vocab_size = int(self.outputs["log_probs"]["shape"][-1])
         self.top_k = None  # the words suggest shows: its width less the ids it may drop
         if SUGGEST in self.signatures:
