@@ -23,8 +23,9 @@ RUN_FILES = ("config.json", "vocab.txt", "data.npz", "model/spec.json", "model/w
 TFLITE_DIR = "tflite"
 SPARSE_MODES = ("auto", "on", "off")
 STATE_MODES = ("auto", "io")
-# int8 keeps the state as inputs and outputs: with it in variables its calibration differs
-# (up to 2.25 nats from the io file on PTB, benchmarks/results/stateful_ptb.json)
+# int8 keeps the state as inputs and outputs: its calibrator refuses get_state, a signature
+# without inputs (benchmarks/results/stateful_ptb.json), and without it the outputs differed
+# by up to 2.25 nats on PTB
 INSIDE_PRECISIONS = ("float32", "float16", "dynamic", "int4")
 
 
@@ -129,7 +130,7 @@ def _state_inside(path, inside, precision, states, check_ids):
     it gives the same outputs on `check_ids`."""
     from edge_runtime.files import atomic_write_bytes
     if precision not in INSIDE_PRECISIONS:
-        return False, "int8 keeps the state as inputs and outputs (calibrated in variables, its outputs differ)"
+        return False, "int8 keeps the state as inputs and outputs (its calibrator refuses the file with it inside)"
     if inside is None:
         return False, None
     trial = path + ".inside"
