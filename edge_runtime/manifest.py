@@ -9,6 +9,8 @@ Format version 1:
     of 2026-12-02 name `log_probs` ("log_probs") instead of `scores`), tools {...},
     eval {split, tokens, keras_perplexity, keras_r_at_3},
     variants {NAME: {status, file, sha256, bytes, quantization,
+              state ("inside": in the file's variables, or "io"; since
+              2026-12-03, absent before: "io"), state_note,
               sparse_encoding, xnnpack {ok, error}, inputs, outputs,
               perplexity, r_at_3, change_vs_keras, error}}
 Paths in it are relative to the manifest's folder, so `tflite/` can be
