@@ -57,7 +57,6 @@ def convert(run, arrangement, precision, work):
     from convert.export import state_layout
     from convert.variants import calibration_feeds, make_converter
     from edge_runtime.vocab import Vocab
-    from keras_models.backend import tf
     from keras_models.language_model import build_step_model, load_model
     model = load_model(os.path.join(run, "model"))
     step = build_step_model(model.spec, model.get_weights())
@@ -68,14 +67,11 @@ def convert(run, arrangement, precision, work):
     layout = state_layout(step)
     saved = os.path.join(work, f"{arrangement}-{precision}")
     with _arranged(arrangement) as export:
-        module = tf.Module()
-        module.model = step
-        module.step = export.step_function(step, vocab.unk_id)
-        tf.saved_model.save(module, saved, signatures={"step": module.step})
+        export.save_step_model(step, saved, vocab.unk_id, vocab.never_suggested, k=0)
         feeds = None
         if precision == "int8":
             with np.load(os.path.join(run, "data.npz")) as z:
-                feeds = calibration_feeds(module.step, layout, z["calibration"])
+                feeds = calibration_feeds(export.step_function(step, vocab.unk_id), layout, z["calibration"])
     path = os.path.join(work, f"{arrangement}-{precision}.tflite")
     with open(path, "wb") as f:
         f.write(make_converter(saved, precision, feeds=feeds).convert())

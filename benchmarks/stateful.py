@@ -56,9 +56,7 @@ def convert_pair(run, precision, work):
     out = {}
     for kind in ("io", "inside"):
         saved = os.path.join(work, f"saved-{kind}")
-        if not os.path.exists(saved):
-            save_step_model(step, saved, vocab.unk_id, vocab.never_suggested, state=kind)
-        signatures = ("step", "suggest") + (("set_state", "get_state") if kind == "inside" else ())
+        signatures = save_step_model(step, saved, vocab.unk_id, vocab.never_suggested, state=kind)
         conv = make_converter(saved, precision, feeds=feeds, signatures=signatures,
                               resource_variables=kind == "inside")
         if precision == "int8" and kind == "inside":

@@ -35,7 +35,6 @@ OUTPUT_SUFFIX = "_out"
 LOG_PROBS = "log_probs"  # the step model's log-softmax layer (keras_models/language_model.py)
 TOP_K = 3
 SET_STATE, GET_STATE = "set_state", "get_state"
-STATES = ("io", "inside")  # the state as signature inputs and outputs, or in resource variables
 
 
 def state_layout(step_model):
@@ -124,7 +123,7 @@ class StateInside(tf.Module):
     def __init__(self, step_model, unk_id, excluded, k=TOP_K):
         super().__init__()
         names, specs = _specs(step_model)
-        self.model, self.names = step_model, names
+        self.model = step_model  # tracked, so that its weights are saved
         self.state = [tf.Variable(tf.zeros(s.shape), name=n) for n, s in zip(names, specs[1:])]
         token_spec = specs[:1]
 

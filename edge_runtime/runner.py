@@ -254,10 +254,10 @@ class StepModel:
     def _run(self, sig, token_id):
         details, engine = self.details[sig], self.engine
         engine.set_token(sig, token_id)
-        home = self._homes[sig]
         if self.inside:  # the graph reads and writes its own state
             engine.invoke(sig)
             return details
+        home = self._homes[sig]
         if home is None:  # the compiled API: the state is written in every step
             for name, value in self._state.items():
                 engine.set_input(sig, name, value)
