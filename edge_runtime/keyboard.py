@@ -22,7 +22,9 @@ import re
 
 import numpy as np
 
-from edge_runtime.text import tokenize
+from edge_runtime.cache import Scores, spelled
+from edge_runtime.history import START
+from edge_runtime.text import tokenize, words_spelled
 
 HIDDEN = ("N",)  # tokens that stand for a spelling the vocabulary does not keep
 
@@ -78,7 +80,8 @@ class Words:
 
     def best(self, logp, prefix, k):
         """The k most probable showable ids starting with `prefix` ("" for any),
-        best first; equal probabilities: the lower id (the more frequent word) first."""
+        best first; equal probabilities: the lower id (the more frequent word) first.
+        `logp` may be any scores that rank as the probabilities do (the cache's mix)."""
         if not prefix:  # every showable word: whole-array operations, no gather of V ids
             ids, scores = None, np.asarray(logp, np.float32) + self.penalty
         else:
@@ -102,16 +105,27 @@ class Words:
 
 class Keyboard:
     """The keyboard's state: the context (fed to the model), the letters typed of
-    the current word (`prefix`), and the k words `shown` with their probabilities."""
+    the current word (`prefix`), and the k words `shown` with their probabilities.
+    `cache` (edge_runtime.cache.Cache): the user's history, learned from each word
+    fed and mixed into what is shown (`scores`)."""
 
-    def __init__(self, model, vocab, k, blocked=()):
-        self.model, self.vocab, self.k = model, vocab, k
+    def __init__(self, model, vocab, k, blocked=(), cache=None):
+        self.model, self.vocab, self.k, self.cache = model, vocab, k, cache
         self.words = blocked if isinstance(blocked, Words) else Words(vocab, blocked)
-        self.feed(vocab.eos_id)
+        self.prev_key = None
+        self.feed(vocab.eos_id, learn=False)
 
-    def feed(self, token_id):
-        """A whole word (or the end of a sentence): one step; shows the next words."""
+    def feed(self, token_id, spelling=None, learn=True):
+        """A whole word (or the end of a sentence), as the user spelled it where known:
+        learned first (with a cache, unless `learn` is False: context handed over, not typed),
+        so a new word is shown after one use; then one step; shows the next words."""
+        if self.cache is not None:
+            word = spelling or self.vocab.tokens[token_id]
+            key = self.cache.learn(word, self.prev_key) if learn else self.cache.key_of(word)
+            self.prev_key = START if token_id == self.vocab.eos_id else key
         self.logp = self.model.step(token_id)
+        self.scores = Scores(self.words, self.logp) if self.cache is None else \
+            self.cache.scores(self.logp, self.prev_key, self.words)
         self.sentence_start = token_id == self.vocab.eos_id
         self.prefix = ""
         self.shown = self._show()
@@ -125,8 +139,9 @@ class Keyboard:
         self.shown = self._show()
 
     def _show(self):
-        ids = self.words.best(self.logp, self.prefix, self.k)
-        return [(self.words.display(i, self.sentence_start), math.exp(float(self.logp[i]))) for i in ids]
+        history = None if self.cache is None else self.cache.history
+        return [(spelled(self.scores, c, history, self.prefix, self.sentence_start), self.scores.show(c))
+                for c in self.scores.best(self.prefix, self.k)]
 
 
 _PARTIAL = re.compile(r"[^\W\d_]+(?:'[^\W\d_]*)*$")  # letters at the very end: a word being typed
@@ -135,10 +150,11 @@ _SENTENCE_END = re.compile(r"([.!?])(?=\s|$)")
 
 def type_text(keyboard, text):
     """Text as a user types it, onto `keyboard` (a Keyboard, or the knob's
-    Switcher): whole words are fed, a sentence end (. ! or ? before a space or
-    the end) feeds <eos>, and the letters after the last space are the word
-    being typed, shown as completions. That word carries over: more text
-    continues it, and a space ends it. -> (words fed, those outside the vocabulary)."""
+    Switcher): whole words are fed with the user's spelling, a sentence end
+    (. ! or ? before a space or the end) feeds <eos>, and the letters after the
+    last space are the word being typed, shown as completions. That word
+    carries over: more text continues it, and a space ends it.
+    -> (words fed, those outside the vocabulary, each listed once)."""
     vocab = keyboard.vocab
     text = keyboard.prefix + text
     m = _PARTIAL.search(text)
@@ -148,11 +164,11 @@ def type_text(keyboard, text):
         if piece in (".", "!", "?"):
             keyboard.feed(vocab.eos_id)
             continue
-        for tok in tokenize(piece):
+        for tok, spelling in words_spelled(piece):
             fed.append(tok)
-            if tok not in vocab.index:
-                oov.append(tok)
-            keyboard.feed(vocab.index.get(tok, vocab.unk_id))
+            if tok not in vocab.index and spelling not in oov:
+                oov.append(spelling)
+            keyboard.feed(vocab.index.get(tok, vocab.unk_id), spelling)
     if partial or keyboard.prefix:
         keyboard.set_prefix(partial)
     return fed, oov

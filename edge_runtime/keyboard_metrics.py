@@ -1,9 +1,15 @@
 """Keyboard metrics over a text, from the same step outputs as the perplexity
 (definitions, with a hand-worked example, in docs/design.md):
 
-- completion recall after c typed letters (c = 1, 2): over the words longer
-  than c letters, the share whose first c letters make the keyboard show the
-  word among its k (`Words.best` with that prefix);
+- next-word R@1 and R@3: over every predicted position (as the perplexity), the
+  share whose true word is among the first 1 or 3 words shown before a letter
+  is typed. Shown means what the keyboard shows (`Words`, or the cache's mix):
+  never `<unk>`, `<eos>`, `N` or a blocked word, so a position whose true token
+  is one of them is a miss, and `--block` moves R@k as it moves KSR;
+- completion recall after c typed letters (c = 1, 2): over the words of the
+  vocabulary longer than c letters (words outside it are left out of this one
+  figure; KSR counts them), the share whose first c letters make the keyboard
+  show the word among its k;
 - the keystroke savings rate (KSR) with k suggestions: a simulated user types
   each word letter by letter and taps the word as soon as it is shown (before
   the first letter: the next-word suggestions). The tap, which also adds the
@@ -11,10 +17,16 @@
   KSR = 1 - key presses used / (letters + spaces typed without suggestions).
 
 A word outside the vocabulary is typed in full where its spelling is known
-(raw text); an `<unk>` whose spelling is lost (PTB-format text, or ids alone)
-and `N` (a number) are skipped and counted. `<eos>` is not a word: no key
-press. A blocked word is typed in full (it is never shown).
+(raw text), unless the user's history shows it (edge_runtime/cache.py); an
+`<unk>` whose spelling is lost (PTB-format text, or ids alone) and `N` (a
+number) are skipped and counted. `<eos>` is not a word: no key press. A
+blocked word is typed in full (it is never shown). With learning, `seen`
+marks a word outside the vocabulary that was typed before: the share of those
+shown before they are fully typed is `oov_repeat_shown`.
 """
+import numpy as np
+
+from edge_runtime.cache import Scores
 from edge_runtime.keyboard import HIDDEN
 from edge_runtime.metrics import K
 
@@ -25,48 +37,63 @@ class KeyboardScore:
     def __init__(self, words, k=K):
         self.words, self.k = words, k
         self.keys = self.baseline = 0
+        self.keys_in_vocab = self.baseline_in_vocab = 0
         self.completion = {c: [0, 0] for c in PREFIXES}  # c: [hits, words longer than c]
         self.counted = self.skipped = self.typed_in_full = 0
+        self.positions, self.hits = 0, {1: 0, 3: 0}
+        self.oov_repeat = [0, 0]  # [shown before fully typed, words outside the vocabulary typed again]
 
-    def add(self, logp, target, spelling=None):
-        """One position: log-probabilities `logp` [V] after the context, the true
-        token id `target`, and its spelling where the text had one (an OOV word)."""
+    def add(self, scores, target, spelling=None, seen=False):
+        """One position: the step's `scores` (a cache.Scores, or log-probabilities [V]) after the
+        context, the true token id `target`, and its spelling where the text had one (an OOV word);
+        `seen`: that OOV word was typed before."""
+        if isinstance(scores, np.ndarray):
+            scores = Scores(self.words, scores)
         vocab = self.words.vocab
+        self.positions += 1
+        known = target != vocab.unk_id and target != vocab.eos_id and vocab.tokens[target] not in HIDDEN
+        candidate = target if known else (spelling.lower() if target == vocab.unk_id and spelling else None)
+        first = scores.best("", max(self.k, 3)) if candidate is not None else []
+        for r in self.hits:
+            self.hits[r] += candidate in first[:r]
         if target == vocab.eos_id:
             return
-        known = target != vocab.unk_id and vocab.tokens[target] not in HIDDEN
-        if not known:
-            if target == vocab.unk_id and spelling:  # raw text keeps an OOV word's letters: typed in full
-                self.keys += len(spelling) + 1
-                self.baseline += len(spelling) + 1
-                self.typed_in_full += 1
-                self.counted += 1
-            else:
-                self.skipped += 1
+        if candidate is None:
+            self.skipped += 1
             return
-        word = vocab.tokens[target]
+        word = spelling if not known else vocab.tokens[target]
         self.counted += 1
         self.baseline += len(word) + 1
         # the fewest letters after which the word is shown; more letters only narrow the candidates
         # around it, so it stays shown: that one count gives both the tap and the completion recalls
-        shown_after = next((typed for typed in range(len(word))
-                            if target in self.words.best(logp, word[:typed], self.k)), None)
-        for c in PREFIXES:
-            if len(word) > c:
-                self.completion[c][1] += 1
-                self.completion[c][0] += shown_after is not None and shown_after <= c
-        if shown_after is None:
-            self.keys += len(word) + 1
-            self.typed_in_full += 1
-        else:
-            self.keys += shown_after + 1
+        shown_after = 0 if candidate in first[: self.k] else next(
+            (typed for typed in range(1, len(word)) if candidate in scores.best(word[:typed], self.k)), None)
+        keys = len(word) + 1 if shown_after is None else shown_after + 1
+        self.keys += keys
+        self.typed_in_full += shown_after is None
+        if known:
+            self.keys_in_vocab += keys
+            self.baseline_in_vocab += len(word) + 1
+            for c in PREFIXES:
+                if len(word) > c:
+                    self.completion[c][1] += 1
+                    self.completion[c][0] += shown_after is not None and shown_after <= c
+        elif seen:
+            self.oov_repeat[1] += 1
+            self.oov_repeat[0] += shown_after is not None
 
     def result(self):
-        """{ksr, completion_recall_1, completion_recall_2, keyboard_words, words_skipped, ...}; None where
+        """{ksr, r_at_1, r_at_3, completion_recall_1, completion_recall_2, keyboard_words, ...}; None where
         nothing was counted (a text with no word in the vocabulary)."""
         out = dict(ksr=round(1 - self.keys / self.baseline, 4) if self.baseline else None,
-                   key_presses=self.keys, key_presses_without=self.baseline, keyboard_words=self.counted,
-                   typed_in_full=self.typed_in_full, words_skipped=self.skipped)
+                   key_presses=self.keys, key_presses_without=self.baseline,
+                   key_presses_in_vocabulary=self.keys_in_vocab,
+                   key_presses_without_in_vocabulary=self.baseline_in_vocab, keyboard_words=self.counted,
+                   typed_in_full=self.typed_in_full, words_skipped=self.skipped,
+                   oov_repeated=self.oov_repeat[1],
+                   oov_repeat_shown=round(self.oov_repeat[0] / self.oov_repeat[1], 4) if self.oov_repeat[1] else None)
+        if self.positions:
+            out.update(r_at_1=self.hits[1] / self.positions, r_at_3=self.hits[3] / self.positions)
         for c, (hits, n) in self.completion.items():
             out[f"completion_recall_{c}"] = round(hits / n, 4) if n else None
         return out

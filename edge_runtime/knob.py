@@ -82,11 +82,11 @@ class Switcher:
         """A key press: no step, so nothing the knob times or budgets."""
         self.keyboard.set_prefix(prefix)
 
-    def feed(self, token):
+    def feed(self, token, spelling=None):
         t0 = self.clock()
-        self.keyboard.feed(token)
+        self.keyboard.feed(token, spelling)
         self.times.append((self.clock() - t0) * 1e3)
-        self.recent.append(token)
+        self.recent.append((token, spelling))
         self.tokens += 1
         if len(self.times) >= self.window:
             self._decide()
@@ -111,8 +111,8 @@ class Switcher:
 
     def _switch(self, new, p90, reason):
         keyboard = self.open_level(self.levels[new][0])
-        for t in self.recent:  # the context, so the new model predicts from where the old one was
-            keyboard.feed(t)
+        for t, spelling in self.recent:  # the context, so the new model predicts from where the old one
+            keyboard.feed(t, spelling, learn=False)  # was; the user's history already holds these words
         event = dict(event="switch", after_tokens=self.tokens, reason=reason, p90_ms=round(p90, 4),
                      budget_ms=self.budget, **{"from": self.label, "to": self.levels[new][0]})
         self.level, self.keyboard, self.windows = new, keyboard, 0

@@ -28,6 +28,16 @@ def tokenize(text):
     return tokens
 
 
+def words_spelled(text):
+    """Raw text -> [(token, the word as written)]: `tokenize`'s tokens beside the user's own
+    spelling (capitals kept), which the keyboard learns and shows back."""
+    out = []
+    for match in _TOKEN_RE.finditer(text):
+        word = match.group(0)
+        out.append((NUMBER if word[0].isdigit() else word.lower(), word))
+    return out
+
+
 def split_sentences(text):
     """Split a paragraph into sentences at ., ! or ? followed by space."""
     return [s for s in _SENTENCE_END_RE.split(text.strip()) if s]

@@ -153,8 +153,9 @@ def test_evaluation_adds_r_at_1_and_keyboard_metrics_from_the_same_steps():
     vocab = Vocab(TOKENS)
     ids = [0] + [TOKENS.index(t) for t in ("the", "cat", "there", "N", "to")] + [0]
     r = evaluate_ids(FixedModel(), ids, vocab.never_suggested, keyboard=KeyboardScore(Words(vocab), k=2))
-    # R@1's shown word: the (0.15, tied with N, the lower id first); R@3 shows the, N, to
-    assert r["r_at_1"] == 1 / 6 and r["r_at_3"] == 3 / 6
+    # R@k counts what the keyboard shows (N never is): R@1 shows the; R@3 the, to, then. Over the 6
+    # positions (the <eos> target a miss, as N is): R@1 1/6 (the), R@3 2/6 (the, to)
+    assert r["r_at_1"] == 1 / 6 and r["r_at_3"] == 2 / 6
     assert (r["key_presses"], r["key_presses_without"]) == (9, 17)
 
 

@@ -31,7 +31,7 @@ class FakeKeyboard:
         self.name, self.ms, self.clock, self.load, self.fed = name, ms, clock, load, []
         self.shown = []
 
-    def feed(self, token):
+    def feed(self, token, spelling=None, learn=True):
         self.clock.now += self.ms * self.load[0] / 1e3
         self.fed.append(token)
 
@@ -204,8 +204,8 @@ def timed_cli(monkeypatch, real, load=1.0):
     clock = Clock()
 
     class TimedKeyboard(predict.Keyboard):
-        def feed(self, token_id):
-            super().feed(token_id)
+        def feed(self, token_id, *args, **kwargs):
+            super().feed(token_id, *args, **kwargs)
             clock.now += real[os.path.basename(self.model.path)] * load / 1e3
     monkeypatch.setattr(knob_module, "CLOCK", clock)
     monkeypatch.setattr(predict, "Keyboard", TimedKeyboard)
