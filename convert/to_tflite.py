@@ -285,6 +285,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
             variants[precision] = entry
         for folder, _ in saved_models.values():
             shutil.rmtree(folder)
+        learning = tune_learning(variants, work, states, ids, vocab, log)
         manifest = dict(
             format_version=FORMAT_VERSION,
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -297,13 +298,33 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
             eval=dict(split="valid", tokens=keras_eval["tokens"],
                       keras_perplexity=round(keras_eval["perplexity"], 4),
                       keras_r_at_3=round(keras_eval["r_at_3"], 4)),
-            tools=_versions(), variants=variants)
+            tools=_versions(), variants=variants, learning=learning)
         atomic_write_text(os.path.join(work, FILE), json.dumps(manifest, indent=2) + "\n")
         replace_dir(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return manifest
+
+
+def tune_learning(variants, folder, states, ids, vocab, log):
+    """The user-history cache's lambda and half-life (edge_runtime/cache.py), tuned on the
+    validation tokens typed in order through the most exact file that converted; None if none did."""
+    from edge_runtime.cache import tune
+    from edge_runtime.runner import StepModel
+    name = next((n for n in ("float32", "dynamic", "float16", "int8", "int4")
+                 if variants.get(n, {}).get("status") == "ok"), None)
+    if name is None:
+        return None
+    entry = variants[name]
+    model = StepModel(os.path.join(folder, entry["file"]), states, delegate="xnnpack" if entry["xnnpack"]["ok"] else "none")
+    try:
+        r = tune(model, ids, vocab)
+    except ValueError:
+        return None
+    log(f"the user's cache: lambda {r['lambda']}, half-life {r['half_life'] or 'none'}: validation perplexity "
+        f"{r['perplexity_without']:.2f} -> {r['perplexity_with']:.2f} typed in order ({r['tokens']} tokens, {name})")
+    return dict(r, tuned_on="valid", file=name)
 
 
 def print_table(manifest, out=None):

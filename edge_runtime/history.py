@@ -41,7 +41,7 @@ FORMAT = "edgelm-history"
 VERSION = 1
 START = "<s>"           # the key before a sentence's first word
 MAX_WORDS = 10_000
-MAX_BIGRAMS = 20_000
+MAX_BIGRAMS = 15_000
 REBASE_AT = 30          # half-lives between scale fold-backs: 2^30 keeps float32 views exact enough
 EVICT_SHARE = 0.1       # the share dropped once a cap is passed
 
@@ -80,12 +80,13 @@ class History:
         key = spelling.lower()
         if self.half_life is not None and (self.tick - self.base) / self.half_life > REBASE_AT:
             self._rebase()
+        self.tick += 1  # a count is halved by every `half_life` words committed after it
         w = self.weight()
         entry = self.words.get(key)
         if entry is None:
             entry = self.words[key] = [0.0, 0, spelling if prev != START else _uncapitalised(spelling)]
-        elif prev != START:  # a sentence's first letter says nothing of the word's case
-            entry[2] = spelling
+        elif prev != START and (spelling != key or entry[2] == key):
+            entry[2] = spelling  # a sentence's first letter, or a lazy lower case, says nothing of the case
         entry[0] += w
         entry[1] = self.tick
         self.total += w
@@ -95,7 +96,6 @@ class History:
                 self.bigrams += 1
             followers[key] = followers.get(key, 0.0) + w
             self.next_total[prev] = self.next_total.get(prev, 0.0) + w
-        self.tick += 1
         if record:
             self.pending.append((spelling, prev))
         if len(self.words) > self.max_words or self.bigrams > self.max_bigrams:
@@ -162,8 +162,9 @@ class History:
         s = self.scale()
         return dict(format=FORMAT, version=VERSION, generation=self.generation, tick=self.tick,
                     half_life=self.half_life,
-                    words=[[k, round(e[0] * s, 6), e[1], e[2]] for k, e in self.words.items()],
-                    bigrams=[[p, k, round(c * s, 6)] for p, f in self.next.items() for k, c in f.items()])
+                    words=[[k, _short(e[0] * s), e[1]] + ([e[2]] if e[2] != k else [])
+                           for k, e in self.words.items()],
+                    bigrams=[[p, k, _short(c * s)] for p, f in self.next.items() for k, c in f.items()])
 
     @classmethod
     def from_json(cls, doc, half_life=None, **caps):
@@ -174,7 +175,9 @@ class History:
             raise ValueError(f"history version {doc.get('version')}, this runtime reads {VERSION}")
         h = cls(half_life, **caps)
         h.tick = h.base = int(doc["tick"])
-        for key, count, last, spelling in doc["words"]:
+        for row in doc["words"]:
+            key, count, last = row[:3]
+            spelling = row[3] if len(row) > 3 else key
             if not (isinstance(key, str) and isinstance(spelling, str) and spelling.lower() == key
                     and math.isfinite(count) and count >= 0):
                 raise ValueError(f"bad word entry {key!r}")
@@ -188,6 +191,11 @@ class History:
             h.bigrams += 1
         h.generation = doc.get("generation")
         return h
+
+
+def _short(x):
+    """A count as the file keeps it: 6 significant digits."""
+    return float(f"{x:.6g}")
 
 
 def _uncapitalised(spelling):
@@ -264,8 +272,7 @@ def _write_private(path, data):
 
 def save(history, path, warn=None):
     """Write `history` to `path`, keeping what any other process wrote there since it
-    was read (see the module's docstring). -> the history now on disk (the merged one
-    where another process had written; the caller carries on with it)."""
+    was read (see the module's docstring): `history` then becomes, in place, the merged one."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise HistoryError(f"--history {path}: its folder {directory} does not exist")
@@ -289,11 +296,10 @@ def save(history, path, warn=None):
             for spelling, prev in history.pending:
                 on_disk.commit(spelling, prev, record=False)
             on_disk.version = history.version + 1
-            history = on_disk
+            history.__dict__.update(on_disk.__dict__)  # in place: every cache holding it sees the change
         history.generation = uuid.uuid4().hex
         history.pending = []
         _write_private(path, json.dumps(history.to_json(), separators=(",", ":")).encode("utf-8"))
-    return history
 
 
 def forget(path):

@@ -24,9 +24,12 @@ blocked word is typed in full (it is never shown). With learning, `seen`
 marks a word outside the vocabulary that was typed before: the share of those
 shown before they are fully typed is `oov_repeat_shown`.
 """
+import math
+
 import numpy as np
 
 from edge_runtime.cache import Scores
+from edge_runtime.history import START
 from edge_runtime.keyboard import HIDDEN
 from edge_runtime.metrics import K
 
@@ -97,3 +100,46 @@ class KeyboardScore:
         for c, (hits, n) in self.completion.items():
             out[f"completion_recall_{c}"] = round(hits / n, 4) if n else None
         return out
+
+
+def evaluate_learning(model, items, words, cache, progress=None):
+    """The text typed in order, as `eval --learn` does: each position scored by the model alone
+    and by its mix with the user's history (`cache`), on the same step; then the word is learned
+    (unless the cache is incognito or the word blocked). `items`: ids, or (id, spelling) pairs as
+    `textfile.iter_ids` gives them, the first the context. -> {"without": {...}, "with": {...}},
+    each KeyboardScore's result plus the perplexity over the in-vocabulary tokens (`<unk>` left out).
+    """
+    vocab = words.vocab
+    scores = {"without": KeyboardScore(words), "with": KeyboardScore(words)}
+    nll = {"without": 0.0, "with": 0.0}
+    model.reset()
+    it = iter(items)
+    first = next(it, None)
+    prev_id = first[0] if isinstance(first, tuple) else first
+    prev = START if prev_id == vocab.eos_id else None
+    n = positions = 0
+    for item in it:
+        target, spelling = item if isinstance(item, tuple) else (item, None)
+        target = int(target)
+        logp = model.step(int(prev_id))
+        plain, mixed = Scores(words, logp), cache.scores(logp, prev, words)
+        seen = bool(spelling) and spelling.lower() in cache.history.words
+        scores["without"].add(plain, target, spelling, seen)
+        scores["with"].add(mixed, target, spelling, seen)
+        if target != vocab.unk_id:
+            nll["without"] -= plain.logprob(target)
+            nll["with"] -= mixed.logprob(target)
+            n += 1
+        key = cache.learn(spelling or vocab.tokens[target], prev)
+        prev = START if target == vocab.eos_id else key
+        prev_id = target
+        positions += 1
+        if progress is not None:
+            progress(positions)
+    if positions == 0:
+        raise ValueError("nothing to evaluate: the text has no tokens")
+    out = {}
+    for name, score in scores.items():
+        out[name] = dict(score.result(), tokens_in_vocabulary=n,
+                         perplexity_in_vocabulary=math.exp(nll[name] / n) if n and nll[name] / n < 700 else None)
+    return out

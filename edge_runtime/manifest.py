@@ -12,7 +12,11 @@ Format version 1:
               state ("inside": in the file's variables, or "io"; since
               2026-12-03, absent before: "io"), state_note,
               sparse_encoding, xnnpack {ok, error}, inputs, outputs,
-              perplexity, r_at_3, change_vs_keras, error}}
+              perplexity, r_at_3, change_vs_keras, error}},
+    learning {lambda, half_life, tokens, perplexity_without, perplexity_with,
+              grid, tuned_on, file}: the user-history cache's values, tuned on
+              the validation tokens (edge_runtime/cache.py; since 2026-12-06,
+              absent before or where no file converted: the cache's defaults)
 Paths in it are relative to the manifest's folder, so `tflite/` can be
 copied to a device on its own.
 """

@@ -5,6 +5,9 @@
     python edge_runtime/predict.py bench [--variant all] [--threads 1] [--delegate auto]
     python edge_runtime/predict.py pick --max-latency-ms 0.5 [--max-bytes N] [--max-energy-mj E] [--points FILE]
     python edge_runtime/predict.py suggest --points bundle/operating_points.json --budget-ms 0.2
+    python edge_runtime/predict.py suggest --history ~/.edgelm-history [--no-learn] --text "Dear Anne, "
+    python edge_runtime/predict.py eval FILE --learn [--history FILE]
+    python edge_runtime/predict.py forget --history ~/.edgelm-history
 
 Needs only numpy and ai-edge-litert. Bad input: one line on stderr, exit 2;
 a budget no variant meets: exit 1.
@@ -21,17 +24,19 @@ if __package__ in (None, ""):  # run as a script: make the package importable
 from edge_runtime import bench as benchmark  # noqa: E402
 from edge_runtime.bench_cache import bench_dir, figures, measure, point_figures  # noqa: E402
 from edge_runtime import device, energy, points, quiet  # noqa: E402
+from edge_runtime import history as hist  # noqa: E402
+from edge_runtime.cache import Cache, learning_options  # noqa: E402
 from edge_runtime import manifest as mf  # noqa: E402
 from edge_runtime.keyboard import Keyboard, Words, read_block_list, type_text  # noqa: E402
-from edge_runtime.keyboard_metrics import KeyboardScore  # noqa: E402
+from edge_runtime.keyboard_metrics import KeyboardScore, evaluate_learning  # noqa: E402
 from edge_runtime.knob import Switcher, within_budget  # noqa: E402
 from edge_runtime.metrics import check_top_k  # noqa: E402
 from edge_runtime.runner import APIS, StepModel, evaluate_ids  # noqa: E402
-from edge_runtime.text import tokenize  # noqa: E402
 from edge_runtime.textfile import FORMATS, OOV_WARNING, TextError, detect_format, iter_ids  # noqa: E402
 from edge_runtime.vocab import Vocab  # noqa: E402
 
 DEFAULT_MODEL = os.path.join("runs", "default", "tflite")
+OOV_LISTED = 5  # words outside the vocabulary named in suggest's note; the rest are counted
 PREFERRED = ("dynamic", "int8", "float16", "float32")
 VARIANTS = ("float32", "float16", "dynamic", "int8", "int4")
 
@@ -90,6 +95,7 @@ def knob_keyboard(args):
     vocab = Vocab.load(mf.vocab_path(doc["points"][0]["_manifest"]))
     check_top_k(args.top_k, len(vocab), vocab.never_suggested)
     words = Words(vocab, blocked_words(args) + doc["options"].get("blocked_words", []))  # the sweep's --block too
+    history = open_history(args, learning_options(doc["points"][0]["_manifest"])[1])
     by_label = {points.label(p): p for p in doc["points"]}
     levels = [(label, p["test_perplexity"], point_figures(doc, p, measure)["keyboard_ms"]["p90"])
               for label, p in by_label.items()]
@@ -101,7 +107,7 @@ def knob_keyboard(args):
             opened[label] = benchmark.load(mf.variant_path(p["_manifest"], p["variant"]), p["_manifest"]["states"],
                                            args.threads, "auto", args.api)[0]
         opened[label].reset()
-        return Keyboard(opened[label], vocab, args.top_k, words)
+        return Keyboard(opened[label], vocab, args.top_k, words, make_cache(args, history, vocab, p["_manifest"]))
 
     def said(event):
         if args.json:
@@ -113,20 +119,51 @@ def knob_keyboard(args):
     if knob.levels[knob.level][1] > args.budget_ms:
         print(f"warning: no point's p90 fits {args.budget_ms} ms; starting at the fastest, {knob.label} "
               f"({knob.levels[-1][1]:.3f} ms)", file=sys.stderr)
-    return knob, vocab
+    return knob, vocab, history
+
+
+def open_history(args, half_life):
+    """The user's history from --history (None without it); an unreadable file is moved aside, with a warning."""
+    if getattr(args, "no_learn", False) and not args.history:
+        raise UsageError("--no-learn reads the user's history without writing it: give --history FILE too")
+    if not args.history:
+        return None
+    return hist.load(args.history, half_life, warn=lambda line: print(line, file=sys.stderr))
+
+
+def make_cache(args, history, vocab, manifest):
+    """The history as the keyboard mixes it in, with the file's tuned lambda; None without a history."""
+    if history is None:
+        return None
+    lam = learning_options(manifest)[0]
+    return Cache(history, vocab, lam, blocked_words(args), learn=not getattr(args, "no_learn", False))
+
+
+def save_history(args, history):
+    if history is not None and history.pending and not args.no_learn:
+        hist.save(history, args.history, warn=lambda line: print(line, file=sys.stderr))
+
+
+def cmd_forget(args):
+    if hist.forget(args.history):
+        print(f"forgot {args.history}: the history file is deleted")
+    else:
+        print(f"no history at {args.history}: nothing to forget")
+    return 0
 
 
 def cmd_suggest(args):
     if (args.points is None) != (args.budget_ms is None):
         raise UsageError("--points and --budget-ms go together: the bundle's points and the step budget")
     if args.points:
-        keyboard, vocab = knob_keyboard(args)
+        keyboard, vocab, history = knob_keyboard(args)
         variant = None
     else:
         manifest, variant, path, vocab = load(args)
         check_top_k(args.top_k, len(vocab), vocab.never_suggested)
+        history = open_history(args, learning_options(manifest)[1])
         keyboard = Keyboard(StepModel(path, manifest["states"], num_threads=args.threads, api=args.api), vocab,
-                            args.top_k, blocked_words(args))
+                            args.top_k, blocked_words(args), make_cache(args, history, vocab, manifest))
 
     def show(tokens, oov):
         result = keyboard.shown
@@ -136,19 +173,21 @@ def cmd_suggest(args):
                                   suggestions=[dict(word=w, probability=round(p, 6)) for w, p in result])))
         else:
             typing = f"completing {keyboard.prefix!r}: " if keyboard.prefix else ""
+            more = f" and {len(oov) - OOV_LISTED} more" if len(oov) > OOV_LISTED else ""
             print(typing + ("  ".join(f"{w} ({p:.1%})" for w, p in result) or "(no word starts so)")
-                  + (f"   [not in the vocabulary, read as <unk>: {', '.join(oov)}]" if oov else ""))
+                  + (f"   [not in the vocabulary{', learned' if history is not None else ', read as <unk>'}: "
+                     f"{', '.join(oov[:OOV_LISTED])}{more}]" if oov else ""))
 
-    if args.text is not None:
-        if not tokenize(args.text):
-            raise UsageError("the input text is empty (no words in it)")
+    if args.text is not None:  # "" too: nothing typed yet, the words that start a sentence
         show(*type_text(keyboard, args.text))
+        save_history(args, history)
         return 0
     print(f"{variant or keyboard.label} model; type words, Enter for suggestions (letters after the last space "
           "are the word being typed, and are completed); the state is kept as you type. Ctrl-D to quit.",
           file=sys.stderr)
     for line in sys.stdin:  # a new line ends the word left being typed on the last one
         show(*type_text(keyboard, (" " if keyboard.prefix else "") + line.rstrip("\n")))
+        save_history(args, history)  # after every line: a crash loses at most one line's words
     return 0
 
 
@@ -193,7 +232,28 @@ def cmd_eval(args):
     counts = {}
     progress = Progress()
     t0 = time.perf_counter()
+    if args.learn or args.history:
+        history = open_history(args, learning_options(manifest)[1]) or hist.History(learning_options(manifest)[1])
+        cache = Cache(history, vocab, learning_options(manifest)[0], blocked_words(args), learn=args.learn)
+        try:
+            r = evaluate_learning(model, iter_ids(args.file, vocab, fmt, args.errors, counts, spellings=True),
+                                  score.words, cache, progress)
+        except ValueError as e:
+            if isinstance(e, TextError):
+                raise
+            raise UsageError(f"{args.file} holds no words") from None
+        finally:
+            progress.done()
+        r.update(variant=variant, file=args.file, format=fmt, oov=counts["oov"], words=counts["words"],
+                 sentences=counts["sentences"], delegate=used, seconds=round(time.perf_counter() - t0, 2),
+                 learning=dict(zip(("lambda", "half_life", "source"), learning_options(manifest)),
+                               learn=args.learn, history=args.history), device=device.describe())
+        print_learning(r, args, score.k)
+    else:
+        r = None
     try:
+        if r is not None:
+            return warn_oov(args, fmt, counts, vocab, note)
         r = evaluate_ids(model, iter_ids(args.file, vocab, fmt, args.errors, counts, spellings=True),
                          vocab.never_suggested, progress, score)
     except ValueError as e:
@@ -216,6 +276,10 @@ def cmd_eval(args):
               f"recall after 1 letter {na(r['completion_recall_1'])}, after 2 {na(r['completion_recall_2'])}  "
               f"keystroke savings {na(r['ksr'])} over {r['keyboard_words']:,} words ({r['words_skipped']:,} "
               "skipped: <unk> without its spelling, or N)")
+    return warn_oov(args, fmt, counts, vocab, note)
+
+
+def warn_oov(args, fmt, counts, vocab, note):
     share = counts["oov"] / max(1, counts["words"])
     if share > OOV_WARNING:
         other = "raw" if fmt == "ptb" else "ptb"
@@ -225,6 +289,35 @@ def cmd_eval(args):
     if note:
         print(note, file=sys.stderr)
     return 0
+
+
+def print_learning(r, args, k):
+    """eval --learn / --history: the keyboard with and without the user's history, side by side."""
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return
+    a, b = r["without"], r["with"]
+    how = "learning as it goes" if args.learn else "the history applied, nothing learned"
+    start = f"from {args.history}" if args.history else "from an empty history"
+    lam, half_life, source = learning_options_line(r["learning"])
+    print(f"{r['variant']}: {r['file']} typed in order, {how}, {start} (lambda {lam}, half-life {half_life}: "
+          f"{source}); {a['tokens_in_vocabulary']:,} in-vocabulary tokens, {r['oov']:,} words outside the "
+          f"vocabulary, {r['seconds']} s")
+    print(f"| {k} words shown | without | with |")
+    print("|---|---|---|")
+    rows = [("perplexity, in-vocabulary tokens", "perplexity_in_vocabulary", "{:.2f}"),
+            ("next word R@1", "r_at_1", "{:.3f}"), ("next word R@3", "r_at_3", "{:.3f}"),
+            ("completion recall, 1 letter", "completion_recall_1", "{:.3f}"),
+            ("completion recall, 2 letters", "completion_recall_2", "{:.3f}"),
+            ("keystroke savings (KSR)", "ksr", "{:.3f}"),
+            ("repeated OOV words shown before typed in full", "oov_repeat_shown", "{:.3f}")]
+    for label, key, fmt in rows:
+        cells = ["n/a" if x[key] is None else fmt.format(x[key]) for x in (a, b)]
+        print(f"| {label} | {cells[0]} | {cells[1]} |")
+
+
+def learning_options_line(learning):
+    return learning["lambda"], learning["half_life"] or "none", learning["source"]
 
 
 def na(x):
@@ -344,11 +437,21 @@ def parser():
     def block(sp):
         sp.add_argument("--block", metavar="FILE", help="words never to show, one a line")
 
+    def history(sp, learns):
+        sp.add_argument("--history", metavar="FILE",
+                        help="the user's history, on this device only: " + (
+                            "its words are mixed into the suggestions and each word typed is learned "
+                            "(the file is made if missing, mode 0600)" if learns else
+                            "the history to start from (read only: eval never writes it)"))
+
     s = sub.add_parser("suggest", help="next-word suggestions, and completions of a word being typed")
     block(s)
     common(s)
+    history(s, True)
+    s.add_argument("--no-learn", action="store_true",
+                   help="incognito: use --history but learn nothing and write nothing (password fields)")
     s.add_argument("--text", help="the text typed so far; letters after the last space are the word being typed, "
-                                  "and are completed (omit for an interactive prompt)")
+                                  "and are completed; \"\" for nothing typed yet (omit for an interactive prompt)")
     s.add_argument("--top-k", type=int, default=3, help="how many suggestions (default %(default)s)")
     s.add_argument("--points", help="a bundle's operating_points.json: switch between its frontier points")
     s.add_argument("--budget-ms", type=float,
@@ -363,6 +466,10 @@ def parser():
     common(e)
     block(e)
     e.add_argument("file", help="the text: PTB format (one sentence a line) or raw prose; .gz is read directly")
+    history(e, False)
+    e.add_argument("--learn", action="store_true",
+                   help="type the text in order, learning each word as a keyboard would; report the keyboard "
+                        "with and without the history, side by side")
     e.add_argument("--format", choices=FORMATS, default="auto",
                    help="ptb, raw (tokenized as in training), or auto: raw when the text has capitals and "
                         "punctuation and no <unk> (default %(default)s)")
@@ -372,6 +479,10 @@ def parser():
     e.add_argument("--delegate", choices=("auto", "none"), default="auto",
                    help="auto: XNNPACK, or none where it fails; none: no delegate (default %(default)s)")
     e.set_defaults(func=cmd_eval)
+
+    f = sub.add_parser("forget", help="delete the user's history file")
+    f.add_argument("--history", metavar="FILE", required=True, help="the history file to delete")
+    f.set_defaults(func=cmd_forget)
 
     b = sub.add_parser("bench", help="latency, memory and energy per step")
     common(b)
@@ -400,7 +511,7 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    quiet.configure(args.verbose)
+    quiet.configure(getattr(args, "verbose", False))
     try:
         return args.func(args)
     except (UsageError, TextError, mf.ManifestError, ValueError) as e:
