@@ -48,23 +48,36 @@ def learnable(word):
     return bool(word) and word != UNK and word != NUMBER and not word[0].isdigit()
 
 
-class _Followers:
-    """One previous word's followers as arrays: vocabulary id, or -1 - slot for a word outside it."""
+class _Counts:
+    """Counts by id as arrays (ids, counts, a position per id), so a step reads them in one gather."""
 
     def __init__(self):
         self.ids = np.zeros(8, np.int64)
         self.counts = np.zeros(8, np.float32)
         self.pos = {}
 
-    def add(self, code, w):
-        i = self.pos.get(code)
-        if i is None:
-            i = self.pos[code] = len(self.pos)
-            if i == len(self.ids):
+    def add(self, i, w):
+        j = self.pos.get(i)
+        if j is None:
+            j = self.pos[i] = len(self.pos)
+            if j == len(self.ids):
                 self.ids = np.concatenate([self.ids, np.zeros_like(self.ids)])
                 self.counts = np.concatenate([self.counts, np.zeros_like(self.counts)])
-            self.ids[i] = code
-        self.counts[i] += w
+            self.ids[j] = i
+        self.counts[j] += w
+
+    def __len__(self):
+        return len(self.pos)
+
+
+class _Followers:
+    """One previous word's followers: in the vocabulary (by id) and outside it (by slot)."""
+
+    def __init__(self):
+        self.vocab, self.oov = _Counts(), _Counts()
+
+    def __len__(self):
+        return len(self.vocab.pos) + len(self.oov.pos)
 
 
 class Cache:
@@ -72,11 +85,13 @@ class Cache:
     `learn=False`: incognito, nothing is learned. `blocked`: words never learned
     nor shown (lower-case keys)."""
 
-    def __init__(self, history, vocab, lam=DEFAULT_LAMBDA, blocked=(), learn=True):
+    def __init__(self, history, vocab, lam=DEFAULT_LAMBDA, blocked=(), learn=True, k=8):
         if not 0 <= lam < 1:
             raise ValueError(f"the cache's lambda must be in [0, 1), got {lam}")
         self.history, self.vocab, self.lam, self.learn_on = history, vocab, lam, learn
         self.blocked = frozenset(w.lower() for w in blocked)
+        self.eos = vocab.tokens[vocab.eos_id]
+        self.k = k  # the words outside the vocabulary kept ranked by count (at least the k ever shown)
         self._buf = np.zeros(len(vocab), np.float32)
         self._tmp = np.zeros(len(vocab), np.float32)
         self._build()
@@ -89,37 +104,45 @@ class Cache:
             i = self.vocab.index.get(spelling) if spelling else None
         return i
 
-    def _code(self, key):
-        i = self.id_of(key)
-        if i is not None:
-            return i
-        slot = self.oov_slot.get(key)
-        if slot is None:
-            slot = self.oov_slot[key] = len(self.oov_keys)
-            self.oov_keys.append(key)
-            bisect.insort(self.oov_sorted, key)
-            if slot == len(self.oov_counts):
-                self.oov_counts = np.concatenate([self.oov_counts, np.zeros_like(self.oov_counts)])
-        return -1 - slot
-
     def _build(self):
         """The arrays from the history (at start, and after it changed other than by our commits)."""
         h = self.history
         self.uni = np.zeros(len(self.vocab), np.float32)
+        # the history's words outside the vocabulary: a slot each, their counts by slot, the keys
+        # sorted (a prefix is a range) and the k most counted
         self.oov_keys, self.oov_slot, self.oov_sorted = [], {}, []
-        self.oov_counts = np.zeros(64, np.float32)
+        self.oov_u = np.zeros(64, np.float32)
         for key, (count, _, _) in h.words.items():
-            code = self._code(key)
-            if code >= 0:
-                self.uni[code] += count
+            i = self.id_of(key)
+            if i is not None:
+                self.uni[i] += count
             else:
-                self.oov_counts[-1 - code] += count
+                self.oov_u[self._slot(key)] += count
+        self.oov_sorted.sort()
+        self.oov_top = sorted(self.oov_keys, key=lambda key: -h.words[key][0])[: self.k]
         self.followers = {}
         for prev, f in h.next.items():
             fol = self.followers[prev] = _Followers()
             for key, count in f.items():
-                fol.add(self._code(key), count)
+                i = self.id_of(key)
+                if i is not None:
+                    fol.vocab.add(i, count)
+                else:
+                    fol.oov.add(self._slot(key), count)
         self.synced = (h.tick, h.version)
+
+    def _slot(self, key, insort=False):
+        slot = self.oov_slot.get(key)
+        if slot is None:
+            slot = self.oov_slot[key] = len(self.oov_keys)
+            self.oov_keys.append(key)
+            if insort:
+                bisect.insort(self.oov_sorted, key)
+            else:
+                self.oov_sorted.append(key)
+            if slot == len(self.oov_u):
+                self.oov_u = np.concatenate([self.oov_u, np.zeros_like(self.oov_u)])
+        return slot
 
     def _sync(self):
         if self.synced != (self.history.tick, self.history.version):
@@ -128,11 +151,12 @@ class Cache:
     def key_of(self, word):
         """A committed word's key in the history ('<eos>' for a sentence end); None for what is
         never learned (a number, <unk>, a blocked word), which no bigram reaches across."""
-        if word == self.vocab.tokens[self.vocab.eos_id]:
+        if word == self.eos:
             return word
-        if not learnable(word) or word.lower() in self.blocked:
+        key = word.lower()
+        if not learnable(word) or key in self.blocked:
             return None
-        return word.lower()
+        return key
 
     def learn(self, word, prev):
         """The user committed `word` (their spelling; '<eos>' for a sentence end) after `prev`.
@@ -142,22 +166,41 @@ class Cache:
             return key
         self._sync()
         h = self.history
+        new = key not in h.words
         key, w = h.commit(word, prev)
         if h.version != self.synced[1]:  # the commit folded the scale back or evicted: arrays anew
             self._build()
             return key
-        code = self._code(key)
-        if code >= 0:
-            self.uni[code] += w
+        i = self.id_of(key)
+        if i is not None:
+            self.uni[i] += w
         else:
-            self.oov_counts[-1 - code] += w
+            slot = self._slot(key, insort=True)
+            self.oov_u[slot] += w
+            self._rank_oov(key)
         if prev is not None:
             fol = self.followers.get(prev)
             if fol is None:
                 fol = self.followers[prev] = _Followers()
-            fol.add(code, w)
+            if i is not None:
+                fol.vocab.add(i, w)
+            else:
+                fol.oov.add(slot, w)
         self.synced = (h.tick, h.version)
         return key
+
+    def _rank_oov(self, key):
+        """Keep `oov_top` the k most counted words outside the vocabulary: counts share one scale and
+        only the committed word's grew, so only it can move."""
+        top, words = self.oov_top, self.history.words
+        if key in top:
+            top.remove(key)
+        elif len(top) >= self.k and words[key][0] <= words[top[-1]][0]:
+            return
+        count = words[key][0]
+        at = next((j for j, other in enumerate(top) if words[other][0] < count), len(top))
+        top.insert(at, key)
+        del top[self.k:]
 
     def scores(self, logp, prev, words):
         """The mixed distribution after `prev` -> Scores (the model's own where nothing is learned)."""
@@ -165,69 +208,81 @@ class Cache:
         h = self.history
         if h.total <= 0 or self.lam == 0:
             return Scores(words, logp)
-        q = np.exp(logp, out=self._buf, dtype=np.float32) if logp.dtype == np.float32 else \
-            np.exp(logp).astype(np.float32)
-        q *= 1 - self.lam
+        # q / (1 - lambda) = p + c1 counts + c2 follower counts: one exp and two passes over V; the
+        # common factor is applied where a probability is read, never over V
+        q = np.exp(logp, out=self._buf) if logp.dtype == np.float32 else np.exp(logp).astype(np.float32)
         fol = self.followers.get(prev) if prev is not None else None
-        t = len(fol.pos) if fol else 0
+        t = len(fol) if fol is not None else 0
         if t:
             s = h.scale()
             denom = s * h.next_total[prev] + t
             a, b = self.lam * t / denom / h.total, self.lam * s / denom
         else:
             a, b = self.lam / h.total, 0.0
-        q += np.multiply(self.uni, a, out=self._tmp)
-        n = len(self.oov_keys)
-        oov = self.oov_counts[:n] * a
-        if t:
-            ids, counts = fol.ids[:t], fol.counts[:t] * b
-            inside = ids >= 0
-            q[ids[inside]] += counts[inside]
-            oov[-1 - ids[~inside]] += counts[~inside]
-        return Scores(words, q, mixed=True, oov=(self, oov), blocked=self.blocked)
+        keep = 1 - self.lam
+        q += np.multiply(self.uni, a / keep, out=self._tmp)
+        if t and fol.vocab.pos:
+            n = len(fol.vocab.pos)
+            q[fol.vocab.ids[:n]] += fol.vocab.counts[:n] * (b / keep)
+        return Scores(words, q, keep, self, a, b, fol if t else None)
+
+    def oov_q(self, key, a, b, fol):
+        """q of a history word outside the vocabulary."""
+        slot = self.oov_slot.get(key)
+        if slot is None or key in self.blocked:
+            return 0.0
+        j = fol.oov.pos.get(slot) if fol is not None else None
+        return a * float(self.oov_u[slot]) + (b * float(fol.oov.counts[j]) if j is not None else 0.0)
 
 
 class Scores:
     """One step's scores as the keyboard ranks them. Without a cache: the model's
-    log-probabilities. With one: the mixed probabilities q over V, and q of the
-    history's words outside the vocabulary. A candidate is a vocabulary id (int)
+    log-probabilities. With one: the mixed probabilities q over V, divided by
+    (1 - lambda) (`keep`), and q of the history's words outside the vocabulary,
+    computed for the few that can be shown. A candidate is a vocabulary id (int)
     or such a word's key (str)."""
 
-    def __init__(self, words, values, mixed=False, oov=None, blocked=frozenset()):
-        self.words, self.values, self.mixed, self.blocked = words, values, mixed, blocked
-        self.cache, self.oov = oov if oov is not None else (None, None)
+    def __init__(self, words, values, keep=None, cache=None, a=0.0, b=0.0, fol=None):
+        self.words, self.values, self.keep = words, values, keep
+        self.cache, self.a, self.b, self.fol = cache, a, b, fol
 
     def prob(self, token_id):
         v = float(self.values[token_id])
-        return v if self.mixed else math.exp(v)
+        return math.exp(v) if self.keep is None else v * self.keep
 
     def logprob(self, token_id):
-        v = float(self.values[token_id])
-        return (math.log(v) if v > 0 else -math.inf) if self.mixed else v
+        v = self.prob(token_id) if self.keep is not None else None
+        return float(self.values[token_id]) if v is None else (math.log(v) if v > 0 else -math.inf)
 
     def oov_prob(self, key):
-        slot = self.cache.oov_slot.get(key) if self.cache is not None else None
-        return 0.0 if slot is None else float(self.oov[slot])
+        return 0.0 if self.cache is None else self.cache.oov_q(key, self.a, self.b, self.fol)
 
     def best(self, prefix, k):
         """The k candidates shown for `prefix` ("" before a letter), best first."""
         found = self.words.best(self.values, prefix, k)
-        if self.cache is None or not self.cache.oov_keys:
+        cache = self.cache
+        if cache is None or not cache.oov_sorted:
             return found
         if prefix:
             p = prefix.lower()
-            keys = self.cache.oov_sorted
+            keys = cache.oov_sorted
             lo = bisect.bisect_left(keys, p)
-            hi = bisect.bisect_left(keys, p + "\U0010ffff", lo)
-            slots = [self.cache.oov_slot[key] for key in keys[lo:hi]]
+            keys = keys[lo: bisect.bisect_left(keys, p + "\U0010ffff", lo)]
+        elif self.fol is not None and self.fol.oov.pos:
+            # the most counted, and this word's followers by q (a words-long gather): no other can
+            # rank above all of them
+            f = self.fol.oov
+            n = len(f.pos)
+            q = self.a * cache.oov_u[f.ids[:n]] + self.b * f.counts[:n]
+            best = np.argpartition(-q, k - 1)[:k] if n > k else range(n)
+            keys = cache.oov_top[:k] + [cache.oov_keys[f.ids[j]] for j in best]
         else:
-            n = len(self.oov)
-            slots = np.argpartition(-self.oov, k - 1)[:k] if n > k else range(n)
-        extra = [(float(self.oov[s]), self.cache.oov_keys[s]) for s in slots]
-        extra = [(q, key) for q, key in extra if q > 0 and key not in self.blocked]
+            keys = cache.oov_top[:k]
+        extra = [(self.oov_prob(key), key) for key in set(keys)]
+        extra = [(q, key) for q, key in extra if q > 0]
         if not extra:
             return found
-        ranked = [(-float(self.values[i]), 0, i, "") for i in found] + [(-q, 1, 0, key) for q, key in extra]
+        ranked = [(-float(self.values[i]) * self.keep, 0, i, "") for i in found] + [(-q, 1, 0, key) for q, key in extra]
         ranked.sort()
         return [key if kind else i for _, kind, i, key in ranked[:k]]
 
@@ -237,20 +292,23 @@ class Scores:
 
 
 def spelled(scores, candidate, history, prefix, sentence_start):
-    """How a candidate is written above the keys: the user's own spelling where the history has one,
-    else the vocabulary's (capitalised at a sentence's start); the letters typed so far kept as typed
-    where they hold a capital ("Mond" -> "Monday", "MON" -> "MONDAY")."""
+    """How a candidate is written above the keys: the user's own spelling where the history has one
+    with a capital, else the vocabulary's (capitalised at a sentence's start); the letters typed so
+    far kept as typed where they hold a capital ("Mond" -> "Monday", "MON" -> "MONDAY")."""
     words = scores.words
     if isinstance(candidate, str):
-        own = history.spelling(candidate) or candidate
+        entry = history.words.get(candidate)
+        word = entry[2] if entry is not None else candidate
+        if sentence_start and words.lower_case:
+            word = word[:1].upper() + word[1:]
     else:
-        own = history.spelling(words.vocab.tokens[candidate].lower()) if history is not None else None
-    if own and (isinstance(candidate, str) or own != own.lower()):
-        word = own[:1].upper() + own[1:] if sentence_start and words.lower_case else own
-    else:
-        word = words.display(candidate, sentence_start)
-    if prefix and prefix != prefix.lower():
-        if len(prefix) > 1 and prefix == prefix.upper():
+        entry = history.words.get(words.vocab.tokens[candidate].lower()) if history is not None else None
+        if entry is not None and entry[2] != entry[2].lower():
+            word = entry[2][:1].upper() + entry[2][1:] if sentence_start and words.lower_case else entry[2]
+        else:
+            word = words.display(candidate, sentence_start)
+    if prefix and not prefix.islower():
+        if len(prefix) > 1 and prefix.isupper():
             return word.upper()
         return prefix + word[len(prefix):]
     return word

@@ -20,6 +20,7 @@ import sys
 from edge_runtime import quiet
 from methods.factorize import FactorizeError  # no TensorFlow at import: the options are checked first
 from pruning import registry
+from training.distill import DEFAULTS as DISTILL_DEFAULTS, DistillError
 from training.distribute import STRATEGIES, DistributeError
 
 # The options every run has; each method's own are in its module (pruning/registry.py lists them).
@@ -30,7 +31,7 @@ COMMON = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_s
               vocab_size=10000, checkpoint_every=200, init_from=None, target_macs=None, finetune_epochs=0,
               recover="none", recover_epochs=1, gate_hidden=256, optimizer=None, lr_decay=1.0,
               decay_after=0, init_scale=None, recipe=None, strategy="default", steps_per_epoch=None)
-DEFAULTS = dict(COMMON, **registry.defaults())
+DEFAULTS = dict(COMMON, **registry.defaults(), **DISTILL_DEFAULTS)
 # Published recipes, as option values (options given on the command line win).
 RECIPES = {
     # Zaremba, Sutskever & Vinyals 2014, small PTB model: SGD at 1.0 on the loss summed over the
@@ -129,6 +130,16 @@ def parser():
            "EDGELM_CPU_DEVICES logical devices), multiworker (the cluster in TF_CONFIG); --batch-size is per "
            "replica (default %(default)s)")
     registry.add_options(a)
+    a("--teacher", default=None, metavar="RUN",
+      help="distil from this trained run (same vocabulary): the loss mixes the labels' cross-entropy with "
+           "the KL from the teacher's top-k distribution (default: no teacher)")
+    a("--distill-alpha", type=float, default=d["distill_alpha"],
+      help="with --teacher: the KL term's weight, in [0, 1]; 0 is plain training (default %(default)s)")
+    a("--distill-temperature", type=float, default=d["distill_temperature"],
+      help="with --teacher: the temperature T of both distributions; the KL is scaled by T^2 (default %(default)s)")
+    a("--distill-top-k", type=int, default=d["distill_top_k"],
+      help="with --teacher: the teacher's most probable words kept per training token, computed once and "
+           "kept beside the teacher run; the rest of its mass spread evenly (default %(default)s)")
     a("--out", default=os.path.join("runs", "default"), help="run directory (default %(default)s)")
     a("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its saved options")
     a("--force", action="store_true", help="replace an existing run directory (only one that holds a run), "
@@ -166,8 +177,8 @@ def validate(c):
         return f"--steps-per-epoch must be at least 1, got {c['steps_per_epoch']}"
     if c["prune_frequency"] is not None and c["prune_frequency"] < 1:
         return "--prune-frequency must be at least 1"
-    from training import distribute
-    return validate_run(c) or distribute.check(c)
+    from training import distill, distribute
+    return validate_run(c) or distribute.check(c) or distill.check(c)
 
 
 def validate_run(c):
@@ -289,7 +300,7 @@ def main(argv=None):
         os.environ["EDGELM_STRATEGY"] = config["strategy"]  # read where TensorFlow loads (backend.py)
         from pruning.trainer import train  # TensorFlow loads only now
         report = train(config, corpus, force=args.force, on_start=lambda: started.append(True))
-    except (data.DataError, rundir.RunDirError, FactorizeError, DistributeError) as e:
+    except (data.DataError, rundir.RunDirError, FactorizeError, DistributeError, DistillError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

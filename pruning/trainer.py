@@ -18,6 +18,7 @@ each epoch's end):
 3. recover (`--recover rank-one`): only the rank-one updates are trained.
 `--init-from RUN` starts phase 1 from a trained run's model and vocabulary.
 """
+import contextlib
 import io
 import math
 import os
@@ -33,7 +34,7 @@ from keras_models.evaluate import evaluate, make_eval_fn, perplexity
 from keras_models.language_model import (build_language_model, load_model, make_spec, named_weights,
                                          save_model, set_named_weights, zero_states)
 from keras_models.neuron_gates import gate_layers
-from training import checkpoints, data, distribute, rundir, steps
+from training import checkpoints, data, distill, distribute, rundir, steps
 from pruning import registry
 from methods.base import Context, rounded_eval
 from training.steps import make_train_step  # noqa: F401  (the step, for benchmarks and tests)
@@ -182,6 +183,13 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
     return "completed", meta
 
 
+def distilling(config):
+    """The block every step of the run is made in: with --teacher, steps that learn from it too."""
+    if not config.get("teacher"):
+        return contextlib.nullcontext()
+    return steps.distilling(config["distill_alpha"], config["distill_temperature"])
+
+
 def load_init(run):
     """The trained model of run directory `run` (for --init-from)."""
     model = load_model(os.path.join(run, rundir.MODEL))
@@ -192,7 +200,8 @@ def load_init(run):
 
 def _phase(name, model, train_step, opts, epochs, ctx, done):
     """Run a later phase (finetune, recover) and add it to `done` (history, steps, times)."""
-    status, meta = _fit(name, model, opts, train_step, ctx.xs, ctx.ys, epochs, ctx.valid, ctx.config, ctx.log)
+    status, meta = _fit(name, model, opts, train_step, ctx.xs, ctx.targets, epochs, ctx.valid, ctx.config,
+                        ctx.log)
     done["history"] += meta["history"]
     done["steps"] += meta["step"]
     done["train_time"] += meta["train_time"]
@@ -258,7 +267,13 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
             if id(v) not in gate_vars:
                 v.assign(noise.uniform(v.shape, -s, s))
     ctx = Context(config, init, xs, ys, valid, log)
-    training = method.training(model, ctx)
+    ctx.targets = ys  # what each step learns from: the labels, and with --teacher the teacher's top k
+    if config.get("teacher"):
+        distill.check_vocab(config["teacher"], vocab)
+        ctx.targets = distill.attach(ys, *distill.teacher_targets(config["teacher"], xs, config["distill_top_k"],
+                                                                   log))
+    with distilling(config):
+        training = method.training(model, ctx)
 
     chief = config["chief"]  # only the chief writes the run
     if not resumed and chief:  # every check has passed: only now is an old run replaced
@@ -269,11 +284,14 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
     if on_start is not None:
         on_start()
     started = time.time()
-    status, meta = _fit("train", model, training.opts, training.step, xs, ys, epochs, valid, config, log,
+    status, meta = _fit("train", model, training.opts, training.step, xs, ctx.targets, epochs, valid, config, log,
                         training.on_step, training.before_epoch, decay=True, extra=training.extra)
     done = dict(history=list(meta["history"]), steps=meta["step"], train_time=meta["train_time"],
                 earlier_wall=meta.get("resumed_wall", 0.0))  # earlier_wall: time spent before a resume
     report = dict(status=status, arch=base["arch"], schedule=settings, vocab_size=len(vocab),
+                  distillation=dict(teacher=os.path.abspath(config["teacher"]), alpha=config["distill_alpha"],
+                                    temperature=config["distill_temperature"], top_k=config["distill_top_k"])
+                  if config.get("teacher") else None,
                   data=config["data_dir"] or f"embedded:{data.EMBEDDED_NAME}",
                   init_from=config.get("init_from"), epochs_completed=meta["epoch"], steps=meta["step"],
                   steps_per_epoch=len(xs), pruning_step=None)
@@ -281,7 +299,8 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
     report.update(finished)
 
     if status == "completed" and method.finetunes and config["finetune_epochs"]:
-        opts, step = steps.plain_training(plain, config)
+        with distilling(config):
+            opts, step = steps.plain_training(plain, config)
         status = _phase("finetune", plain, step, opts, config["finetune_epochs"], ctx, done)
     final = plain
     if status == "completed" and config["recover"] == "rank-one":
@@ -292,8 +311,9 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
         opt = steps.optimizer(config)
         opt.build(updates)
         before = rounded_eval(final, valid)
-        status = _phase("recover", final, steps.make_train_step(final, opt, updates), [opt],
-                        config["recover_epochs"], ctx, done)
+        with distilling(config):
+            step = steps.make_train_step(final, opt, updates)
+        status = _phase("recover", final, step, [opt], config["recover_epochs"], ctx, done)
         report["recovery"] = dict(method="rank-one", extra_params=int(sum(v.shape.num_elements() for v in updates)),
                                   valid_perplexity_before=before[0], valid_r_at_3_before=before[1])
     report["status"] = status

@@ -87,9 +87,11 @@ def make(name):
 
 
 def split(strategy, array):
-    """A [global batch, ...] array as each replica's block of rows."""
+    """A [global batch, ...] array as each replica's block of rows (a tuple of them: each)."""
     import numpy as np
     from keras_models.backend import tf
+    if isinstance(array, tuple):  # a distilling batch's targets: labels and the teacher's
+        return tuple(split(strategy, a) for a in array)
     n = strategy.num_replicas_in_sync
     if n == 1 and not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return tf.constant(array)

@@ -1,5 +1,34 @@
 """The compiled training step and the optimizers every method trains with."""
+import contextlib
+
 from keras_models.backend import keras, tf
+
+_DISTILL = []  # (alpha, temperature) of the `distilling` block the steps are made in
+
+
+@contextlib.contextmanager
+def distilling(alpha, temperature):
+    """Steps made inside this block train on the teacher's targets too (training/distill.py):
+    each batch's targets are then (labels, teacher ids, teacher probabilities)."""
+    _DISTILL.append((alpha, temperature))
+    try:
+        yield
+    finally:
+        _DISTILL.pop()
+
+
+def loss_terms(logits, y, distill=None):
+    """(the loss, its cross-entropy part). With `distill` (alpha, T) and y = (labels, ids, probs):
+    (1 - alpha) CE + alpha T^2 KL(teacher_T || student_T), averaged over the positions."""
+    if distill is None:
+        ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        return ce, ce
+    from training.distill import kl_from_top_k
+    labels, ids, probs = y
+    alpha, t = distill
+    ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    kl = tf.reduce_mean(kl_from_top_k(logits, tf.cast(ids, tf.int32), tf.cast(probs, tf.float32), t))
+    return (1.0 - alpha) * ce + alpha * t * t * kl, ce
 
 
 def make_train_step(model, opt, variables=None, penalty=None, before=(), after=()):
@@ -8,7 +37,9 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
     `opt` is an optimizer for `variables` (default: all trainable ones) or a
     list of (optimizer, variables) pairs; `penalty()` is added to the loss
     (the L0 term); the callables in `before` run first (gate noise), those in
-    `after` last (re-applying grow-and-prune masks). Under a tf.distribute
+    `after` last (re-applying grow-and-prune masks). Made inside
+    `distilling(alpha, T)`, the loss is `loss_terms`' mix with the teacher's
+    KL, and the step still returns the cross-entropy. Under a tf.distribute
     strategy (made in its scope) each replica runs it on its rows and states
     (training/distribute.py); the loss of each replica is divided by their
     number, so the optimizer's sum of their gradients is the global batch's
@@ -20,15 +51,15 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
     replicas = strategy.num_replicas_in_sync
 
     distributed = tf.distribute.has_strategy()
+    distill = _DISTILL[-1] if _DISTILL else None
 
     def replica_step(x, y, states):
         for fn in before:
             fn()
         with tf.GradientTape() as tape:
             outputs = model([x] + list(states), training=True)
-            ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-                y, outputs[0], from_logits=True))
-            loss = ce + penalty() if penalty is not None else ce
+            loss, ce = loss_terms(outputs[0], y, distill)
+            loss = loss + penalty() if penalty is not None else loss
             if replicas > 1:
                 loss = loss / replicas
         grads = tape.gradient(loss, all_vars)

@@ -1,0 +1,130 @@
+"""Distillation: a small model taught by a large one (Hinton et al. 2015; Kim &
+Rush 2016 for language models).
+
+The student's loss mixes cross-entropy on the labels with the KL divergence
+from the teacher's distribution, both at a temperature T:
+
+    loss = (1 - alpha) CE(labels, student) + alpha T^2 KL(teacher_T || student_T)
+
+(the T^2 keeps the soft term's gradients at the scale of the hard one's).
+Running the teacher beside every batch would double a step on this 2-core
+CPU, so the teacher runs once, in inference mode (no dropout), over the
+training stream laid out as the student's batches, and its k most probable
+words per training token are kept (`teacher_targets`: a file beside the
+teacher run, `RUN/distill/topk-...npz`, reused by every student with the same
+batches). The rest of its probability is spread evenly over the other V - k
+words; with k = V the loss is the full KL (`kl_from_top_k` is exact then).
+
+Teacher and student share the vocabulary: a mismatch is a one-line error.
+The method of the student (pruning, L0, low rank, ...) is untouched: the
+trainer builds every step of the run inside `steps.distilling(...)`, and the
+targets of each batch carry the teacher's ids and probabilities.
+"""
+import hashlib
+import os
+
+import numpy as np
+
+from training import rundir
+
+DEFAULTS = dict(teacher=None, distill_alpha=0.5, distill_temperature=2.0, distill_top_k=32)
+
+
+class DistillError(ValueError):
+    """A teacher that cannot teach this student; one-line message."""
+
+
+def check(c):
+    """One-line message for the first bad distillation option, or None."""
+    if c.get("teacher") is None:
+        if any(c.get(k) != DEFAULTS[k] for k in ("distill_alpha", "distill_temperature", "distill_top_k")):
+            return "--distill-alpha, --distill-temperature and --distill-top-k need --teacher RUN"
+        return None
+    if not 0.0 <= c["distill_alpha"] <= 1.0:
+        return f"--distill-alpha must be in [0, 1], got {c['distill_alpha']}"
+    if not c["distill_temperature"] > 0:
+        return f"--distill-temperature must be positive, got {c['distill_temperature']}"
+    if c["distill_top_k"] < 1:
+        return f"--distill-top-k must be at least 1, got {c['distill_top_k']}"
+    teacher = c["teacher"]
+    if not os.path.exists(os.path.join(teacher, rundir.MODEL, "spec.json")) or \
+            not os.path.exists(os.path.join(teacher, rundir.VOCAB)):
+        return f"--teacher {teacher}: not a trained run directory (no {rundir.MODEL}/spec.json or {rundir.VOCAB})"
+    return None
+
+
+def check_vocab(teacher, vocab):
+    """DistillError unless the teacher run's vocabulary is the student's, token for token."""
+    from edge_runtime.vocab import Vocab
+    theirs = Vocab.load(os.path.join(teacher, rundir.VOCAB))
+    if theirs.tokens != vocab.tokens:
+        differ = next((i for i, (a, b) in enumerate(zip(theirs.tokens, vocab.tokens)) if a != b),
+                      min(len(theirs), len(vocab)))
+        raise DistillError(f"--teacher {teacher}: its vocabulary ({len(theirs):,} tokens) is not the student's "
+                           f"({len(vocab):,}; they differ from id {differ}); distillation needs the same "
+                           "vocabulary: the same corpus and --vocab-size")
+
+
+def _digest(xs, k):
+    h = hashlib.sha256(np.ascontiguousarray(np.stack(xs)).tobytes())
+    h.update(str(k).encode())
+    return h.hexdigest()[:16]
+
+
+def teacher_targets(teacher, xs, k, log=print):
+    """(ids [n_batches, B, T, k], probabilities [n_batches, B, T, k] float16): the teacher's
+    k most probable next words after each training token of the batches `xs`, in inference mode,
+    its state carried from batch to batch as in training. Read from the file beside the teacher run
+    if one was made for these very batches (their sha256), else computed and written there."""
+    folder = os.path.join(teacher, "distill")
+    path = os.path.join(folder, f"topk-{_digest(xs, k)}.npz")
+    if os.path.exists(path):
+        with np.load(path) as z:
+            return z["ids"], z["probs"]
+    from keras_models.backend import tf
+    from keras_models.language_model import load_model, zero_states
+    model = load_model(os.path.join(teacher, rundir.MODEL))
+    k = min(k, model.spec["vocab_size"])
+
+    @tf.function(reduce_retracing=True)
+    def run(x, states):
+        out = model([x] + states, training=False)
+        top = tf.math.top_k(tf.nn.softmax(out[0]), k)
+        return top.indices, top.values, out[1:]
+    states = [tf.constant(s) for s in zero_states(model, xs[0].shape[0])]
+    ids = np.zeros((len(xs),) + xs[0].shape + (k,), np.int16 if model.spec["vocab_size"] < 2 ** 15 else np.int32)
+    probs = np.zeros(ids.shape, np.float16)
+    log(f"distillation: the teacher {teacher} on {len(xs)} batches, top {k} words a token, once ...")
+    for b, x in enumerate(xs):
+        i, p, states = run(tf.constant(x, tf.int32), list(states))
+        ids[b], probs[b] = i.numpy(), p.numpy()
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, ids=ids, probs=probs)
+    os.replace(tmp, path)
+    log(f"distillation: kept in {path} ({os.path.getsize(path) / 2**20:.0f} MB)")
+    return ids, probs  # int16/int32 and float16: half the memory; the step casts them
+
+
+def kl_from_top_k(logits, ids, probs, temperature):
+    """KL(teacher_T || student_T) per position, the teacher given by its top-k `probs` (at T = 1)
+    at `ids` and the rest of its mass spread evenly over the other V - k words; TensorFlow."""
+    from keras_models.backend import tf
+    v = tf.cast(tf.shape(logits)[-1], tf.float32)
+    k = tf.cast(tf.shape(ids)[-1], tf.float32)
+    inv_t = 1.0 / temperature
+    log_s = tf.nn.log_softmax(logits * inv_t)
+    rest = tf.nn.relu(1.0 - tf.reduce_sum(probs, -1))               # the teacher's mass outside its top k
+    top = tf.pow(probs, inv_t)
+    each = tf.where(v > k, tf.pow(rest / tf.maximum(v - k, 1.0), inv_t), 0.0)
+    z = tf.reduce_sum(top, -1) + (v - k) * each
+    t_top, t_each = top / z[..., None], each / z
+    s_top = tf.gather(log_s, ids, batch_dims=len(ids.shape) - 1)
+    s_rest = tf.reduce_sum(log_s, -1) - tf.reduce_sum(s_top, -1)
+    return (tf.reduce_sum(tf.math.xlogy(t_top, t_top) - t_top * s_top, -1)
+            + (v - k) * tf.math.xlogy(t_each, t_each) - t_each * s_rest)
+
+
+def attach(ys, ids, probs):
+    """The batches' targets with the teacher's: [(labels, ids, probs)] for the distilling step."""
+    return [(y, i, p) for y, i, p in zip(ys, ids, probs)]
