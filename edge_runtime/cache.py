@@ -263,6 +263,8 @@ class Scores:
         cache = self.cache
         if cache is None or not cache.oov_sorted:
             return found
+        if not prefix and len(found) == k and self._oov_bound() <= float(self.values[found[-1]]) * self.keep:
+            return found  # no word outside the vocabulary can rank above the k-th (a tie goes to the vocabulary)
         if prefix:
             p = prefix.lower()
             keys = cache.oov_sorted
@@ -285,6 +287,13 @@ class Scores:
         ranked = [(-float(self.values[i]) * self.keep, 0, i, "") for i in found] + [(-q, 1, 0, key) for q, key in extra]
         ranked.sort()
         return [key if kind else i for _, kind, i, key in ranked[:k]]
+
+    def _oov_bound(self):
+        """The most any history word outside the vocabulary can score now."""
+        cache = self.cache
+        top = cache.history.words[cache.oov_top[0]][0] if cache.oov_top else 0.0
+        f = self.fol.oov if self.fol is not None else None
+        return self.a * top + (self.b * float(f.counts[:len(f.pos)].max()) if f is not None and f.pos else 0.0)
 
     def show(self, candidate):
         """A candidate's probability."""

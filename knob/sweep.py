@@ -209,6 +209,17 @@ def check_out(out, resume, force, options):
         raise SweepError(f"cannot resume: {out} holds no sweep")
 
 
+def complete(out, points):
+    """Whether the sweep in `out` has every point and its outputs in the current format (an
+    older operating_points.json is made again by --resume, which then re-times the files)."""
+    from edge_runtime.points import FORMAT_VERSION
+    path = os.path.join(out, ops.FILE)
+    if not os.path.exists(path) or not all(os.path.exists(os.path.join(out, "points", n, POINT_FILE))
+                                           for n, _, _ in points):
+        return False
+    return rundir.read_json(path).get("format_version") == FORMAT_VERSION
+
+
 def log_path(out, name, step):
     return os.path.join(out, "logs", f"{name}.{step}.log")
 
@@ -266,13 +277,16 @@ def run_points(args, points, base_config, options, log):
     `--jobs` threads here, or one Ray task per point (`--executor ray`)."""
     out = os.path.abspath(args.out)  # what every node sees
     if args.executor == "local":
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        pool = ThreadPoolExecutor(max_workers=args.jobs)
+        try:
             futures = [(n, pool.submit(run_point, out, n, m, s, base_config, options, log)) for n, m, s in points]
             for name, future in futures:
                 try:
                     yield name, future.result()
                 except RuntimeError as e:
                     yield name, e
+        finally:  # Ctrl-C: no queued point starts; the running ones got the signal with their process group
+            pool.shutdown(wait=False, cancel_futures=True)
         return
     import ray
     task = ray.remote(num_cpus=args.point_cpus)(run_point)
@@ -313,6 +327,9 @@ def sweep(args, log=print):
     """What the CLI runs; returns the exit status."""
     options, base_config, points = plan(args)
     check_out(args.out, args.resume, args.force, options)
+    if args.resume and complete(args.out, points):
+        log(f"{args.out} is complete: nothing to resume; the sweep is left as it is (--force starts it over)")
+        return 0
     connect(args.executor, args.address)
     if args.force and os.path.isdir(args.out):
         shutil.rmtree(args.out)  # every check has passed; it held a sweep (check_out)

@@ -78,6 +78,25 @@ def test_prefix_index_matches_brute_force_with_ties():
             assert w.best(logp, prefix, k) == brute_best(vocab, logp, prefix, k, hidden), (prefix, k)
 
 
+def test_the_next_words_of_a_large_vocabulary_are_the_brute_force_ones():
+    # Words.best over all V ranks in a grid of columns (not a selection over V): against sorting all V,
+    # with ties (the lower id first), hidden ids, a vocabulary not a multiple of the grid, and -inf
+    rng = np.random.default_rng(2)
+    for size in (130, 4099):
+        vocab = Vocab(["<eos>", "<unk>", "N"] + [f"w{i}" for i in range(size)])
+        blocked = [f"w{i}" for i in rng.choice(size, 40, replace=False)]
+        w = Words(vocab, blocked=blocked)
+        hidden = {0, 1, 2} | {vocab.index[b] for b in blocked}
+        for trial in range(60):
+            logp = np.log(rng.choice([0.1, 0.2, 0.3], size=len(vocab)) if trial % 2 else rng.random(len(vocab)))
+            logp = logp.astype(np.float32)
+            if trial % 5 == 0:
+                logp[rng.choice(len(vocab), len(vocab) - 2, replace=False)] = -np.inf  # fewer words than k
+            ranked = [i for i in brute_best(vocab, logp, "", len(vocab), hidden) if np.isfinite(logp[i])]
+            for k in (1, 3, 8):  # a word of probability 0 is never shown
+                assert w.best(logp, "", k) == ranked[:k], (size, trial, k)
+
+
 def test_a_key_press_runs_no_step_and_ends_with_the_next_word():
     vocab = Vocab(TOKENS)
     model = FixedModel()
