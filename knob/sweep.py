@@ -41,6 +41,7 @@ from edge_runtime.files import make_temp_dir
 from edge_runtime.keyboard import BlockError, read_block_list
 from knob import operating_points as ops
 from training import rundir
+from training.distill import DEFAULTS as DISTILL_DEFAULTS, DistillError, check as check_distill, check_vocab
 
 METHODS = ("l0", "units-random", "units-norm", "units-activation", "magnitude", "lowrank")
 DEFAULT_METHODS = ("l0", "units-random", "units-norm", "units-activation", "lowrank")
@@ -100,8 +101,8 @@ def train_args(method, share, base, base_config, options):
         args += ["--steps-per-epoch", str(options["steps_per_epoch"])]
     recover = options["recover"] != "none"
     if method == "dense":  # as many epochs as any other point updates its weights
-        return args + ["--schedule", "none", "--epochs", str(n + (RECOVER_EPOCHS if recover else 0))]
-    if method == "l0":  # one joint epoch is one of the N; with N = 0 the gates learn on frozen weights
+        args += ["--schedule", "none", "--epochs", str(n + (RECOVER_EPOCHS if recover else 0))]
+    elif method == "l0":  # one joint epoch is one of the N; with N = 0 the gates learn on frozen weights
         args += ["--schedule", "l0", "--target-macs", f, "--epochs", "1"]
         args += ["--finetune-epochs", str(n - 1)] if n else ["--freeze-weights"]
     elif method.startswith("units-"):
@@ -112,8 +113,12 @@ def train_args(method, share, base, base_config, options):
                  "--finetune-epochs", str(n)]
     else:  # magnitude: TF-MOT's polynomial schedule over the N epochs
         args += ["--schedule", "polynomial", "--target-sparsity", f"{1 - share / 100:g}", "--epochs", str(n)]
-    if recover:
+    if recover and method != "dense":
         args += ["--recover", options["recover"], "--recover-epochs", str(RECOVER_EPOCHS)]
+    if options.get("teacher"):  # every point learns from it, dense included (the control is a sweep without)
+        args += ["--teacher", options["teacher"], "--distill-alpha", f"{options['distill_alpha']:g}",
+                 "--distill-temperature", f"{options['distill_temperature']:g}",
+                 "--distill-top-k", str(options["distill_top_k"])]
     return args
 
 
@@ -178,10 +183,24 @@ def plan(args):
     except BlockError as e:
         raise SweepError(str(e)) from None
     base_config = check_base(args.base)
+    distill = dict(teacher=os.path.abspath(args.teacher) if args.teacher else None,
+                   distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
+                   distill_top_k=args.distill_top_k)
+    problem = check_distill(distill)
+    if problem:
+        raise SweepError(problem)
+    if args.teacher:
+        if args.finetune_epochs < 1:
+            raise SweepError("--teacher teaches while the points train: it needs --finetune-epochs of at least 1")
+        from edge_runtime.vocab import Vocab
+        try:
+            check_vocab(args.teacher, Vocab.load(os.path.join(args.base, rundir.VOCAB)))
+        except DistillError as e:
+            raise SweepError(str(e)) from None
     options = dict(base=os.path.abspath(args.base), methods=methods, points=shares, quantize=quantize,
                    finetune_epochs=args.finetune_epochs, recover=args.recover,
                    lr=args.lr if args.lr is not None else final_lr(base_config),
-                   steps_per_epoch=args.steps_per_epoch, blocked_words=blocked)
+                   steps_per_epoch=args.steps_per_epoch, blocked_words=blocked, **distill)
     points = [(DENSE, "dense", 100.0)]
     points += [(point_name(m, s), m, s) for m in methods for s in shares if s != 100]
     return options, base_config, points
@@ -201,8 +220,9 @@ def check_out(out, resume, force, options):
             raise SweepError(f"{out} already holds a sweep; use --resume to continue it or --force to start over")
         if resume:
             saved = rundir.read_json(saved_path)
-            for key in ("base", "quantize", "finetune_epochs", "recover", "lr", "steps_per_epoch", "blocked_words"):
-                if saved.get(key, [] if key == "blocked_words" else None) != options[key]:
+            for key in ("base", "quantize", "finetune_epochs", "recover", "lr", "steps_per_epoch", "blocked_words",
+                        "teacher", "distill_alpha", "distill_temperature", "distill_top_k"):
+                if saved.get(key, DISTILL_DEFAULTS.get(key, [] if key == "blocked_words" else None)) != options[key]:
                     raise SweepError(f"--resume: {key} {options[key]} differs from the sweep's {saved.get(key)}; "
                                      "start a new sweep (or --force) to change it")
     elif resume:

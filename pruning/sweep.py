@@ -8,6 +8,7 @@ import sys
 
 from knob import operating_points as ops
 from knob.sweep import DEFAULT_METHODS, METHODS, SweepError, sweep
+from training.distill import DEFAULTS as DISTILL
 
 
 def parser():
@@ -40,6 +41,15 @@ def parser():
     p.add_argument("--steps", type=int, default=1000, help="timed steps per file (default %(default)s)")
     p.add_argument("--block", metavar="FILE", help="words the keyboard never shows, one a line: left out of the "
                                                   "points' keyboard metrics and packed into the bundle")
+    p.add_argument("--teacher", metavar="RUN", default=None,
+                   help="distil every point (dense included) from this trained run: pruning.train --teacher; "
+                        "the same sweep without it is the control")
+    p.add_argument("--distill-alpha", type=float, default=DISTILL["distill_alpha"],
+                   help="with --teacher: the KL term's weight (default %(default)s)")
+    p.add_argument("--distill-temperature", type=float, default=DISTILL["distill_temperature"],
+                   help="with --teacher: the temperature (default %(default)s)")
+    p.add_argument("--distill-top-k", type=int, default=DISTILL["distill_top_k"],
+                   help="with --teacher: the teacher's words kept per training token (default %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out, skipping finished points")
     p.add_argument("--force", action="store_true", help="start the sweep in --out over (only a sweep directory)")
     return p

@@ -203,6 +203,8 @@ def test_an_interrupted_point_is_resumed_from_its_run(base, tmp_path, monkeypatc
     (["--steps-per-epoch", "0"], "--steps-per-epoch must be at least 1"),
     (["--recover", "rank-one"], "--recover rank-one does not combine with --methods lowrank"),
     (["--block", "/nonexistent/block.txt"], "--block /nonexistent/block.txt: no such file"),
+    (["--teacher", "/nonexistent/run"], "--teacher /nonexistent/run: not a trained run directory"),
+    (["--distill-alpha", "0.7"], "need --teacher RUN"),
 ])
 def test_bad_options_are_one_line_errors_with_nothing_written(base, tmp_path, capsys, extra, message):
     out = tmp_path / "sw"
@@ -291,3 +293,21 @@ def test_ctrl_c_stops_the_sweep_at_once_and_keeps_what_is_finished(base, tmp_pat
     assert started == ["dense-100.train.log", "units-norm-50.train.log"]  # no later point was started
     assert (out / "points" / "dense-100" / "point.json").exists()  # what finished is kept
     assert not (out / "operating_points.json").exists()  # and nothing was timed
+
+
+def test_a_teacher_reaches_every_point_and_must_share_the_vocabulary(base, tmp_path, capsys):
+    options = dict(finetune_epochs=1, lr=1.0, recover="none", teacher="/t", distill_alpha=0.3,
+                   distill_temperature=2.0, distill_top_k=16)
+    for method, share in (("dense", 100), ("l0", 50), ("units-norm", 50), ("lowrank", 50), ("magnitude", 50)):
+        args = sweep.train_args(method, share, str(base), {}, options)
+        at = args.index("--teacher")
+        assert args[at:at + 8] == ["--teacher", "/t", "--distill-alpha", "0.3", "--distill-temperature", "2",
+                                   "--distill-top-k", "16"], method
+    other = tmp_path / "teacher"
+    (other / "model").mkdir(parents=True)
+    (other / "model" / "spec.json").write_text("{}")
+    (other / "vocab.txt").write_text("<eos>\n<unk>\nsomething\n")
+    out = tmp_path / "sw"
+    assert sweep_cli.main(args_for(base, out, "--teacher", str(other))) == 2
+    err = capsys.readouterr().err
+    assert "not the student's" in err and err.count("\n") == 1 and not out.exists()
