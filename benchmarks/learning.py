@@ -177,8 +177,9 @@ def cmd_run(args):
     if args.model:
         manifest = mf.load(args.model if os.path.exists(os.path.join(args.model, mf.FILE))
                            else os.path.join(args.model, "tflite"))
-        files.insert(0, (f"{os.path.basename(os.path.normpath(args.model))}:{args.variant}", manifest,
-                         args.variant))
+        same = [f for f in files if (f[1]["_dir"], f[2]) == (manifest["_dir"], args.variant)]
+        files = same + [f for f in files if f not in same] if same else \
+            [(f"{os.path.basename(os.path.normpath(args.model))}:{args.variant}", manifest, args.variant)] + files
     rows, timed = [], None
     for label, manifest, variant in files:
         for text in texts:

@@ -117,7 +117,8 @@ class Cache:
             if i is not None:
                 self.uni[i] += count
             else:
-                self.oov_u[self._slot(key)] += count
+                slot = self._slot(key)  # first: it may grow oov_u
+                self.oov_u[slot] += count
         self.oov_sorted.sort()
         self.oov_top = sorted(self.oov_keys, key=lambda key: -h.words[key][0])[: self.k]
         self.followers = {}

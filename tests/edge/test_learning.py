@@ -92,6 +92,23 @@ def test_vector_mix_is_the_scalar_definition_on_a_random_history():
             assert math.isclose(s.oov_prob(key), 0.3 * h.prob(key, prev), rel_tol=1e-5)
 
 
+def test_a_cache_built_from_a_long_history_is_the_one_learned_word_by_word():
+    vocab = Vocab(TOKENS)
+    h = History(half_life=50)
+    learned = Cache(h, vocab, 0.4)
+    prev = START
+    for i in range(300):  # more words outside the vocabulary than any array starts with
+        word = ("the", "cat", f"Zq{i % 150}x")[i % 3]
+        prev = learned.learn(word, prev)
+    built = Cache(h, vocab, 0.4)  # what a new session (or another level of the knob) reads
+    logp = FixedModel().logp
+    for prev in (START, "the", "cat", "zq7x"):
+        a, b = learned.scores(logp, prev, Words(vocab)), built.scores(logp, prev, Words(vocab))
+        assert np.allclose(a.values, b.values, rtol=1e-5)
+        assert a.best("", 3) == b.best("", 3) and a.best("zq1", 3) == b.best("zq1", 3)
+        assert all(math.isclose(a.oov_prob(f"zq{i}x"), b.oov_prob(f"zq{i}x"), rel_tol=1e-5) for i in range(150))
+
+
 def test_a_word_outside_the_vocabulary_is_shown_after_one_use_as_the_user_spelled_it():
     vocab = Vocab(TOKENS)
     h = History()
