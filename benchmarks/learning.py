@@ -138,7 +138,7 @@ def at_caps():
     words = [f"{i:06d}"[::-1].translate(str.maketrans("0123456789", "abcdefghij")) + "lmnopq"
              for i in range(hist.MAX_WORDS)]
     prev = hist.START
-    for w in words * 2:
+    for w in words + words[::-1] + words[::7] + words[::3]:  # more pairs than the bigram cap
         h.commit(w, prev, record=False)
         prev = w
     return dict(bytes=len(json.dumps(h.to_json(), separators=(",", ":"))), words=len(h.words),
