@@ -252,8 +252,10 @@ def cmd_eval(args):
     else:
         r = None
     try:
-        if r is not None:
-            return warn_oov(args, fmt, counts, vocab, note)
+        if r is not None:  # the perplexity is over the in-vocabulary tokens: no <unk> flatters it
+            if note:
+                print(note, file=sys.stderr)
+            return 0
         r = evaluate_ids(model, iter_ids(args.file, vocab, fmt, args.errors, counts, spellings=True),
                          vocab.never_suggested, progress, score)
     except ValueError as e:
