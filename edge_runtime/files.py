@@ -11,7 +11,8 @@ def _umask():
     return mask
 
 
-def atomic_write_bytes(path, data):
+def atomic_write_bytes(path, data, mode=None):
+    """`mode`: the file's permissions (default: as the umask makes a new file; 0o600 for private data)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
@@ -20,7 +21,7 @@ def atomic_write_bytes(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a result is not
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes it private; a result is not
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

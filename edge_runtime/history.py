@@ -29,8 +29,9 @@ session starts with an empty history.
 import json
 import math
 import os
-import tempfile
 import uuid
+
+from edge_runtime.files import atomic_write_bytes
 
 try:
     import fcntl
@@ -253,23 +254,6 @@ class _Lock:
         self.f.close()
 
 
-def _write_private(path, data):
-    """Atomically, mode 0600 from the first byte (mkstemp makes it so)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save(history, path, warn=None):
     """Write `history` to `path`, keeping what any other process wrote there since it
     was read (see the module's docstring): `history` then becomes, in place, the merged one."""
@@ -299,7 +283,7 @@ def save(history, path, warn=None):
             history.__dict__.update(on_disk.__dict__)  # in place: every cache holding it sees the change
         history.generation = uuid.uuid4().hex
         history.pending = []
-        _write_private(path, json.dumps(history.to_json(), separators=(",", ":")).encode("utf-8"))
+        atomic_write_bytes(path, json.dumps(history.to_json(), separators=(",", ":")).encode("utf-8"), mode=0o600)
 
 
 def forget(path):

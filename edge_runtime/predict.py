@@ -232,38 +232,31 @@ def cmd_eval(args):
     counts = {}
     progress = Progress()
     t0 = time.perf_counter()
-    if args.learn or args.history:
-        history = open_history(args, learning_options(manifest)[1]) or hist.History(learning_options(manifest)[1])
-        cache = Cache(history, vocab, learning_options(manifest)[0], blocked_words(args), learn=args.learn)
-        try:
-            r = evaluate_learning(model, iter_ids(args.file, vocab, fmt, args.errors, counts, spellings=True),
-                                  score.words, cache, progress)
-        except ValueError as e:
-            if isinstance(e, TextError):
-                raise
-            raise UsageError(f"{args.file} holds no words") from None
-        finally:
-            progress.done()
-        r.update(variant=variant, file=args.file, format=fmt, oov=counts["oov"], words=counts["words"],
-                 sentences=counts["sentences"], delegate=used, seconds=round(time.perf_counter() - t0, 2),
-                 learning=dict(zip(("lambda", "half_life", "source"), learning_options(manifest)),
-                               learn=args.learn, history=args.history), device=device.describe())
-        print_learning(r, args, score.k)
-    else:
-        r = None
+    ids = iter_ids(args.file, vocab, fmt, args.errors, counts, spellings=True)
+    learning = args.learn or args.history
     try:
-        if r is not None:  # the perplexity is over the in-vocabulary tokens: no <unk> flatters it
-            if note:
-                print(note, file=sys.stderr)
-            return 0
-        r = evaluate_ids(model, iter_ids(args.file, vocab, fmt, args.errors, counts, spellings=True),
-                         vocab.never_suggested, progress, score)
+        if learning:
+            lam, half_life, source = learning_options(manifest)
+            history = open_history(args, half_life) or hist.History(half_life)
+            cache = Cache(history, vocab, lam, blocked_words(args), learn=args.learn)
+            r = evaluate_learning(model, ids, score.words, cache, progress)
+        else:
+            r = evaluate_ids(model, ids, vocab.never_suggested, progress, score)
     except ValueError as e:
-        if isinstance(e, TextError):
+        if isinstance(e, (TextError, hist.HistoryError)):
             raise
         raise UsageError(f"{args.file} holds no words") from None
     finally:
         progress.done()
+    if learning:
+        r.update(variant=variant, file=args.file, format=fmt, oov=counts["oov"], words=counts["words"],
+                 sentences=counts["sentences"], delegate=used, seconds=round(time.perf_counter() - t0, 2),
+                 learning={"lambda": lam, "half_life": half_life, "source": source, "learn": args.learn,
+                           "history": args.history}, device=device.describe())
+        print_learning(r, args, score.k)
+        if note:  # no <unk> warning: this perplexity leaves <unk> out
+            print(note, file=sys.stderr)
+        return 0
     r.update(variant=variant, file=args.file, format=fmt, format_detected=args.format == "auto",
              oov=counts["oov"], words=counts["words"], sentences=counts["sentences"], delegate=used,
              seconds=round(time.perf_counter() - t0, 2), device=device.describe())
@@ -301,7 +294,8 @@ def print_learning(r, args, k):
     a, b = r["without"], r["with"]
     how = "learning as it goes" if args.learn else "the history applied, nothing learned"
     start = f"from {args.history}" if args.history else "from an empty history"
-    lam, half_life, source = learning_options_line(r["learning"])
+    learning = r["learning"]
+    lam, half_life, source = learning["lambda"], learning["half_life"] or "none", learning["source"]
     print(f"{r['variant']}: {r['file']} typed in order, {how}, {start} (lambda {lam}, half-life {half_life}: "
           f"{source}); {a['tokens_in_vocabulary']:,} in-vocabulary tokens, {r['oov']:,} words outside the "
           f"vocabulary, {r['seconds']} s")
@@ -316,10 +310,6 @@ def print_learning(r, args, k):
     for label, key, fmt in rows:
         cells = ["n/a" if x[key] is None else fmt.format(x[key]) for x in (a, b)]
         print(f"| {label} | {cells[0]} | {cells[1]} |")
-
-
-def learning_options_line(learning):
-    return learning["lambda"], learning["half_life"] or "none", learning["source"]
 
 
 def na(x):

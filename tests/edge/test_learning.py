@@ -19,22 +19,15 @@ from edge_runtime.keyboard_metrics import evaluate_learning
 from edge_runtime.knob import Switcher
 from edge_runtime.predict import main
 from edge_runtime.vocab import Vocab
+from tests.edge.test_keyboard import FixedModel as KeyboardModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKENS = ["<eos>", "<unk>", "the", "then", "there", "to", "cat", "N", "monday", "darn"]
 PROBS = [0.30, 0.20, 0.15, 0.05, 0.04, 0.10, 0.01, 0.05, 0.05, 0.05]
 
 
-class FixedModel:
-    def __init__(self, probs=PROBS):
-        self.logp, self.steps = np.log(np.asarray(probs, np.float32)), 0
-
-    def step(self, token_id):
-        self.steps += 1
-        return self.logp
-
-    def reset(self):
-        pass
+def FixedModel(probs=PROBS):
+    return KeyboardModel(probs)
 
 
 def run(capsys, *args):
