@@ -81,19 +81,19 @@ def main(argv=None):
     for name in only:
         out, options = plan[name]
         train(out, options)
-        rows[name] = measure(out)
+        rows[name if name == "teacher" else f"{name}-{args.epochs}"] = measure(out)
     print("\n| run | epochs | params | Keras test ppl | device test ppl (dynamic) | R@1 | R@3 | KSR |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} ({r['run']}) | {r['epochs']} | {r['params']:,} | {r['keras_test_perplexity']:.2f} | "
               f"{r['test_perplexity']:.2f} | {r['r_at_1']:.3f} | {r['r_at_3']:.3f} | {r['ksr']:.3f} |")
-    if "control" in rows and "student" in rows:
-        c, s = rows["control"]["test_perplexity"], rows["student"]["test_perplexity"]
+    control, student = rows.get(f"control-{args.epochs}"), rows.get(f"student-{args.epochs}")
+    if control and student:
+        c, s = control["test_perplexity"], student["test_perplexity"]
         print(f"\ndistillation: test perplexity {c:.2f} -> {s:.2f} ({100 * (s / c - 1):+.1f}%) at the same "
               f"{args.epochs} epochs")
     old = json.load(open(args.json)) if os.path.exists(args.json) else {}
     old.setdefault("rows", {}).update(rows)
-    old["student_epochs"] = args.epochs
     atomic_write_text(args.json, json.dumps(old, indent=2) + "\n")
     return 0
 

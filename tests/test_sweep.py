@@ -95,7 +95,9 @@ def test_every_method_updates_weights_as_many_epochs_as_dense(base, tmp_path, ca
         # gates left above it closed by the count reported), and the gates' expectation was near it
         assert abs(l0["macs_fraction"] - l0["share"] / 100) <= 0.05, l0["macs_fraction"]
         assert isinstance(l0["closed_to_target"], int) and l0["closed_to_target"] >= 0
-        assert 0 < l0["expected_macs_fraction"] <= 1 and abs(l0["expected_macs_fraction"] - 0.5) < 0.25
+        assert 0 < l0["expected_macs_fraction"] <= 1
+        if l0["expected_macs_fraction"] > l0["share"] / 100 + 0.05:  # gates left open above it were closed
+            assert l0["closed_to_target"] > 0
         if n == 1:  # a sparse point keeps every weight in its matrices: the runtime executes the dense MACs
             by = {r["name"]: r for r in doc["points"]}
             dense, sparse = by["dense-100"], by["magnitude-50"]
