@@ -4,6 +4,7 @@ The command only: the sweep itself, what it runs and writes, is knob/sweep.py.
 """
 import argparse
 import functools
+import os
 import sys
 
 from knob import operating_points as ops
@@ -65,7 +66,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"interrupted: finished points are kept; continue with python -m pruning.sweep {args.base} "
               f"--out {args.out} --resume", file=sys.stderr)
-        return 130
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Python would join the pool's worker thread at exit, and a point being converted or evaluated
+        # there runs on for minutes. Every file the sweep writes is written atomically, so stopping now
+        # loses only that point's unfinished step (its run keeps its checkpoint for --resume).
+        os._exit(130)
 
 
 if __name__ == "__main__":
