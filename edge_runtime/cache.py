@@ -167,7 +167,6 @@ class Cache:
             return key
         self._sync()
         h = self.history
-        new = key not in h.words
         key, w = h.commit(word, prev)
         if h.version != self.synced[1]:  # the commit folded the scale back or evicted: arrays anew
             self._build()

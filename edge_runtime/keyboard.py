@@ -17,14 +17,13 @@ lower-case vocabulary (PTB's and the embedded corpus's), the first word of
 a sentence and "i" are shown capitalised.
 """
 import bisect
-import math
 import re
 
 import numpy as np
 
 from edge_runtime.cache import Scores, spelled
 from edge_runtime.history import START
-from edge_runtime.text import tokenize, words_spelled
+from edge_runtime.text import words_spelled
 
 HIDDEN = ("N",)  # tokens that stand for a spelling the vocabulary does not keep
 ROWS = 64  # rows of the grid Words.best ranks all V scores in

@@ -9,10 +9,9 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from edge_runtime import history as hist
-from edge_runtime.cache import Cache, Scores, tune
+from edge_runtime.cache import Cache, tune
 from edge_runtime.history import START, History
 from edge_runtime.keyboard import Keyboard, Words, type_text
 from edge_runtime.keyboard_metrics import evaluate_learning
