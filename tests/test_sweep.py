@@ -279,8 +279,11 @@ def test_ctrl_c_stops_the_sweep_at_once_and_keeps_what_is_finished(base, tmp_pat
     # first trained point runs must not train the others
     cmd = [sys.executable, "-m", "pruning.sweep"] + args_for(base, out, "--methods", "units-norm,lowrank",
                                                               "--points", "100,50,30")
+    # SIGINT's default action restored first: a test run started in the background has it ignored, and
+    # a Python started so ignores Ctrl-C too
     proc = subprocess.Popen(cmd, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not (out / "logs" / "units-norm-50.train.log").exists() and time.time() < deadline:
         time.sleep(0.2)
