@@ -7,8 +7,8 @@ Needs `make ptb` (runs/ptb/data). Each run is resumable: a run cut off goes on
 from its checkpoint (`pruning.train --resume`), a finished one is kept. The
 teacher is `--recipe teacher-2x400`; the students are `--recipe
 zaremba-small` shortened to `--epochs` (the learning rate halved every epoch
-after the first third), the student with `--teacher` (alpha 0.5, T 2, the
-teacher's top 32 words a token). Then each is converted (dynamic int8) and
+after the first third), the student with `--teacher` (the defaults: alpha 0.5,
+T 1, the teacher's top 32 words a token). Then each is converted (dynamic int8) and
 its test perplexity, R@3 and KSR measured by the device runtime over the
 whole test split (`predict.py eval`), and the table printed; JSON in
 benchmarks/results/distill_ptb.json.
