@@ -240,7 +240,8 @@ class Scores:
     log-probabilities. With one: the mixed probabilities q over V, divided by
     (1 - lambda) (`keep`), and q of the history's words outside the vocabulary,
     computed for the few that can be shown. A candidate is a vocabulary id (int)
-    or such a word's key (str)."""
+    or such a word's key (str). The mixed values live in the cache's buffer: a
+    Scores holds until that cache's next step."""
 
     def __init__(self, words, values, keep=None, cache=None, a=0.0, b=0.0, fol=None):
         self.words, self.values, self.keep = words, values, keep

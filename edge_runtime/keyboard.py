@@ -100,7 +100,7 @@ class Words:
 
     def _best_of_all(self, logp, k):
         """`best` over every showable word, without a selection over all V (numpy's argpartition
-        costs about 250 us over 10,000 floats here, more than a step). The scores fill a grid
+        over 10,000 floats costs more than a step on this project's CPU). The scores fill a grid
         whose column j holds ids j, j + C, j + 2C, ...; the k-th best score overall is the k-th
         best among the k columns of highest maximum (any other id is at most its column's
         maximum, at most those k), so only columns whose maximum reaches it are read."""
