@@ -58,10 +58,10 @@ sys.path.insert(0, ROOT)
 
 from edge_runtime.keyboard import Words  # noqa: E402
 from edge_runtime.keyboard_metrics import KeyboardScore  # noqa: E402
-from edge_runtime.metrics import is_hit  # noqa: E402
 from edge_runtime.runner import evaluate_ids  # noqa: E402
 from edge_runtime.text import EOS, UNK  # noqa: E402
 from edge_runtime.vocab import Vocab  # noqa: E402
+from knob.bootstrap import REPLICATES  # noqa: E402
 
 KENLM = os.path.join(ROOT, "runs", "kenlm")
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -148,67 +148,134 @@ def token_stream(sentences, vocab, limit):
     return out
 
 
-class NgramScorer:
-    """Log-probabilities (natural log) of every vocabulary word after a context, by KenLM."""
+def read_successors(arpa, index):
+    """{context (a tuple of words): vocabulary ids of the words that follow it in an n-gram of the ARPA file}."""
+    found = {}
+    with open(arpa, encoding="utf-8") as f:
+        order = 0
+        for line in f:
+            if line.startswith("\\"):
+                order = int(line[1]) if line[1].isdigit() else 0
+                continue
+            if order < 2 or not line.strip():
+                continue
+            words = line.rstrip("\n").split("\t")[1].split(" ")
+            found.setdefault(tuple(words[:-1]), []).append(index[words[-1]])
+    return {c: np.array(ids, np.int64) for c, ids in found.items()}
 
-    def __init__(self, model, vocab):
+
+class NgramScorer:
+    """Log-probabilities (natural log) of every vocabulary word after a context, by KenLM.
+
+    A word that follows no suffix of the context in any n-gram scores the same
+    as every other such word, up to its unigram: the context's backoffs plus
+    its unigram log-probability. So a position asks KenLM only for the words
+    that follow a suffix of the context (read from the ARPA file) and for one
+    other word (the backoffs' sum); `check` compares that with asking KenLM
+    for every word."""
+
+    def __init__(self, model, vocab, arpa):
         import kenlm
         self.kenlm, self.model, self.vocab = kenlm, model, vocab
         self.words = [("</s>" if t == EOS else UNK_WORD if t == UNK else t) for t in vocab.tokens]
+        index = {w: i for i, w in enumerate(self.words)}
+        self.successors = read_successors(arpa, index)
+        null, scratch = kenlm.State(), kenlm.State()
+        model.NullContextWrite(null)
+        self.unigram = np.array([model.BaseScore(null, w, scratch) for w in self.words])
 
     def start(self):
         state = self.kenlm.State()
         self.model.BeginSentenceWrite(state)
-        return state
+        return state, ("<s>",)
 
-    def advance(self, state, token_id):
+    def advance(self, at, token_id):
+        state, context = at
         if token_id == self.vocab.eos_id:
             return self.start()
         out = self.kenlm.State()
         self.model.BaseScore(state, self.words[token_id], out)
-        return out
+        return out, (context + (self.words[token_id],))[1 - self.model.order:]
 
-    def logp(self, state):
+    def logp(self, at):
+        state, context = at
+        scratch, score = self.kenlm.State(), self.model.BaseScore
+        found = [self.successors.get(context[-j:]) for j in range(1, len(context) + 1)]
+        ids = np.unique(np.concatenate([f for f in found if f is not None] or [np.zeros(0, np.int64)]))
+        taken = np.zeros(len(self.words), bool)
+        taken[ids] = True
+        other = int(np.argmin(taken))  # a word that follows no suffix: the backoffs' sum
+        out = self.unigram + (score(state, self.words[other], scratch) - self.unigram[other])
+        out[ids] = [score(state, self.words[i], scratch) for i in ids]
+        return out * LN10
+
+    def logp_every_word(self, at):
         scratch = self.kenlm.State()
-        score = self.model.BaseScore
-        return np.array([score(state, w, scratch) for w in self.words], dtype=np.float64) * LN10
+        return np.array([self.model.BaseScore(at[0], w, scratch) for w in self.words]) * LN10
+
+    def check(self, stream, positions=200):
+        """The largest difference between `logp` and KenLM asked for every word, over the first positions."""
+        at, worst = self.start(), 0.0
+        for token in stream[1:positions + 1]:
+            worst = max(worst, float(np.abs(self.logp(at) - self.logp_every_word(at)).max()))
+            at = self.advance(at, token)
+        return worst
 
 
-def keyboard_metrics(logp_of, stream, vocab):
-    """R@1, R@3 and the keyboard metrics over the ids `stream`, `logp_of(i)` the vector after stream[: i + 1]."""
+def keyboard_score(logp_of, stream, vocab):
+    """The KeyboardScore over the ids `stream`, `logp_of(i)` the vector after stream[: i + 1], called in order."""
     score = KeyboardScore(Words(vocab))
-    hits1 = hits3 = n = 0
     for i in range(len(stream) - 1):
-        logp = logp_of(i)
-        target = stream[i + 1]
-        hits1 += is_hit(logp, target, vocab.never_suggested, 1)
-        hits3 += is_hit(logp, target, vocab.never_suggested, 3)
-        score.add(logp, target)
-        n += 1
+        score.add(logp_of(i), stream[i + 1])
+    return score
+
+
+def ngram_keyboard(scorer, stream):
+    at = [scorer.start()]
+
+    def logp_of(i):
+        if i > 0:
+            at[0] = scorer.advance(at[0], stream[i])
+        return scorer.logp(at[0])
+    return keyboard_score(logp_of, stream, scorer.vocab)
+
+
+def neural_keyboard(model, vocab, stream):
+    """The n-grams' metrics, on the same tokens, for a neural file (the device runtime's step, its
+    state carried across sentences as on the device)."""
+    model.reset()
+    return keyboard_score(lambda i: np.asarray(model.step(stream[i]), np.float32), stream, vocab)
+
+
+def scored(cache, key, make):
+    """(metrics, per-sentence counts) of one model on the stream: kept in `cache` under `key`,
+    so a run cut off, or run again with another neural file, scores nothing twice."""
+    path = os.path.join(cache, f"{key}.npz")
+    if os.path.exists(path):
+        with np.load(path) as z:
+            return json.loads(str(z["metrics"])), z["counts"]
+    score = make()
     r = score.result()
-    return dict(r_at_1=round(hits1 / n, 4), r_at_3=round(hits3 / n, 4), positions=n, **{
-        k: r[k] for k in ("completion_recall_1", "completion_recall_2", "ksr", "keyboard_words", "words_skipped")})
-
-
-def ngram_keyboard(model, vocab, stream):
-    scorer = NgramScorer(model, vocab)
-    states = [scorer.start()]
-    for token in stream[1:-1]:
-        states.append(scorer.advance(states[-1], token))
-    return keyboard_metrics(lambda i: scorer.logp(states[i]), stream, vocab)
+    metrics = dict(r_at_1=round(r["r_at_1"], 4), r_at_3=round(r["r_at_3"], 4), positions=score.positions,
+                   **{k: r[k] for k in ("completion_recall_1", "completion_recall_2", "ksr", "keyboard_words",
+                                        "words_skipped")})
+    counts = score.sentences()
+    os.makedirs(cache, exist_ok=True)
+    np.savez(path + ".tmp.npz", metrics=json.dumps(metrics), counts=counts)
+    os.replace(path + ".tmp.npz", path)
+    return metrics, counts
 
 
 def timing_pass(ngrams, neural, vocab, stream, steps=300):
     """One interleaved pass (`bench.round_robin`): per n-gram, a token's score from
-    a state and a word's top-3 (every vocabulary word scored, the best three
-    kept); per neural file, its step and its keyboard's word (`Keyboard.feed`).
+    a state and a word's top-3 (`NgramScorer.logp`, the best three kept); per
+    neural file, its step and its keyboard's word (`Keyboard.feed`).
     -> {(label, what): median ms}."""
     from edge_runtime.bench import round_robin
     from edge_runtime.keyboard import Keyboard
     tokens = stream[1:steps + 1]
     calls, words_ = {}, Words(vocab)
-    for name, model in ngrams.items():
-        scorer = NgramScorer(model, vocab)
+    for name, scorer in ngrams.items():
         states = [scorer.start()]
         for t in tokens:
             states.append(scorer.advance(states[-1], t))
@@ -223,8 +290,9 @@ def timing_pass(ngrams, neural, vocab, stream, steps=300):
 
 
 def neural_files(sweep, models, vocab):
-    """{label: (StepModel, bytes, test perplexity)}: every frontier file of a sweep's
-    bundle, and every converted file of each `models` folder (a run's tflite/)."""
+    """{label: (StepModel, bytes, test perplexity, sha256 prefix)}: every frontier file of a sweep's
+    bundle, and every converted file of each `models` folder (a run's tflite/). Bytes as the device
+    ships them: the file and its vocabulary."""
     from edge_runtime import manifest as mf
     from edge_runtime import points
     from edge_runtime.runner import StepModel
@@ -241,98 +309,142 @@ def neural_files(sweep, models, vocab):
     for label, manifest, variant, ppl in found:
         if Vocab.load(mf.vocab_path(manifest)).tokens != vocab.tokens:
             raise SystemExit(f"error: {label}'s vocabulary is not the one built from the training split")
-        out[label] = (StepModel(mf.variant_path(manifest, variant), manifest["states"], num_threads=1),
-                      manifest["variants"][variant]["bytes"], ppl)
+        path = mf.variant_path(manifest, variant)  # its sha256 checked against the manifest's
+        digest = manifest["variants"][variant]["sha256"][:16]
+        out[label] = (StepModel(path, manifest["states"], num_threads=1),
+                      os.path.getsize(path) + os.path.getsize(mf.vocab_path(manifest)), ppl, digest)
     return out
 
 
-def neural_keyboard(model, vocab, stream):
-    """The n-grams' metrics, on the same tokens, for a neural file (the device runtime's step)."""
-    model.reset()
-    vectors = [np.array(model.step(token), dtype=np.float32) for token in stream[:-1]]
-    return keyboard_metrics(lambda i: vectors[i], stream, vocab)
+def nearest(rows, size):
+    """The n-gram row nearest `size` in bytes (by ratio)."""
+    return min(rows, key=lambda r: abs(math.log(r["bytes"] / size)))
 
 
-def run(name, sweep, models, keyboard_tokens):
+def run(name, sweep, models, keyboard_tokens, replicates):
     import kenlm
+    from knob.bootstrap import interval, paired
     splits, vocab = corpus(name)
     out = os.path.join(ROOT, "runs", "ngram", name)
     os.makedirs(out, exist_ok=True)
     stream = token_stream(splits["test"], vocab, keyboard_tokens + 1)
-    rows, ngrams = [], {}
+    cache = os.path.join(out, "scores", f"tokens-{len(stream) - 1}")
+    rows, scorers, counts = [], {}, {}
     for model_name, order, prune in MODELS:
         arpa, binary = train(model_name, order, prune, splits, vocab, out)
-        model = ngrams[model_name] = kenlm.Model(binary)
-        ppl, count = perplexity(model, splits["test"], vocab)
+        scorer = scorers[model_name] = NgramScorer(kenlm.Model(binary), vocab, arpa)
+        worst = scorer.check(stream)
+        if worst > 1e-4:
+            sys.exit(f"error: {model_name}: the successor-based scores differ from KenLM's by {worst}")
+        ppl, count = perplexity(scorer.model, splits["test"], vocab)
+        metrics, counts[model_name] = scored(cache, model_name, lambda: ngram_keyboard(scorer, stream))
         row = dict(model=model_name, order=order, prune=prune, bytes=os.path.getsize(binary),
-                   arpa_bytes=os.path.getsize(arpa), test_perplexity=round(ppl, 2), test_tokens=count)
-        row.update(ngram_keyboard(model, vocab, stream))
+                   arpa_bytes=os.path.getsize(arpa), test_perplexity=round(ppl, 2), test_tokens=count,
+                   check_max_abs_difference=worst, **metrics)
         print(json.dumps(row), flush=True)
         rows.append(row)
     files = neural_files(sweep, models, vocab)
     neural = []
     test_ids = token_stream(splits["test"], vocab, float("inf"))
-    for label, (model, size, _) in files.items():
+    for label, (model, size, _, digest) in files.items():
         ppl = evaluate_ids(model, test_ids, vocab.never_suggested)["perplexity"]  # the device's definition
-        neural.append(dict(point=label, bytes=size, test_perplexity=round(ppl, 2),
-                           **neural_keyboard(model, vocab, stream)))
+        metrics, counts[label] = scored(cache, f"neural-{digest}", lambda: neural_keyboard(model, vocab, stream))
+        neural.append(dict(point=label, bytes=size, test_perplexity=round(ppl, 2), **metrics))
         print(json.dumps(neural[-1]), flush=True)
-    timed = timing_pass(ngrams, {label: m for label, (m, _, _) in files.items()}, vocab, stream)
+    for r in rows + neural:
+        key = r.get("model") or r["point"]
+        r["interval"] = {m: interval(counts[key], m, replicates) for m in ("r_at_3", "ksr")}
+    best = max(rows, key=lambda r: r["r_at_3"])
+    for r in neural:
+        # against the n-gram nearest in bytes, and against the best n-gram (by R@3) at any size
+        for role, ref in (("nearest", nearest(rows, r["bytes"])), ("best", best)):
+            r[f"against_{role}"] = dict(model=ref["model"], bytes=ref["bytes"],
+                                        **paired(counts[ref["model"]], counts[r["point"]], replicates=replicates))
+    timed = timing_pass(scorers, {label: f[0] for label, f in files.items()}, vocab, stream)
     for r in rows:
         r.update(score_ms=timed[(r["model"], "score")], top3_ms=timed[(r["model"], "top3")])
     for r in neural:
         r.update(step_ms=timed[(r["point"], "step")], keyboard_ms=timed[(r["point"], "keyboard")])
     from edge_runtime.device import describe
-    doc = dict(corpus=name, vocab_size=len(vocab), keyboard_tokens=keyboard_tokens, models=rows, neural=neural,
-               sweep=sweep, neural_models=models, device=describe(),
-               timing="one interleaved pass, 300 calls each, 1 thread; medians")
+    doc = dict(corpus=name, vocab_size=len(vocab), keyboard_positions=len(stream) - 1,
+               whole_split=len(stream) == len(test_ids), sentences=int(len(counts[rows[0]["model"]])),
+               bootstrap=dict(replicates=replicates, over="sentences", interval="95%, percentiles 2.5 and 97.5"),
+               models=rows, neural=neural, sweep=sweep, neural_models=models, device=describe(),
+               bytes="neural: the .tflite and its vocabulary file; KenLM: its binary (trie, 8-bit), which holds "
+                     "its vocabulary", timing="one interleaved pass, 300 calls each, 1 thread; medians")
     path = os.path.join(RESULTS, f"ngram_{name}.json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
     os.replace(path + ".tmp", path)
-    plot(doc, os.path.join(RESULTS, f"ngram_{name}_ksr_bytes.png"))
+    for metric in ("ksr", "r_at_3"):
+        plot(doc, metric, os.path.join(RESULTS, f"ngram_{name}_{metric}_bytes.png"))
     print(table(doc))
+    print(comparison(doc))
     print(f"written {os.path.relpath(path, ROOT)}")
 
 
-def plot(doc, path):
-    """KSR against bytes: the n-grams as a series, the neural files as points (the `plot` extra)."""
+NAMES = {"ksr": "keystroke savings rate", "r_at_3": "next-word R@3"}
+
+
+def plot(doc, metric, path):
+    """`metric` against megabytes: the n-grams as series, the neural files as points, each with its
+    own 95% interval (the `plot` extra)."""
     from knob.plots import plt, save
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+
+    def draw(rows, **style):
+        ys = [r[metric] for r in rows]
+        err = [[y - r["interval"][metric]["low"] for y, r in zip(ys, rows)],
+               [r["interval"][metric]["high"] - y for y, r in zip(ys, rows)]]
+        ax.errorbar([r["bytes"] / 1e6 for r in rows], ys, yerr=err, capsize=2, **style)
     for order, marker in ((3, "s"), (5, "D")):
         rows = sorted((r for r in doc["models"] if r["order"] == order), key=lambda r: r["bytes"])
-        ax.plot([r["bytes"] for r in rows], [r["ksr"] for r in rows], ls="--", marker=marker, color=f"C{order}",
-                label=f"KenLM KN{order} (count-pruned to full)")
-    groups = {}  # one series a sweep method (or a run), its files by size: int8 filled, dynamic hollow
+        draw(rows, ls="--", marker=marker, color=f"C{order}", label=f"KenLM KN{order} (count-pruned to full)")
+    groups = {}  # one series a sweep method (or a run), its files by size: int8 filled, others hollow
     for r in doc.get("neural", []):
         name, variant = r["point"].rsplit(":", 1)
         base, _, share = name.rpartition("-")
         groups.setdefault(base if share.isdigit() else name, []).append((r, variant))
     for i, (group, files) in enumerate(sorted(groups.items())):
-        color = ("C0", "C2", "C4", "C6", "C9", "C1")[i % 6]  # not the n-grams C3, C5
-        for variant in ("int8", "dynamic"):
-            mine = [r for r, v in files if v == variant]
-            if mine:
-                ax.scatter([r["bytes"] for r in mine], [r["ksr"] for r in mine], zorder=3, s=28,
-                           marker="o", color=color if variant == "int8" else "none", edgecolors=color,
-                           label=f"{group} {variant} (edgelm, same tokens)")
-    ax.set(xscale="log", xlabel="model bytes", ylabel="keystroke savings rate (3 words shown)",
-           title=f"{doc['corpus']}: KSR against bytes, first {doc['keyboard_tokens']:,} test tokens")
-    save(fig, ax, path)
+        color = ("C0", "C2", "C4", "C6", "C9", "C1", "C7", "C8")[i % 8]  # not the n-grams' C3, C5
+        for variant in sorted({v for _, v in files}):
+            mine = sorted((r for r, v in files if v == variant), key=lambda r: r["bytes"])
+            draw(mine, ls="none", marker="o", markersize=5, color=color, zorder=3,
+                 mfc=color if variant == "int8" else "none", label=f"{group} {variant}")
+    ax.set(xscale="log", xlabel="bytes as shipped, MB (log scale)", ylabel=f"{NAMES[metric]} (3 words shown)",
+           title=f"{doc['corpus']}: {NAMES[metric]} against size, {doc['keyboard_positions']:,} test positions"
+                 f"{' (the whole split)' if doc['whole_split'] else ''}; bars: 95% intervals")
+    return save(fig, ax, path)
 
 
 def table(doc):
-    lines = ["| model | bytes | test ppl | R@1 | R@3 | C1 | C2 | KSR | a token, ms | a word's top 3, ms |",
+    lines = ["| model | MB | test ppl | R@1 | R@3 | C1 | C2 | KSR | a token, ms | a word's top 3, ms |",
              "|---" * 10 + "|"]
     for r in doc["models"]:
-        lines.append(f"| {r['model']} | {r['bytes']:,} | {r['test_perplexity']:.2f} | {r['r_at_1']:.3f} | "
-                     f"{r['r_at_3']:.3f} | {r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | "
-                     f"{r['ksr']:.3f} | {r['score_ms']:.4f} | {r['top3_ms']:.3f} |")
+        lines.append(f"| KenLM {r['model']} | {r['bytes'] / 1e6:.2f} | {r['test_perplexity']:.2f} | "
+                     f"{r['r_at_1']:.3f} | {r['r_at_3']:.3f} | {r['completion_recall_1']:.3f} | "
+                     f"{r['completion_recall_2']:.3f} | {r['ksr']:.3f} | {r['score_ms']:.4f} | {r['top3_ms']:.3f} |")
     for r in doc.get("neural", []):
-        lines.append(f"| {r['point']} | {r['bytes']:,} | {r['test_perplexity']:.2f} | {r['r_at_1']:.3f} | "
+        lines.append(f"| {r['point']} | {r['bytes'] / 1e6:.2f} | {r['test_perplexity']:.2f} | {r['r_at_1']:.3f} | "
                      f"{r['r_at_3']:.3f} | {r['completion_recall_1']:.3f} | {r['completion_recall_2']:.3f} | "
                      f"{r['ksr']:.3f} | {r['step_ms']:.4f} (step) | {r['keyboard_ms']:.3f} (keyboard) |")
+    return "\n".join(lines)
+
+
+def comparison(doc):
+    """Each neural file against the n-gram nearest in bytes and the best n-gram: b - a with its 95% interval."""
+    from knob.bootstrap import verdict
+    names = ("r_at_1", "r_at_3", "completion_recall_1", "ksr")
+    lines = ["| neural file | MB | against | MB | " + " | ".join(f"{n} difference [95%]" for n in names) + " |",
+             "|---" * (4 + len(names)) + "|"]
+    for r in doc.get("neural", []):
+        for role in ("nearest", "best"):
+            c = r[f"against_{role}"]
+            cells = [f"{c[n]['difference']:+.4f} [{c[n]['low']:+.4f}, {c[n]['high']:+.4f}] {verdict(c[n])}"
+                     for n in names]
+            lines.append(f"| {r['point']} | {r['bytes'] / 1e6:.2f} | KenLM {c['model']} ({role}) | "
+                         f"{c['bytes'] / 1e6:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -345,8 +457,11 @@ def main(argv=None):
     r.add_argument("--sweep", help="a sweep folder whose frontier files are scored on the same tokens")
     r.add_argument("--model", action="append", default=[],
                    help="a converted model's tflite/ folder whose files are scored on the same tokens (repeatable)")
-    r.add_argument("--keyboard-tokens", type=int, default=3000,
-                   help="test tokens the keyboard metrics are computed on (default %(default)s)")
+    r.add_argument("--keyboard-tokens", type=int, default=None,
+                   help="test tokens the keyboard metrics are computed on, for a quick look (default: the whole "
+                        "test split)")
+    r.add_argument("--replicates", type=int, default=REPLICATES,
+                   help="bootstrap replicates of the 95%% intervals (default %(default)s)")
     a = p.parse_args(argv)
     if a.command == "build":
         build()
@@ -355,7 +470,9 @@ def main(argv=None):
             sys.exit("error: no KenLM estimator: run python benchmarks/ngram.py build first")
         if a.name == "ptb" and not os.path.isdir(DATA["ptb"]):
             sys.exit("error: no PTB data: run make ptb first")
-        run(a.name, a.sweep, a.model, a.keyboard_tokens)
+        if a.keyboard_tokens is not None and a.keyboard_tokens < 1 or a.replicates < 100:
+            sys.exit("error: --keyboard-tokens must be positive and --replicates at least 100")
+        run(a.name, a.sweep, a.model, a.keyboard_tokens or float("inf"), a.replicates)
     return 0
 
 

@@ -23,6 +23,10 @@ number) are skipped and counted. `<eos>` is not a word: no key press. A
 blocked word is typed in full (it is never shown). With learning, `seen`
 marks a word outside the vocabulary that was typed before: the share of those
 shown before they are fully typed is `oov_repeat_shown`.
+
+`sentences()` gives the counts behind these figures sentence by sentence (a
+sentence ends at its `<eos>`), so that two models scored on the same text can
+be compared with a paired bootstrap over sentences (knob/bootstrap.py).
 """
 import math
 
@@ -34,6 +38,13 @@ from edge_runtime.keyboard import HIDDEN
 from edge_runtime.metrics import K
 
 PREFIXES = (1, 2)
+# the counts `sentences()` keeps per sentence; each figure is a ratio of two of their sums
+COUNTS = ("positions", "hits_1", "hits_3", "key_presses", "key_presses_without",
+          "completion_hits_1", "completion_words_1", "completion_hits_2", "completion_words_2")
+RATIOS = {"r_at_1": ("hits_1", "positions"), "r_at_3": ("hits_3", "positions"),
+          "ksr": ("key_presses", "key_presses_without"),  # 1 - the ratio
+          "completion_recall_1": ("completion_hits_1", "completion_words_1"),
+          "completion_recall_2": ("completion_hits_2", "completion_words_2")}
 
 
 class KeyboardScore:
@@ -45,6 +56,19 @@ class KeyboardScore:
         self.counted = self.skipped = self.typed_in_full = 0
         self.positions, self.hits = 0, {1: 0, 3: 0}
         self.oov_repeat = [0, 0]  # [shown before fully typed, words outside the vocabulary typed again]
+        self.ends = []  # the counts at each sentence's end
+
+    def _counts(self):
+        return (self.positions, self.hits[1], self.hits[3], self.keys, self.baseline, *self.completion[1],
+                *self.completion[2])
+
+    def sentences(self):
+        """[sentences, len(COUNTS)] int64: the counts of each sentence (the last one unfinished
+        if the text does not end with `<eos>`); their column sums are this score's totals."""
+        ends = list(self.ends)
+        if not ends or ends[-1] != self._counts():
+            ends.append(self._counts())
+        return np.diff(np.array([(0,) * len(COUNTS)] + ends, dtype=np.int64), axis=0)
 
     def add(self, scores, target, spelling=None, seen=False):
         """One position: the step's `scores` (a cache.Scores, or log-probabilities [V]) after the
@@ -60,6 +84,7 @@ class KeyboardScore:
         for r in self.hits:
             self.hits[r] += candidate in first[:r]
         if target == vocab.eos_id:
+            self.ends.append(self._counts())
             return
         if candidate is None:
             self.skipped += 1

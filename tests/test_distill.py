@@ -12,7 +12,8 @@ from tests.conftest import tiny_config, write_corpus
 
 def numpy_loss(logits, labels, ids, probs, alpha, t):
     """The distillation loss written out over the whole vocabulary: the teacher's top-k
-    probabilities, the rest spread evenly, both distributions at temperature t."""
+    probabilities, the rest spread evenly, both distributions at temperature t; then both
+    coarsened to the k words and one outcome for all the others, and the KL between those."""
     b, n, v = logits.shape
     total = 0.0
     for i in range(b):
@@ -26,7 +27,11 @@ def numpy_loss(logits, labels, ids, probs, alpha, t):
             tt /= tt.sum()
             zs = z / t
             lst = zs - np.log(np.exp(zs - zs.max()).sum()) - zs.max()
-            kl = sum(p * (np.log(p) - q) for p, q in zip(tt, lst) if p > 0)
+            top = list(ids[i, j])
+            other = [w for w in range(v) if w not in top]
+            pt = np.append(tt[top], tt[other].sum())
+            ps = np.append(np.exp(lst[top]), np.exp(lst[other]).sum())
+            kl = sum(p * (np.log(p) - np.log(q)) for p, q in zip(pt, ps) if p > 0)
             total += (1 - alpha) * ce + alpha * t * t * kl
     return total / (b * n)
 

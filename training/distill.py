@@ -12,8 +12,9 @@ CPU, so the teacher runs once, in inference mode (no dropout), over the
 training stream laid out as the student's batches, and its k most probable
 words per training token are kept (`teacher_targets`: a file beside the
 teacher run, `RUN/distill/topk-...npz`, reused by every student with the same
-batches). The rest of its probability is spread evenly over the other V - k
-words; with k = V the loss is the full KL (`kl_from_top_k` is exact then).
+batches). The KL is taken over those k words and one more outcome, "any other
+word", which holds the rest of the teacher's mass; with k = V it is the full
+KL (`kl_from_top_k` is exact then).
 
 Teacher and student share the vocabulary: a mismatch is a one-line error.
 The method of the student (pruning, L0, low rank, ...) is untouched: the
@@ -27,9 +28,8 @@ import numpy as np
 
 from training import rundir
 
-# T 1: the top k's even tail then holds the teacher's own remaining mass. At T 2 tempering lifted that
-# tail (9,968 words of PTB's 10k) to most of the mass, and the student learned toward uniform
-# (docs/benchmarks.md, "Distillation on PTB").
+# T 1: tempering the lump of mass outside the top k has to guess its shape; at T 2 an even guess lifted
+# it to most of the mass (docs/benchmarks.md, "Distillation on PTB").
 DEFAULTS = dict(teacher=None, distill_alpha=0.5, distill_temperature=1.0, distill_top_k=32)
 
 
@@ -110,8 +110,11 @@ def teacher_targets(teacher, xs, k, log=print):
 
 
 def kl_from_top_k(logits, ids, probs, temperature):
-    """KL(teacher_T || student_T) per position, the teacher given by its top-k `probs` (at T = 1)
-    at `ids` and the rest of its mass spread evenly over the other V - k words; TensorFlow."""
+    """KL(teacher_T || student_T) per position over k + 1 outcomes: the teacher's top-k words
+    (`probs` at `ids`, at T = 1) one by one, and all other words as one outcome. The teacher's
+    mass outside its top k stays one lump, so the loss says nothing of how the student spreads its
+    own over those words (an even spread there acts as label smoothing: docs/benchmarks.md,
+    "Distillation on PTB"). Tempering the lump assumes it even. Exact with k = V; TensorFlow."""
     from keras_models.backend import tf
     v = tf.cast(tf.shape(logits)[-1], tf.float32)
     k = tf.cast(tf.shape(ids)[-1], tf.float32)
@@ -119,13 +122,14 @@ def kl_from_top_k(logits, ids, probs, temperature):
     log_s = tf.nn.log_softmax(logits * inv_t)
     rest = tf.nn.relu(1.0 - tf.reduce_sum(probs, -1))               # the teacher's mass outside its top k
     top = tf.pow(probs, inv_t)
-    each = tf.where(v > k, tf.pow(rest / tf.maximum(v - k, 1.0), inv_t), 0.0)
-    z = tf.reduce_sum(top, -1) + (v - k) * each
-    t_top, t_each = top / z[..., None], each / z
+    lump = tf.where(v > k, (v - k) * tf.pow(rest / tf.maximum(v - k, 1.0), inv_t), 0.0)
+    z = tf.reduce_sum(top, -1) + lump
+    t_top, t_rest = top / z[..., None], lump / z
     s_top = tf.gather(log_s, ids, batch_dims=len(ids.shape) - 1)
-    s_rest = tf.reduce_sum(log_s, -1) - tf.reduce_sum(s_top, -1)
+    # the student's own mass outside the teacher's top k; floored: float32 rounds 1 - sum to 0 or below
+    s_rest = tf.math.log(tf.maximum(1.0 - tf.reduce_sum(tf.exp(s_top), -1), 1e-7))
     return (tf.reduce_sum(tf.math.xlogy(t_top, t_top) - t_top * s_top, -1)
-            + (v - k) * tf.math.xlogy(t_each, t_each) - t_each * s_rest)
+            + tf.math.xlogy(t_rest, t_rest) - t_rest * s_rest)
 
 
 def attach(ys, ids, probs):
