@@ -28,12 +28,19 @@ DATA = "runs/ptb/data"
 TEACHER = "runs/teacher/ptb-2x400"
 
 
-def runs(epochs):
+# the students: Zaremba's small LSTM, and the same with its embedding tied to the output and every
+# matrix at rank 64 from the start (about 1 MB in int8: below the smallest pruned n-gram)
+STUDENTS = {"small": [], "small-tied-rank64": ["--tie", "--factorize", "lowrank", "--factorize-scope", "all",
+                                               "--rank", "64"]}
+
+
+def runs(epochs, student_name):
     student = ["--recipe", "zaremba-small", "--data-dir", DATA, "--epochs", str(epochs),
-               "--decay-after", str(max(1, epochs // 3))]
+               "--decay-after", str(max(1, epochs // 3))] + STUDENTS[student_name]
+    tag = "" if student_name == "small" else f"{student_name}-"
     return {"teacher": (TEACHER, ["--recipe", "teacher-2x400", "--data-dir", DATA]),
-            "control": (f"runs/distill/control-{epochs}", student),
-            "student": (f"runs/distill/student-{epochs}", student + ["--teacher", TEACHER])}
+            "control": (f"runs/distill/control-{tag}{epochs}", student),
+            "student": (f"runs/distill/student-{tag}{epochs}", student + ["--teacher", TEACHER])}
 
 
 def run(cmd):
@@ -73,21 +80,23 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=6, help="the students' epochs (default %(default)s)")
     p.add_argument("--only", default="teacher,control,student", help="which runs (default %(default)s)")
+    p.add_argument("--student", choices=sorted(STUDENTS), default="small",
+                   help="the students' model (default %(default)s)")
     p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "distill_ptb.json"))
     args = p.parse_args(argv)
-    plan = runs(args.epochs)
+    plan = runs(args.epochs, args.student)
     only = args.only.split(",")
     rows = {}
     for name in only:
         out, options = plan[name]
         train(out, options)
-        rows[name if name == "teacher" else f"{name}-{args.epochs}"] = measure(out)
+        rows[name if name == "teacher" else os.path.basename(out)] = measure(out)
     print("\n| run | epochs | params | Keras test ppl | device test ppl (dynamic) | R@1 | R@3 | KSR |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} ({r['run']}) | {r['epochs']} | {r['params']:,} | {r['keras_test_perplexity']:.2f} | "
               f"{r['test_perplexity']:.2f} | {r['r_at_1']:.3f} | {r['r_at_3']:.3f} | {r['ksr']:.3f} |")
-    control, student = rows.get(f"control-{args.epochs}"), rows.get(f"student-{args.epochs}")
+    control, student = (rows.get(os.path.basename(plan[n][0])) for n in ("control", "student"))
     if control and student:
         c, s = control["test_perplexity"], student["test_perplexity"]
         print(f"\ndistillation: test perplexity {c:.2f} -> {s:.2f} ({100 * (s / c - 1):+.1f}%) at the same "

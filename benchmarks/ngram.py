@@ -390,7 +390,7 @@ NAMES = {"ksr": "keystroke savings rate", "r_at_3": "next-word R@3"}
 def plot(doc, metric, path):
     """`metric` against megabytes: the n-grams as series, the neural files as points, each with its
     own 95% interval (the `plot` extra)."""
-    from knob.plots import plt, save
+    from knob.plots import megabytes, plt, save
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
 
     def draw(rows, **style):
@@ -412,7 +412,8 @@ def plot(doc, metric, path):
             mine = sorted((r for r, v in files if v == variant), key=lambda r: r["bytes"])
             draw(mine, ls="none", marker="o", markersize=5, color=color, zorder=3,
                  mfc=color if variant == "int8" else "none", label=f"{group} {variant}")
-    ax.set(xscale="log", xlabel="bytes as shipped, MB (log scale)", ylabel=f"{NAMES[metric]} (3 words shown)",
+    megabytes(ax)
+    ax.set(xlabel="bytes as shipped, MB (log scale)", ylabel=f"{NAMES[metric]} (3 words shown)",
            title=f"{doc['corpus']}: {NAMES[metric]} against size, {doc['keyboard_positions']:,} test positions"
                  f"{' (the whole split)' if doc['whole_split'] else ''}; bars: 95% intervals")
     return save(fig, ax, path)

@@ -211,7 +211,7 @@ def write_bundle(doc, out):
     return final
 
 
-def write_outputs(doc, out, log=print):
+def write_outputs(doc, out, log=print, ngram=None):
     atomic_write_text(os.path.join(out, FILE), json.dumps(doc, indent=2) + "\n")
     atomic_write_text(os.path.join(out, "report.md"), report_md(doc))
     bundle = write_bundle(doc, out)
@@ -222,6 +222,6 @@ def write_outputs(doc, out, log=print):
         log(f"no plots: {e.name} is missing (pip install -e '.[plot]')")
         plots = []
     else:
-        plots = plot_all(doc, out)
+        plots = plot_all(doc, out, ngram)
     log(f"wrote {os.path.join(out, FILE)}, {os.path.join(out, 'report.md')}, {bundle}/"
         + "".join(f", {p}" for p in plots))

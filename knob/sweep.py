@@ -29,6 +29,7 @@ at the same paths and has edgelm installed; resume works as here, and the
 timing pass stays on this machine.
 """
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -51,6 +52,25 @@ POINT_FILE = "point.json"
 DENSE = "dense-100"
 # what a point's run takes from the base run's options (the rest are pruning.train's defaults)
 INHERITED = ("data_dir", "batch_size", "bptt", "optimizer", "clip_norm", "dropout", "seed")
+
+
+def check_ngram(path, base):
+    """SweepError unless `path` (or None) is a results file of benchmarks/ngram.py whose keyboard
+    figures cover the whole test split of the base run's vocabulary, as the points' do."""
+    if path is None:
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        whole, size, models = doc["whole_split"], doc["vocab_size"], doc["models"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SweepError(f"--ngram {path}: not a results file of benchmarks/ngram.py ({e})") from None
+    from edge_runtime.vocab import Vocab
+    mine = len(Vocab.load(os.path.join(base, rundir.VOCAB)))
+    if not whole or size != mine or not models:
+        raise SweepError(f"--ngram {path}: its keyboard figures must cover the whole test split with the base "
+                         f"run's {mine:,}-word vocabulary (they cover {doc.get('keyboard_positions')} positions "
+                         f"with {size:,} words); run benchmarks/ngram.py without --keyboard-tokens")
 
 
 class SweepError(ValueError):
@@ -197,6 +217,7 @@ def plan(args):
             check_vocab(args.teacher, Vocab.load(os.path.join(args.base, rundir.VOCAB)))
         except DistillError as e:
             raise SweepError(str(e)) from None
+    check_ngram(getattr(args, "ngram", None), args.base)
     options = dict(base=os.path.abspath(args.base), methods=methods, points=shares, quantize=quantize,
                    finetune_epochs=args.finetune_epochs, recover=args.recover,
                    lr=args.lr if args.lr is not None else final_lr(base_config),
@@ -378,7 +399,7 @@ def sweep(args, log=print):
         f"{ops.TIMING['threads']} thread) ...")
     ops.time_rows(rows, args.out, args.steps)
     doc = ops.document(rows, options, args.steps)
-    ops.write_outputs(doc, args.out, log)
+    ops.write_outputs(doc, args.out, log, ngram=getattr(args, "ngram", None))
     for e in failed:
         log(f"failed: {e}")
     return 1 if failed else 0

@@ -51,6 +51,9 @@ def parser():
                    help="with --teacher: the temperature (default %(default)s)")
     p.add_argument("--distill-top-k", type=int, default=DISTILL["distill_top_k"],
                    help="with --teacher: the teacher's words kept per training token (default %(default)s)")
+    p.add_argument("--ngram", metavar="FILE", default=None,
+                   help="a results file of benchmarks/ngram.py over the same test split: its n-grams are drawn "
+                        "beside the points on the R@3 and KSR plots against bytes")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out, skipping finished points")
     p.add_argument("--force", action="store_true", help="start the sweep in --out over (only a sweep directory)")
     return p

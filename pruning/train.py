@@ -91,6 +91,8 @@ def parser():
     a("--zoneout", type=float, default=d["zoneout"], help="QRNN: zoneout probability on the forget gate (default %(default)s)")
     a("--dropout", type=float, default=d["dropout"], help="dropout after the embedding and each layer (default %(default)s)")
     a("--no-tie", dest="tie_embeddings", action="store_false", help="separate output matrix instead of the embedding's")
+    a("--tie", dest="tie_embeddings", action="store_true",
+      help="the output matrix is the embedding's (the default; undoes a recipe's --no-tie)")
     a("--epochs", type=int, default=None,
       help="training epochs (default 3; from --init-from: 1, and 0 for filter and --factorize, which "
            "prune or factor at once)")
