@@ -73,7 +73,7 @@ def row(run_dir, variant="int8"):
 def table(rows):
     def cell(x, fmt="{}"):
         return "" if x is None else fmt.format(x)
-    lines = ["| run | method | strength | hidden | params | MACs/token | test ppl | test R@3 | file | bytes "
+    lines = ["| run | method | strength | hidden | nonzero params | nonzero MACs/token | test ppl | test R@3 | file | bytes "
              "| median ms | p90 ms | mJ/token |", "|---" * 13 + "|"]
     for r in rows:
         lines.append(f"| {r['run']} | {r['method']} | {r['strength']} | {cell(r['hidden_sizes'])} | "

@@ -207,6 +207,10 @@ def test_an_interrupted_point_is_resumed_from_its_run(base, tmp_path, monkeypatc
     (["--block", "/nonexistent/block.txt"], "--block /nonexistent/block.txt: no such file"),
     (["--teacher", "/nonexistent/run"], "--teacher /nonexistent/run: not a trained run directory"),
     (["--distill-alpha", "0.7"], "need --teacher RUN"),
+    (["--ngram", "/nonexistent/ngram.json"], "--ngram /nonexistent/ngram.json: not a results file"),
+    # PTB's or the embedded corpus's 10,000 words, not the tiny base run's
+    (["--ngram", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results",
+                              "ngram_embedded.json")], "must cover the whole test split with the base run's"),
 ])
 def test_bad_options_are_one_line_errors_with_nothing_written(base, tmp_path, capsys, extra, message):
     out = tmp_path / "sw"
