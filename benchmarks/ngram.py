@@ -4,6 +4,7 @@ measured as the knob's points are.
 
     python benchmarks/ngram.py build                     # KenLM's estimator from the kenlm sdist -> runs/kenlm/
     python benchmarks/ngram.py run embedded|ptb [--sweep DIR] [--model RUN/tflite ...] [--keyboard-tokens N]
+    python benchmarks/ngram.py show embedded|ptb         # the tables of benchmarks/results/ngram_NAME.json
 
 `build` needs CMake, a C++ compiler and Boost (Debian: libboost-program-options-dev,
 libboost-system-dev, libboost-thread-dev, libboost-test-dev; zlib); it
@@ -20,26 +21,34 @@ sees as an ordinary word, as the neural model does), then on the test split:
   from `<s>` (an n-gram keeps no context across sentences);
 - R@1, R@3, completion recall after 1 and 2 letters and the keystroke
   savings rate, with the device runtime's own definitions and code
-  (edge_runtime/keyboard_metrics.py), over the first `--keyboard-tokens`
-  test tokens: each position scores every vocabulary word with KenLM
-  (`BaseScore`) into a log-probability vector. With `--sweep DIR` (its
-  frontier files) or `--model RUN/tflite` (every converted file), neural
-  files are scored on the same tokens in the same way (the device
-  runtime's step), so the two series compare like with like, and their
-  test perplexity is the device runtime's over the whole test split (one
-  stream, the state carried across sentences, as everywhere in edgelm);
-- bytes of the binary model (KenLM's trie, 8-bit quantized probabilities
-  and backoffs) and the ARPA text's;
-- latency on this machine, in one interleaved pass with the sweep's frontier
-  files (their step and their keyboard's word): a token's score
-  (`BaseScore` from a state, what perplexity needs), and a word's top-3
-  suggestions, computed by scoring every vocabulary word from Python and
-  taking the best three (KenLM has no index of a context's successors; a
-  keyboard's own n-gram store would, so this is an upper bound for the
-  n-gram's suggestion cost).
-Writes benchmarks/results/ngram_NAME.json and ngram_NAME_ksr_bytes.png (KSR
-against bytes, the n-grams as series, the neural files as points), and
-prints a table.
+  (edge_runtime/keyboard_metrics.py), over the whole test split (or its
+  first `--keyboard-tokens`, for a quick look): each position's
+  log-probability vector over the vocabulary comes from the ARPA file's
+  successors of the context's suffixes and one backoff weight for the rest
+  (`NgramScorer`, checked against KenLM's `BaseScore` for every word). With
+  `--sweep DIR` (its frontier files) or `--model RUN/tflite` (every
+  converted file), neural files are scored on the same tokens in the same
+  way (the device runtime's step), so the two series compare like with
+  like, and their test perplexity is the device runtime's over the whole
+  test split (one stream, the state carried across sentences, as everywhere
+  in edgelm);
+- for each neural file, against the n-gram nearest in bytes and against the
+  best n-gram by R@3: the difference in R@1, R@3, completion recall and KSR
+  with a 95% interval from a paired bootstrap over test sentences
+  (knob/bootstrap.py);
+- bytes as a device ships them: KenLM's binary (trie, 8-bit quantized
+  probabilities and backoffs; it holds its vocabulary), the neural .tflite
+  with its vocabulary file;
+- latency on this machine, in one interleaved pass with the neural files
+  (their step and their keyboard's word): a token's score (`BaseScore` from
+  a state, what perplexity needs), and a word's top-3 suggestions from the
+  successor scores.
+Scores are kept per model under runs/ngram/NAME/scores/, so a run cut off,
+or run again with one more neural file, scores nothing twice.
+Writes benchmarks/results/ngram_NAME.json and ngram_NAME_{ksr,r_at_3}_bytes.png
+(against megabytes, the n-grams as series, the neural files as points, 95%
+intervals as bars), and prints the tables; `show NAME` prints them again
+from the JSON.
 """
 import argparse
 import glob
@@ -463,9 +472,20 @@ def main(argv=None):
                         "test split)")
     r.add_argument("--replicates", type=int, default=REPLICATES,
                    help="bootstrap replicates of the 95%% intervals (default %(default)s)")
+    s = sub.add_parser("show", help="print the tables of a corpus's results JSON again")
+    s.add_argument("name", choices=sorted(DATA))
     a = p.parse_args(argv)
     if a.command == "build":
         build()
+    elif a.command == "show":
+        path = os.path.join(RESULTS, f"ngram_{a.name}.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except OSError:
+            sys.exit(f"error: no {path}: run python benchmarks/ngram.py run {a.name} first")
+        print(table(doc))
+        print(comparison(doc))
     else:
         if not os.path.exists(os.path.join(KENLM, "bin", "lmplz")):
             sys.exit("error: no KenLM estimator: run python benchmarks/ngram.py build first")

@@ -12,13 +12,19 @@ budget, times its own feeds, and after every `window` feeds looks at their
 p90. Over the budget, it moves one level down. When the next better level,
 scaled by how fast this device runs right now (observed p90 over the level's
 recorded p90), would fit within `headroom` x budget, it moves up; but a move
-up that then goes over budget makes the next try wait twice as many windows
-(1, 2, 4, ...; back to 1 once a move up holds), so a device whose points are
-not as recorded does not flap.
-The new model is handed the context by feeding it the last `context` tokens.
+up that then goes over budget makes the next try at that level wait twice as
+many windows (1, 2, 4, ...; back to 1 once a move up to it holds), so a
+device whose points are not as recorded does not flap. The back-off is kept
+per level: one slow point does not block the way up to the others.
+A switch is timed: it opens the new level's keyboard and hands it the
+context by feeding it the last `context` tokens, and that time is the
+switching word's too (`word_ms`, `switch_ms` in its event). At the fastest
+level and still over budget there is nowhere to go: it says so in an
+"over budget" event, at once and every `warn_every` windows while it lasts.
 The clock is a parameter, so the logic is tested without timing anything.
 """
 import collections
+import math
 import time
 
 import numpy as np
@@ -42,25 +48,41 @@ def start_level(latencies, budget_ms):
     return next((i for i, ms in enumerate(latencies) if ms <= budget_ms), len(latencies) - 1)
 
 
+def check_positive(option, value):
+    """ValueError naming `option` unless `value` is a positive finite number (NaN is refused: every
+    comparison with it is false, so it would pass any budget)."""
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{option} must be a positive number, not {value}")
+
+
 class Switcher:
     """`levels` [(label, perplexity, p90 ms)]; `open_level(label)` -> that level's
-    keyboard (`feed(token)`, `shown`) with a fresh state."""
+    keyboard (`feed(token)`, `shown`) with a fresh state; `on_event(event)` is told
+    of each switch and each over-budget warning (the dicts in `events`)."""
 
     def __init__(self, levels, budget_ms, open_level, window=50, headroom=0.8, context=20,
-                 clock=None, on_switch=None):
-        if budget_ms <= 0 or window < 1 or context < 0 or not 0 < headroom <= 1:
-            raise ValueError("--budget-ms must be positive, --window at least 1, --context not negative "
-                             "and the headroom in (0, 1]")
+                 clock=None, on_event=None, warn_every=20):
+        check_positive("--budget-ms", budget_ms)
+        if window < 1:
+            raise ValueError(f"--window must be at least 1, not {window}")
+        if context < 0:
+            raise ValueError(f"--context must not be negative, not {context}")
+        if not 0 < headroom <= 1:
+            raise ValueError(f"the headroom must be in (0, 1], not {headroom}")
+        if warn_every < 1:
+            raise ValueError(f"warn_every must be at least 1, not {warn_every}")
         self.levels, self.budget, self.open_level = ladder(levels), budget_ms, open_level
-        self.window, self.headroom, self.on_switch = window, headroom, on_switch
+        self.window, self.headroom, self.on_event, self.warn_every = window, headroom, on_event, warn_every
         self.clock = clock if clock is not None else CLOCK
         self.level = start_level([ms for _, ms in self.levels], budget_ms)
         self.keyboard = open_level(self.label)
         self.recent = collections.deque(maxlen=context)
         self.times, self.tokens, self.events = [], 0, []
-        self.wait = 1          # windows to spend at a level before trying the one above
+        self.word_ms = []      # every word end to end, switches included: what the user waited
+        self.wait = [1] * len(self.levels)  # per level: windows to spend below it before trying it
         self.windows = 0       # windows spent at this level
         self.tried_up = False  # this level was reached by a move up, not yet proved within budget
+        self.stuck = 0         # windows in a row over budget at the fastest level
 
     @property
     def label(self):
@@ -85,40 +107,66 @@ class Switcher:
     def feed(self, token, spelling=None):
         t0 = self.clock()
         self.keyboard.feed(token, spelling)
-        self.times.append((self.clock() - t0) * 1e3)
+        ms = (self.clock() - t0) * 1e3
+        self.times.append(ms)
         self.recent.append((token, spelling))
         self.tokens += 1
-        if len(self.times) >= self.window:
-            self._decide()
+        switch_ms = self._decide() if len(self.times) >= self.window else 0.0
+        self.word_ms.append(ms + switch_ms)
+
+    def summary(self):
+        """What the user waited, word by word: counts and percentiles, switches included."""
+        w = np.asarray(self.word_ms or [0.0])
+        return dict(level=self.label, words=len(self.word_ms), budget_ms=self.budget,
+                    over_budget=int(np.sum(w > self.budget)) if self.word_ms else 0,
+                    p50_ms=round(float(np.percentile(w, 50)), 4), p90_ms=round(float(np.percentile(w, 90)), 4),
+                    switches=sum(e["event"] == "switch" for e in self.events),
+                    switch_ms=round(sum(e.get("switch_ms", 0.0) for e in self.events), 4))
 
     def _decide(self):
+        """-> the ms a switch took (0.0 without one)."""
         p90 = float(np.percentile(self.times, 90))
         self.times = []
         self.windows += 1
         if p90 > self.budget:
-            if self.tried_up:  # the move up did not hold: back off
-                self.wait, self.tried_up = self.wait * 2, False
+            if self.tried_up:  # the move up to this level did not hold: back off from it
+                self.wait[self.level], self.tried_up = self.wait[self.level] * 2, False
             if self.level + 1 < len(self.levels):
-                self._switch(self.level + 1, p90, "over budget")
-            return
+                self.stuck = 0
+                return self._switch(self.level + 1, p90, "over budget")
+            self.stuck += 1
+            if self.stuck % self.warn_every == 1 or self.warn_every == 1:
+                self._tell(dict(event="over budget", after_tokens=self.tokens, p90_ms=round(p90, 4),
+                                budget_ms=self.budget, level=self.label, windows_over=self.stuck))
+            return 0.0
+        self.stuck = 0
         if self.tried_up:  # the move up held: the recorded figures can be trusted again
-            self.tried_up, self.wait = False, 1
-        if self.level > 0 and self.windows >= self.wait:
+            self.tried_up, self.wait[self.level] = False, 1
+        if self.level > 0 and self.windows >= self.wait[self.level - 1]:
             expected = self.levels[self.level - 1][1] * p90 / self.levels[self.level][1]
             if expected <= self.headroom * self.budget:
-                self._switch(self.level - 1, p90, "headroom")
+                took = self._switch(self.level - 1, p90, "headroom")
                 self.tried_up = True
+                return took
+        return 0.0
 
     def _switch(self, new, p90, reason):
+        t0 = self.clock()
         keyboard = self.open_level(self.levels[new][0])
         for t, spelling in self.recent:  # the context, so the new model predicts from where the old one
             keyboard.feed(t, spelling, learn=False)  # was; the user's history already holds these words
+        took = (self.clock() - t0) * 1e3
         event = dict(event="switch", after_tokens=self.tokens, reason=reason, p90_ms=round(p90, 4),
-                     budget_ms=self.budget, **{"from": self.label, "to": self.levels[new][0]})
+                     budget_ms=self.budget, switch_ms=round(took, 4), context_tokens=len(self.recent),
+                     **{"from": self.label, "to": self.levels[new][0]})
         self.level, self.keyboard, self.windows = new, keyboard, 0
+        self._tell(event)
+        return took
+
+    def _tell(self, event):
         self.events.append(event)
-        if self.on_switch is not None:
-            self.on_switch(event)
+        if self.on_event is not None:
+            self.on_event(event)
 
 
 def within_budget(candidates, max_latency_ms=None, max_bytes=None, max_energy_mj=None):

@@ -32,6 +32,9 @@ class PointsError(mf.ManifestError):
 def load(path):
     """The document, each point with `_manifest` (its model's manifest) added."""
     doc, path = mf.read_versioned(path, FILE, "operating-points file", PointsError, FORMAT_VERSION)
+    if "variants" in doc and "points" not in doc:
+        raise PointsError(f"{path} is a model's manifest (a converted run's tflite/), not an operating-points "
+                          f"file: --points wants a sweep's bundle/{FILE} (give the model to --model)")
     if doc["format_version"] < FORMAT_VERSION:
         raise PointsError(f"{path} has format version {doc['format_version']}, which records no keyboard "
                           f"latency; run the sweep again (--resume redoes only the timing)")

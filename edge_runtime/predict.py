@@ -29,7 +29,7 @@ from edge_runtime.cache import Cache, learning_options  # noqa: E402
 from edge_runtime import manifest as mf  # noqa: E402
 from edge_runtime.keyboard import Keyboard, Words, read_block_list, type_text  # noqa: E402
 from edge_runtime.keyboard_metrics import KeyboardScore, evaluate_learning  # noqa: E402
-from edge_runtime.knob import Switcher, within_budget  # noqa: E402
+from edge_runtime.knob import Switcher, check_positive, ladder, within_budget  # noqa: E402
 from edge_runtime.metrics import check_top_k  # noqa: E402
 from edge_runtime.runner import APIS, StepModel, evaluate_ids  # noqa: E402
 from edge_runtime.textfile import FORMATS, OOV_WARNING, TextError, detect_format, iter_ids  # noqa: E402
@@ -63,7 +63,37 @@ def open_manifest(path):
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, mf.FILE)) \
             and os.path.exists(os.path.join(path, "tflite", mf.FILE)):
         path = os.path.join(path, "tflite")  # a run directory
+    wrong = not_a_model(path)
+    if wrong:
+        raise UsageError(wrong)
     return mf.load(path)
+
+
+def not_a_model(path):
+    """What `path`, given to --model, is instead of a converted model, and what to give (None: nothing
+    recognised; the manifest's own checks then speak)."""
+    here = lambda *names: os.path.exists(os.path.join(path, *names))  # noqa: E731
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        if isinstance(doc, dict) and isinstance(doc.get("points"), list):
+            return (f"--model {path} is a sweep's operating-points file, not a model: give it to --points "
+                    "(suggest: with --budget-ms)")
+        return None
+    if not os.path.isdir(path) or here(mf.FILE):
+        return None
+    if here(points.FILE):
+        return f"--model {path} is a sweep's bundle folder: give --points {os.path.join(path, points.FILE)}"
+    if here("bundle", points.FILE) or here("points"):
+        return (f"--model {path} is a sweep folder: give --points {os.path.join(path, 'bundle', points.FILE)}, "
+                f"or --model one of its points (points/NAME)")
+    if here("train_report.json") or here("config.json"):
+        return (f"--model {path} is a trained run that is not converted: run python -m convert.to_tflite {path} "
+                "first")
+    return None
 
 
 def choose_variant(manifest, name):
@@ -112,10 +142,17 @@ def knob_keyboard(args):
     def said(event):
         if args.json:
             print(json.dumps(event), flush=True)
-        else:
+        elif event["event"] == "switch":
             print(f"switched {event['from']} -> {event['to']} after {event['after_tokens']} tokens: p90 "
-                  f"{event['p90_ms']:.3f} ms, budget {event['budget_ms']} ms ({event['reason']})", file=sys.stderr)
-    knob = Switcher(levels, args.budget_ms, open_level, args.window, context=args.context, on_switch=said)
+                  f"{event['p90_ms']:.3f} ms, budget {event['budget_ms']} ms ({event['reason']}); the switch "
+                  f"took {event['switch_ms']:.3f} ms", file=sys.stderr)
+        else:
+            print(f"warning: over budget at the fastest point, {event['level']}: p90 {event['p90_ms']:.3f} ms > "
+                  f"{event['budget_ms']} ms after {event['after_tokens']} tokens ({event['windows_over']} windows "
+                  "in a row); no point is faster", file=sys.stderr)
+    for label, _ in ladder(levels):  # every level loaded ahead, so that a switch costs only the context
+        open_level(label)
+    knob = Switcher(levels, args.budget_ms, open_level, args.window, context=args.context, on_event=said)
     if knob.levels[knob.level][1] > args.budget_ms:
         print(f"warning: no point's p90 fits {args.budget_ms} ms; starting at the fastest, {knob.label} "
               f"({knob.levels[-1][1]:.3f} ms)", file=sys.stderr)
@@ -156,6 +193,12 @@ def cmd_suggest(args):
     if (args.points is None) != (args.budget_ms is None):
         raise UsageError("--points and --budget-ms go together: the bundle's points and the step budget")
     if args.points:
+        check_positive("--budget-ms", args.budget_ms)
+        if args.window < 1:
+            raise UsageError(f"--window must be at least 1, not {args.window}")
+        if args.context < 0:
+            raise UsageError(f"--context must not be negative, not {args.context}")
+    if args.points:
         keyboard, vocab, history = knob_keyboard(args)
         variant = None
     else:
@@ -170,7 +213,8 @@ def cmd_suggest(args):
         if args.json:
             print(json.dumps(dict(variant=variant or keyboard.label, tokens=tokens, typing=keyboard.prefix,
                                   unknown_words=oov,
-                                  suggestions=[dict(word=w, probability=round(p, 6)) for w, p in result])))
+                                  suggestions=[dict(word=w, probability=round(p, 6)) for w, p in result],
+                                  **(dict(knob=keyboard.summary()) if args.points else {}))))
         else:
             typing = f"completing {keyboard.prefix!r}: " if keyboard.prefix else ""
             more = f" and {len(oov) - OOV_LISTED} more" if len(oov) > OOV_LISTED else ""
@@ -181,6 +225,11 @@ def cmd_suggest(args):
     if args.text is not None:  # "" too: nothing typed yet, the words that start a sentence
         show(*type_text(keyboard, args.text))
         save_history(args, history)
+        if args.points and not args.json:
+            k = keyboard.summary()
+            print(f"knob: {k['words']} words, {k['over_budget']} over {k['budget_ms']} ms (p90 {k['p90_ms']:.3f} ms "
+                  f"end to end), {k['switches']} switches taking {k['switch_ms']:.3f} ms; now at {k['level']}",
+                  file=sys.stderr)
         return 0
     print(f"{variant or keyboard.label} model; type words, Enter for suggestions (letters after the last space "
           "are the word being typed, and are completed); the state is kept as you type. Ctrl-D to quit.",
@@ -377,6 +426,10 @@ def pick_candidates(args):
 def cmd_pick(args):
     if args.max_latency_ms is None and args.max_bytes is None and args.max_energy_mj is None:
         raise UsageError("give at least one of --max-latency-ms, --max-bytes, --max-energy-mj")
+    for option, value in (("--max-latency-ms", args.max_latency_ms), ("--max-bytes", args.max_bytes),
+                          ("--max-energy-mj", args.max_energy_mj)):
+        if value is not None:
+            check_positive(option, value)
     if args.points and args.model_list:
         raise UsageError("give --points or --model, not both")
     check_bench_options(args)
@@ -505,6 +558,8 @@ def main(argv=None):
     args = parser().parse_args(argv)
     quiet.configure(getattr(args, "verbose", False))
     try:
+        if getattr(args, "threads", None) is not None and args.threads < 1:
+            raise UsageError(f"--threads must be at least 1, not {args.threads}")
         return args.func(args)
     except (UsageError, TextError, mf.ManifestError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

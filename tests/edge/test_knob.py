@@ -36,16 +36,19 @@ class FakeKeyboard:
         self.fed.append(token)
 
 
-def make(levels, budget, window=10, context=20, real=None):
+def make(levels, budget, window=10, context=20, real=None, open_ms=0.0, **options):
     """A Switcher over `levels` [(label, perplexity, recorded p90 ms)] on a fake clock;
-    each level's feeds take `real[label]` ms (default: as recorded) x the load."""
+    each level's feeds take `real[label]` ms (default: as recorded) x the load, and
+    opening a level `open_ms`."""
     clock, load, opened = Clock(), [1.0], []
     real = real or {label: ms for label, _, ms in levels}
 
     def open_level(label):
+        clock.now += open_ms / 1e3
         opened.append(FakeKeyboard(label, real[label], clock, load))
         return opened[-1]
-    return Switcher(levels, budget, open_level, window=window, context=context, clock=clock), load, opened
+    return (Switcher(levels, budget, open_level, window=window, context=context, clock=clock, **options),
+            load, opened)
 
 
 def feed(knob, n):
@@ -118,11 +121,79 @@ def test_never_moves_past_the_ends():
     assert knob.label == "fast"  # nothing fits: the fastest
     for t in range(50):
         knob.feed(t)
-    assert knob.label == "fast" and knob.events == []
+    assert knob.label == "fast" and [e["event"] for e in knob.events] == ["over budget"]  # once in 10 windows
     knob, load, _ = make([("best", 100.0, 1.0), ("fast", 110.0, 0.5)], budget=100.0, window=5)
     for t in range(50):
         knob.feed(t)
     assert knob.label == "best" and knob.events == []
+
+
+def test_a_switch_is_timed_and_counted_as_the_switching_words_wait():
+    # mid 1.0 ms a word; the device slows to 2.0 ms over a 1.5 budget: it moves to fast (0.4 x 2 =
+    # 0.8 ms a word), opening it costs 10 ms and handing it 5 tokens of context 5 x 0.8 ms
+    levels = [("mid", 110.0, 1.0), ("fast", 120.0, 0.4)]
+    knob, load, opened = make(levels, budget=1.5, window=10, context=5, open_ms=10.0)
+    load[0] = 2.0
+    feed(knob, 10)
+    (event,) = knob.events
+    assert event["switch_ms"] == pytest.approx(10.0 + 5 * 0.8) and event["context_tokens"] == 5
+    assert knob.word_ms[-1] == pytest.approx(2.0 + 14.0)  # the switching word waited for the switch
+    assert knob.word_ms[:-1] == pytest.approx([2.0] * 9)
+    summary = knob.summary()
+    assert summary["words"] == 10 and summary["over_budget"] == 10 and summary["switches"] == 1
+    assert summary["switch_ms"] == pytest.approx(14.0) and summary["level"] == "fast"
+    feed(knob, 10)  # at fast: 0.8 ms a word, within the budget
+    assert knob.summary()["over_budget"] == 10 and knob.summary()["words"] == 20
+
+
+def test_over_budget_at_the_fastest_point_is_said_at_once_and_at_intervals():
+    levels = [("best", 100.0, 1.0), ("fast", 110.0, 0.5)]
+    knob, load, _ = make(levels, budget=0.6, window=10, warn_every=5)
+    assert knob.label == "fast"
+    load[0] = 3.0  # fast takes 1.5 ms: over, with nowhere to go
+    feed(knob, 10 * 12)
+    warned = [e for e in knob.events if e["event"] == "over budget"]
+    assert [e["windows_over"] for e in warned] == [1, 6, 11]
+    assert warned[0]["after_tokens"] == 10 and warned[0]["level"] == "fast"
+    assert warned[0]["p90_ms"] == pytest.approx(1.5) and warned[0]["budget_ms"] == 0.6
+    assert knob.summary()["over_budget"] == 120
+    load[0] = 1.0  # back within the budget, then over again: said again at once
+    feed(knob, 10)
+    load[0] = 3.0
+    feed(knob, 10)
+    assert [e["windows_over"] for e in knob.events if e["event"] == "over budget"] == [1, 6, 11, 1]
+
+
+def test_the_back_off_is_kept_per_level():
+    # best never fits on this device (recorded 1.0, real 2.0); mid and fast run as recorded.
+    # Failed tries at best make best wait longer, but must not delay the way back up to mid
+    # after a slow spell pushed the switcher down to fast.
+    levels = [("best", 100.0, 1.0), ("mid", 110.0, 0.5), ("fast", 120.0, 0.3)]
+    knob, load, _ = make(levels, budget=1.3, window=10, real={"best": 2.0, "mid": 0.5, "fast": 0.3})
+    assert knob.label == "best"
+    feed(knob, 10 * 40)  # best fails, mid holds, best is retried ever more rarely
+    assert knob.wait[0] >= 8 and knob.wait[1] == 1
+    while knob.label != "mid":
+        knob.feed(0)
+    load[0] = 3.0  # mid at 1.5 ms: over; down to fast (0.9 ms)
+    feed(knob, 10)
+    assert knob.label == "fast"
+    load[0] = 1.0
+    feed(knob, 10)  # one window at fast, mid expected at 0.5: back up at once
+    assert knob.label == "mid" and knob.events[-1]["reason"] == "headroom"
+
+
+@pytest.mark.parametrize("bad,message", [
+    (dict(budget_ms=float("nan")), "--budget-ms must be a positive number, not nan"),
+    (dict(budget_ms=0.0), "--budget-ms must be a positive number"),
+    (dict(window=0), "--window must be at least 1"),
+    (dict(context=-1), "--context must not be negative"),
+])
+def test_bad_switcher_options_name_the_option(bad, message):
+    options = dict(budget_ms=1.0, window=10, context=20, **{})
+    options.update(bad)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        Switcher([("a", 100.0, 1.0)], options.pop("budget_ms"), lambda label: None, **options)
 
 
 def points_file(tflite_dir, tmp_path, latencies, here=True):
@@ -259,3 +330,56 @@ def test_the_bundles_block_list_is_never_shown(tflite_dir, tmp_path, capsys):
     code2, out, _ = run(capsys, *argv)
     after = [s["word"] for s in json.loads(out.splitlines()[-1])["suggestions"]]
     assert code == code2 == 0 and shown[0] not in after and after[:2] == shown[1:3]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["suggest", "--points", "{points}", "--budget-ms", "nan", "--text", "the"],
+     "--budget-ms must be a positive number, not nan"),
+    (["suggest", "--points", "{points}", "--budget-ms", "-1", "--text", "the"], "--budget-ms must be a positive"),
+    (["suggest", "--points", "{points}", "--budget-ms", "1", "--window", "0", "--text", "the"],
+     "--window must be at least 1"),
+    (["pick", "--points", "{points}", "--max-latency-ms", "nan"], "--max-latency-ms must be a positive number, not nan"),
+    (["pick", "--points", "{points}", "--max-energy-mj", "nan"], "--max-energy-mj must be a positive number"),
+    (["pick", "--points", "{points}", "--max-bytes", "0"], "--max-bytes must be a positive number"),
+    (["suggest", "--model", "{model}", "--threads", "0", "--text", "the"], "--threads must be at least 1, not 0"),
+    (["bench", "--model", "{model}", "--threads", "0"], "--threads must be at least 1"),
+    (["pick", "--points", "{model}/manifest.json", "--max-bytes", "1"],
+     "is a model's manifest (a converted run's tflite/), not an operating-points file"),
+    (["suggest", "--model", "{points}", "--text", "the"], "is a sweep's operating-points file, not a model: give it "
+                                                          "to --points"),
+    (["suggest", "--model", "{bundle}", "--text", "the"], "is a sweep's bundle folder: give --points"),
+    (["suggest", "--model", "{sweep}", "--text", "the"], "is a sweep folder: give --points"),
+    (["eval", "x.txt", "--model", "{run}"], "is a trained run that is not converted: run python -m convert.to_tflite"),
+])
+def test_wrong_input_is_one_line_naming_what_is_wrong(tflite_dir, tmp_path, capsys, argv, message):
+    f = points_file(tflite_dir, tmp_path, latencies=(5.0, 1.0))
+    sweep = tmp_path / "sweep"
+    (sweep / "points" / "dense-100").mkdir(parents=True)
+    shutil.copytree(f.parent, sweep / "bundle")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    (tmp_path / "x.txt").write_text("the cat\n")
+    names = dict(points=f, model=tflite_dir, bundle=f.parent, sweep=sweep, run=run_dir)
+    argv = [a.format(**names) if a != "x.txt" else str(tmp_path / a) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_suggest_with_a_budget_reports_what_the_user_waited(tflite_dir, tmp_path, capsys, monkeypatch):
+    f = points_file(tflite_dir, tmp_path, latencies=(5.0, 1.0))
+    timed_cli(monkeypatch, {"float32.tflite": 5.0, "dynamic.tflite": 1.0}, load=1.5)
+    code, out, err = run(capsys, "suggest", "--points", f, "--budget-ms", 6.0, "--window", 4, "--threads", 1,
+                         "--text", "the " * 12, "--json")
+    lines = [json.loads(line) for line in out.splitlines()]
+    (switch,) = [e for e in lines if e.get("event") == "switch"]
+    # the new keyboard's first step (from the sentence start) and the context handed over, the 4 words
+    # so far: 5 steps at dynamic's 1.5 ms (on the fake clock)
+    assert switch["switch_ms"] == pytest.approx(5 * 1.5) and switch["context_tokens"] == 4
+    knob = lines[-1]["knob"]
+    assert knob["words"] == 12 and knob["switches"] == 1 and knob["switch_ms"] == pytest.approx(7.5)
+    assert knob["over_budget"] == 4  # float32's four words at 7.5 ms, the fourth 7.5 + 7.5
+    code, out, err = run(capsys, "suggest", "--points", f, "--budget-ms", 0.5, "--window", 4, "--threads", 1,
+                         "--text", "the " * 12)
+    assert code == 0 and "warning: over budget at the fastest point, p-dynamic:dynamic" in err
+    assert "knob: 12 words, 12 over 0.5 ms" in err
