@@ -29,8 +29,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-# op output names of each group (keras_models/language_model.py's layer names)
-GROUPS = dict(embedding="embedding", output="output", recurrent="rnn_")
+from convert.int4 import GROUPS, mix_recipe  # noqa: E402
+
 MIXES = {"int8 everywhere": (), "int4 embedding": ("embedding",), "int4 recurrent": ("recurrent",),
          "int4 output": ("output",), "int4 embedding+recurrent": ("embedding", "recurrent"),
          "int4 embedding+output": ("embedding", "output"), "int4 everywhere": ("embedding", "output", "recurrent")}
@@ -65,16 +65,6 @@ def static_recipe(weight_bits):
     rules = recipe.static_wi8_ai8()
     for rule in rules:
         rule["op_config"]["weight_tensor_config"]["num_bits"] = weight_bits
-    return rules
-
-
-def mix_recipe(int4_groups):
-    from ai_edge_quantizer import recipe
-    if set(int4_groups) == set(GROUPS):
-        return getattr(recipe, "dynamic_wi4c_afp32")()  # the converter's int4, as it is
-    rules = recipe.dynamic_wi8_afp32()
-    for g in int4_groups:  # later rules win
-        rules += recipe.dynamic_wi4c_afp32(regex=f".*{GROUPS[g]}.*")
     return rules
 
 

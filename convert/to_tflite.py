@@ -26,7 +26,7 @@ STATE_MODES = ("auto", "io")
 # int8 keeps the state as inputs and outputs: its calibrator refuses get_state, a signature
 # without inputs (benchmarks/results/stateful_ptb.json), and without it the outputs differed
 # by up to 2.25 nats on PTB
-INSIDE_PRECISIONS = ("float32", "float16", "dynamic", "int4")
+INSIDE_PRECISIONS = ("float32", "float16", "dynamic", "int4", "int4mixed")
 
 
 class ConvertError(ValueError):
@@ -88,9 +88,9 @@ def _convert(saved_dir, precision, sparse, feeds, int8_io, signatures, inside=Fa
             # is deprecated; edgelm runs its files with ai-edge-litert
             warnings.filterwarnings("ignore", "\\s*Warning: tf.lite.Interpreter is deprecated", UserWarning)
             data = make_converter(saved_dir, precision, sparse, feeds, int8_io, signatures, inside).convert()
-            if precision == "int4":
+            if precision in ("int4", "int4mixed"):
                 from convert import int4
-                data = int4.quantize(data)
+                data = int4.quantize(data, precision)
             return data
     except Exception as e:
         errors = [l.strip() for l in lines if "error:" in l]
@@ -271,7 +271,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
         variants = {}
         for precision in precisions:
             log(f"converting {precision} ...")
-            embedding = "one-hot" if precision == "int4" else "gather"  # see convert/int4.py
+            embedding = "one-hot" if precision in ("int4", "int4mixed") else "gather"  # see convert/int4.py
             inside = (saved_model(embedding, "inside")
                       if state == "auto" and precision in INSIDE_PRECISIONS else None)
             entry, path = convert_variant(saved_model(embedding, "io")[0], precision, sparse_mode, feeds,
@@ -346,9 +346,10 @@ def print_table(manifest, out=None):
 def parser():
     p = argparse.ArgumentParser(prog="python -m convert.to_tflite", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="a run directory written by python -m pruning.train")
-    p.add_argument("--quantize", default="all", metavar="{all,float32,float16,dynamic,int8,int4[,...]}",
-                   help="the precisions, a comma list, or all (int4 where ai-edge-quantizer is installed) "
-                        "(default %(default)s)")
+    p.add_argument("--quantize", default="all", metavar="{all,float32,float16,dynamic,int8,int4,int4mixed[,...]}",
+                   help="the precisions, a comma list, or all: the first five (int4 where ai-edge-quantizer is "
+                        "installed); int4mixed (int4 embedding and recurrent weights, int8 output layer) only "
+                        "by name (default %(default)s)")
     p.add_argument("--sparse-encoding", default="auto", metavar="{" + ",".join(SPARSE_MODES) + "}",
                    help="LiteRT's sparse format: auto (where it shrinks the file and the outputs stay "
                         "the same), on (required), off (default %(default)s)")

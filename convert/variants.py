@@ -10,31 +10,36 @@
   int32); "float" keeps float I/O with (de)quantization inside the model.
 - int4: the float32 conversion, then int4 weights by ai-edge-quantizer
   (convert/int4.py).
+- int4mixed: the same, with the output layer's weights in int8 (asked for by
+  name: `all` leaves it out).
 Sparse encoding adds `Optimize.EXPERIMENTAL_SPARSITY`.
 """
 import numpy as np
 
-PRECISIONS = ("float32", "float16", "dynamic", "int8", "int4")
+PRECISIONS = ("float32", "float16", "dynamic", "int8", "int4", "int4mixed")
+ALL = PRECISIONS[:5]  # what `all` makes: int4mixed only by name
+QUANTIZER = ("int4", "int4mixed")  # made by ai-edge-quantizer from the float32 file
 
 
 def available(precision):
-    """False for int4 without ai-edge-quantizer (the `quantizer` extra)."""
+    """False for int4 and int4mixed without ai-edge-quantizer (the `quantizer` extra)."""
     import importlib.util
-    return precision != "int4" or importlib.util.find_spec("ai_edge_quantizer") is not None
+    return precision not in QUANTIZER or importlib.util.find_spec("ai_edge_quantizer") is not None
 
 
 def parse_precisions(text):
     """'all' (those this install can make) or a comma list -> tuple of
     precisions; ValueError names a bad one."""
     if text.strip() == "all":
-        return tuple(p for p in PRECISIONS if available(p))
+        return tuple(p for p in ALL if available(p))
     names = [p.strip() for p in text.split(",") if p.strip()]
     bad = [p for p in names if p not in PRECISIONS]
     if bad or not names:
         raise ValueError(f"unknown precision {', '.join(bad) or repr(text)}; choose from "
                          f"{', '.join(PRECISIONS)} or all")
-    if "int4" in names and not available("int4"):
-        raise ValueError("int4 needs ai-edge-quantizer: pip install -e '.[quantizer]'")
+    for name in names:
+        if not available(name):
+            raise ValueError(f"{name} needs ai-edge-quantizer: pip install -e '.[quantizer]'")
     return tuple(dict.fromkeys(names))
 
 
@@ -61,7 +66,7 @@ def make_converter(saved_model_dir, precision, sparse=False, feeds=None, int8_io
     conv = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=signatures)
     conv.experimental_enable_resource_variables = resource_variables  # the state kept inside the file
     opts = []
-    if precision not in ("float32", "int4"):  # int4 is quantized after, from the float32 file
+    if precision != "float32" and precision not in QUANTIZER:  # those are quantized after, from the float32 file
         opts.append(tf.lite.Optimize.DEFAULT)
     if sparse:
         opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)

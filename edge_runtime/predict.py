@@ -38,7 +38,7 @@ from edge_runtime.vocab import Vocab  # noqa: E402
 DEFAULT_MODEL = os.path.join("runs", "default", "tflite")
 OOV_LISTED = 5  # words outside the vocabulary named in suggest's note; the rest are counted
 PREFERRED = ("dynamic", "int8", "float16", "float32")
-VARIANTS = ("float32", "float16", "dynamic", "int8", "int4")
+VARIANTS = ("float32", "float16", "dynamic", "int8", "int4", "int4mixed")
 
 
 class UsageError(ValueError):

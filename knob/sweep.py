@@ -46,7 +46,7 @@ from training.distill import DEFAULTS as DISTILL_DEFAULTS, DistillError, check a
 
 METHODS = ("l0", "units-random", "units-norm", "units-activation", "magnitude", "lowrank")
 DEFAULT_METHODS = ("l0", "units-random", "units-norm", "units-activation", "lowrank")
-QUANTIZE = ("float32", "float16", "dynamic", "int8", "int4")  # the converter's (tests/test_sweep.py checks)
+QUANTIZE = ("float32", "float16", "dynamic", "int8", "int4", "int4mixed")  # the converter's (tests/test_sweep.py checks)
 SWEEP_FILE = "sweep.json"
 POINT_FILE = "point.json"
 DENSE = "dense-100"
@@ -185,8 +185,9 @@ def plan(args):
     methods = parse_list(args.methods, METHODS, "--methods")
     shares = parse_points(args.points)
     quantize = parse_list(args.quantize, QUANTIZE, "--quantize")
-    if "int4" in quantize and importlib.util.find_spec("ai_edge_quantizer") is None:
-        raise SweepError("--quantize int4 needs ai-edge-quantizer: pip install -e '.[quantizer]'")
+    for name in ("int4", "int4mixed"):
+        if name in quantize and importlib.util.find_spec("ai_edge_quantizer") is None:
+            raise SweepError(f"--quantize {name} needs ai-edge-quantizer: pip install -e '.[quantizer]'")
     if args.finetune_epochs < 0 or args.jobs < 1 or args.steps < 1 or args.point_cpus < 1:
         raise SweepError("--finetune-epochs must not be negative, --jobs, --point-cpus and --steps at least 1")
     if args.recover not in ("none", "rank-one"):

@@ -2,6 +2,7 @@
 Keras step model, builtin ops only, the manifest, bad input."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -317,3 +318,39 @@ def test_all_leaves_int4_out_without_the_quantizer(monkeypatch):
     assert parse_precisions("all") == ("float32", "float16", "dynamic", "int8")
     with pytest.raises(ValueError, match=r"int4 needs ai-edge-quantizer: pip install -e '\.\[quantizer\]'"):
         parse_precisions("dynamic,int4")
+
+
+def weights_by_op(path):
+    """[(op name, its output tensor's name, its weight input's type)] for every
+    FULLY_CONNECTED and EMBEDDING_LOOKUP in any subgraph, from the flatbuffer."""
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.ModelT.InitFromPackedBuf(open(path, "rb").read(), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    out = []
+    for g in model.subgraphs:
+        for op in g.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+            if name in ("FULLY_CONNECTED", "EMBEDDING_LOOKUP"):
+                weight = g.tensors[op.inputs[1]]  # FC: (input, weights); lookup: (ids, table)
+                out.append((name, g.tensors[op.outputs[0]].name.decode(), types[weight.type]))
+    return out
+
+
+def test_int4mixed_keeps_the_output_layer_in_int8(converted, tmp_path):
+    """int4mixed: int4 embedding and recurrent matrices, the output layer's in int8, and the
+    perplexity of a file that close to the Keras model's."""
+    run = tmp_path / "run"
+    shutil.copytree(converted, run, ignore=shutil.ignore_patterns("tflite"))
+    assert convert_main([str(run), "--quantize", "int4mixed,int4"]) == 0
+    manifest = mf.load(str(run / "tflite"))
+    ops = weights_by_op(mf.variant_path(manifest, "int4mixed"))
+    output = [t for op, name, t in ops if "output" in name and op == "FULLY_CONNECTED"]
+    lookup = [t for op, name, t in ops if op == "EMBEDDING_LOOKUP"]
+    recurrent = [t for op, name, t in ops if "rnn_" in name and op == "FULLY_CONNECTED"]
+    assert set(output) == {"INT8"} and set(lookup) == {"INT4"} and recurrent and set(recurrent) == {"INT4"}, ops
+    assert {t for _, _, t in weights_by_op(mf.variant_path(manifest, "int4"))} == {"INT4"}
+    v, keras_ppl = manifest["variants"]["int4mixed"], manifest["eval"]["keras_perplexity"]
+    assert v["status"] == "ok" and v["state"] == "inside" and abs(v["perplexity"] / keras_ppl - 1) < 0.05, v
+    assert manifest["variants"]["int4"]["bytes"] < v["bytes"]  # the output layer's int8 costs bytes
