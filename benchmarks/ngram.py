@@ -3,8 +3,8 @@ modified Kneser-Ney, orders 3 and 5, at several sizes by count pruning,
 measured as the knob's points are.
 
     python benchmarks/ngram.py build                     # KenLM's estimator from the kenlm sdist -> runs/kenlm/
-    python benchmarks/ngram.py run embedded|ptb [--sweep DIR] [--model RUN/tflite ...] [--keyboard-tokens N]
-    python benchmarks/ngram.py show embedded|ptb         # the tables of benchmarks/results/ngram_NAME.json
+    python benchmarks/ngram.py run embedded|ptb [--sweep DIR] [--model RUN/tflite ...] [--keyboard-tokens N] [--tag T]
+    python benchmarks/ngram.py show embedded|ptb         # the tables and plots of results/ngram_NAME.json
 
 `build` needs CMake, a C++ compiler and Boost (Debian: libboost-program-options-dev,
 libboost-system-dev, libboost-thread-dev, libboost-test-dev; zlib); it
@@ -47,8 +47,8 @@ Scores are kept per model under runs/ngram/NAME/scores/, so a run cut off,
 or run again with one more neural file, scores nothing twice.
 Writes benchmarks/results/ngram_NAME.json and ngram_NAME_{ksr,r_at_3}_bytes.png
 (against megabytes, the n-grams as series, the neural files as points, 95%
-intervals as bars), and prints the tables; `show NAME` prints them again
-from the JSON.
+intervals as bars, each neural file labelled), and prints the tables; `show NAME`
+prints them and draws the plots again from the JSON.
 """
 import argparse
 import glob
@@ -325,12 +325,19 @@ def neural_files(sweep, models, vocab):
     return out
 
 
+def stem(name, tag):
+    """The results files' name: ngram_NAME or ngram_NAME-TAG."""
+    if tag is not None and not tag.replace("-", "").replace("_", "").isalnum():
+        sys.exit(f"error: --tag {tag!r}: letters, digits, - and _ only")
+    return name if tag is None else f"{name}-{tag}"
+
+
 def nearest(rows, size):
     """The n-gram row nearest `size` in bytes (by ratio)."""
     return min(rows, key=lambda r: abs(math.log(r["bytes"] / size)))
 
 
-def run(name, sweep, models, keyboard_tokens, replicates):
+def run(name, sweep, models, keyboard_tokens, replicates, tag=None):
     import kenlm
     from knob.bootstrap import interval, paired
     splits, vocab = corpus(name)
@@ -381,13 +388,13 @@ def run(name, sweep, models, keyboard_tokens, replicates):
                models=rows, neural=neural, sweep=sweep, neural_models=models, device=describe(),
                bytes="neural: the .tflite and its vocabulary file; KenLM: its binary (trie, 8-bit), which holds "
                      "its vocabulary", timing="one interleaved pass, 300 calls each, 1 thread; medians")
-    path = os.path.join(RESULTS, f"ngram_{name}.json")
+    path = os.path.join(RESULTS, f"ngram_{stem(name, tag)}.json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
     os.replace(path + ".tmp", path)
     for metric in ("ksr", "r_at_3"):
-        plot(doc, metric, os.path.join(RESULTS, f"ngram_{name}_{metric}_bytes.png"))
+        plot(doc, metric, os.path.join(RESULTS, f"ngram_{stem(name, tag)}_{metric}_bytes.png"))
     print(table(doc))
     print(comparison(doc))
     print(f"written {os.path.relpath(path, ROOT)}")
@@ -399,7 +406,7 @@ NAMES = {"ksr": "keystroke savings rate", "r_at_3": "next-word R@3"}
 def plot(doc, metric, path):
     """`metric` against megabytes: the n-grams as series, the neural files as points, each with its
     own 95% interval (the `plot` extra)."""
-    from knob.plots import megabytes, plt, save
+    from knob.plots import label, megabytes, plt, save
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
 
     def draw(rows, **style):
@@ -422,6 +429,7 @@ def plot(doc, metric, path):
             draw(mine, ls="none", marker="o", markersize=5, color=color, zorder=3,
                  mfc=color if variant == "int8" else "none", label=f"{group} {variant}")
     megabytes(ax)
+    label(fig, ax, [(r["point"].rsplit(":", 1)[0], r["bytes"] / 1e6, r[metric]) for r in doc.get("neural", [])])
     ax.set(xlabel="bytes as shipped, MB (log scale)", ylabel=f"{NAMES[metric]} (3 words shown)",
            title=f"{doc['corpus']}: {NAMES[metric]} against size, {doc['keyboard_positions']:,} test positions"
                  f"{' (the whole split)' if doc['whole_split'] else ''}; bars: 95% intervals")
@@ -472,18 +480,24 @@ def main(argv=None):
                         "test split)")
     r.add_argument("--replicates", type=int, default=REPLICATES,
                    help="bootstrap replicates of the 95%% intervals (default %(default)s)")
-    s = sub.add_parser("show", help="print the tables of a corpus's results JSON again")
+    s = sub.add_parser("show", help="print the tables of a corpus's results JSON again, and redraw its plots")
     s.add_argument("name", choices=sorted(DATA))
+    for sp in (r, s):
+        sp.add_argument("--tag", default=None, help="results under ngram_NAME-TAG.json and its plots, so that "
+                                                    "another set of neural files keeps the first set's results")
     a = p.parse_args(argv)
     if a.command == "build":
         build()
     elif a.command == "show":
-        path = os.path.join(RESULTS, f"ngram_{a.name}.json")
+        path = os.path.join(RESULTS, f"ngram_{stem(a.name, a.tag)}.json")
         try:
             with open(path, encoding="utf-8") as f:
                 doc = json.load(f)
         except OSError:
-            sys.exit(f"error: no {path}: run python benchmarks/ngram.py run {a.name} first")
+            sys.exit(f"error: no {path}: run python benchmarks/ngram.py run {a.name}"
+                     f"{'' if a.tag is None else ' --tag ' + a.tag} first")
+        for metric in ("ksr", "r_at_3"):
+            plot(doc, metric, os.path.join(RESULTS, f"ngram_{stem(a.name, a.tag)}_{metric}_bytes.png"))
         print(table(doc))
         print(comparison(doc))
     else:
@@ -493,7 +507,7 @@ def main(argv=None):
             sys.exit("error: no PTB data: run make ptb first")
         if a.keyboard_tokens is not None and a.keyboard_tokens < 1 or a.replicates < 100:
             sys.exit("error: --keyboard-tokens must be positive and --replicates at least 100")
-        run(a.name, a.sweep, a.model, a.keyboard_tokens or float("inf"), a.replicates)
+        run(a.name, a.sweep, a.model, a.keyboard_tokens or float("inf"), a.replicates, a.tag)
     return 0
 
 
