@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 CLOCK = time.perf_counter  # what Switcher times with unless given a clock (tests replace it)
+RECENT_WORDS = 1000  # the words whose end-to-end times the summary's percentiles are over
 
 
 def ladder(levels):
@@ -78,7 +79,8 @@ class Switcher:
         self.keyboard = open_level(self.label)
         self.recent = collections.deque(maxlen=context)
         self.times, self.tokens, self.events = [], 0, []
-        self.word_ms = []      # every word end to end, switches included: what the user waited
+        self.word_ms = collections.deque(maxlen=RECENT_WORDS)  # words end to end, switches included
+        self.words = self.over = 0  # every word, and those the user waited over the budget for
         self.wait = [1] * len(self.levels)  # per level: windows to spend below it before trying it
         self.windows = 0       # windows spent at this level
         self.tried_up = False  # this level was reached by a move up, not yet proved within budget
@@ -113,12 +115,14 @@ class Switcher:
         self.tokens += 1
         switch_ms = self._decide() if len(self.times) >= self.window else 0.0
         self.word_ms.append(ms + switch_ms)
+        self.words += 1
+        self.over += ms + switch_ms > self.budget
 
     def summary(self):
-        """What the user waited, word by word: counts and percentiles, switches included."""
+        """What the user waited, switches included: every word counted, percentiles of the last
+        RECENT_WORDS."""
         w = np.asarray(self.word_ms or [0.0])
-        return dict(level=self.label, words=len(self.word_ms), budget_ms=self.budget,
-                    over_budget=int(np.sum(w > self.budget)) if self.word_ms else 0,
+        return dict(level=self.label, words=self.words, budget_ms=self.budget, over_budget=self.over,
                     p50_ms=round(float(np.percentile(w, 50)), 4), p90_ms=round(float(np.percentile(w, 90)), 4),
                     switches=sum(e["event"] == "switch" for e in self.events),
                     switch_ms=round(sum(e.get("switch_ms", 0.0) for e in self.events), 4))
@@ -135,7 +139,7 @@ class Switcher:
                 self.stuck = 0
                 return self._switch(self.level + 1, p90, "over budget")
             self.stuck += 1
-            if self.stuck % self.warn_every == 1 or self.warn_every == 1:
+            if (self.stuck - 1) % self.warn_every == 0:
                 self._tell(dict(event="over budget", after_tokens=self.tokens, p90_ms=round(p90, 4),
                                 budget_ms=self.budget, level=self.label, windows_over=self.stuck))
             return 0.0
