@@ -13,8 +13,8 @@ got: l0 one joint epoch and the rest fine-tuning, units and lowrank all
 fine-tuning, dense that many more epochs). For each point and budget: test
 perplexity, R@1, R@3 and KSR of its file over the whole test split (the
 sweep's own figures, the device runtime's), and the validation perplexity
-after each epoch of its run: where the last two differ by under 2%, the
-point is called converged. Prints a table; writes
+after each epoch of its run: where the last epoch improved it by under 2%
+(or made it worse), the point is called converged. Prints a table; writes
 benchmarks/results/budget_NAME.json.
 """
 import argparse
@@ -27,7 +27,7 @@ sys.path.insert(0, ROOT)
 
 from edge_runtime.files import atomic_write_text  # noqa: E402
 
-FLAT = 0.02  # the last epoch's validation perplexity within 2% of the one before: converged
+FLAT = 0.02  # the last epoch improved validation perplexity by under 2%, or not at all: converged
 
 
 def read_sweep(path):
@@ -53,7 +53,7 @@ def read_sweep(path):
                           variant=variant, bytes=file["bytes"], test_perplexity=file["test_perplexity"],
                           r_at_1=file["test_r_at_1"], r_at_3=file["test_r_at_3"], ksr=file["test_ksr"],
                           valid_by_epoch=valid,
-                          converged=len(valid) >= 2 and abs(valid[-1] / valid[-2] - 1) < FLAT)
+                          converged=len(valid) >= 2 and valid[-1] > valid[-2] * (1 - FLAT))
     return doc, rows
 
 
@@ -74,7 +74,7 @@ def compare(a_path, b_path):
 
 def table(doc):
     lo, hi = (str(e) for e in doc["finetune_epochs"])
-    lines = [f"| point | MB | weight epochs | test ppl | R@3 | KSR | validation ppl by epoch ({hi}) | converged |",
+    lines = [f"| point | .tflite MB | weight epochs | test ppl | R@3 | KSR | validation ppl by epoch ({hi}) | converged |",
              "|---" * 8 + "|"]
     for p in doc["points"]:
         a, b = p[lo], p[hi]
