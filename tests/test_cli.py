@@ -33,7 +33,7 @@ CHOICES = {"--arch": "qrnn,lstm,hlstm", "--schedule": "none,constant,polynomial,
            "--prune-scope": "all,recurrent", "--optimizer": "adam,sgd", "--l0-penalty": "count,macs",
            "--rank-by": "random,norm,activation", "--recover": "none,rank-one",
            "--recipe": "zaremba-small,zaremba-medium,teacher-2x400", "--sparse-encoding": "auto,on,off",
-           "--int8-io": "float,int8", "--variant": "float32,float16,dynamic,int8,int4", "--format": "auto,ptb,raw",
+           "--int8-io": "float,int8", "--variant": "float32,float16,dynamic,int8,int4,int4mixed", "--format": "auto,ptb,raw",
            "--state": "auto,io",
            "--delegate": None, "--errors": "strict,replace", "--api": "interpreter,compiled"}
 
