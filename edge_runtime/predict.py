@@ -193,12 +193,11 @@ def cmd_suggest(args):
     if (args.points is None) != (args.budget_ms is None):
         raise UsageError("--points and --budget-ms go together: the bundle's points and the step budget")
     if args.points:
-        check_positive("--budget-ms", args.budget_ms)
+        check_positive("--budget-ms", args.budget_ms)  # here, before every point is loaded and timed
         if args.window < 1:
             raise UsageError(f"--window must be at least 1, not {args.window}")
         if args.context < 0:
             raise UsageError(f"--context must not be negative, not {args.context}")
-    if args.points:
         keyboard, vocab, history = knob_keyboard(args)
         variant = None
     else:
