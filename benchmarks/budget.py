@@ -11,7 +11,7 @@ Both sweeps must share their base run, methods, points and files; they
 differ only in `--finetune-epochs` (each point's `weight_epochs` says what it
 got: l0 one joint epoch and the rest fine-tuning, units and lowrank all
 fine-tuning, dense that many more epochs). For each point and budget: test
-perplexity, R@1, R@3 and KSR of its file over the whole test split (the
+perplexity, R@1, R@3 and KSR of its first file over the whole test split (the
 sweep's own figures, the device runtime's), and the validation perplexity
 after each epoch of its run: where the last epoch improved it by under 2%
 (or made it worse), the point is called converged. Prints a table; writes

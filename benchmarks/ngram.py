@@ -393,11 +393,16 @@ def run(name, sweep, models, keyboard_tokens, replicates, tag=None):
         json.dump(doc, f, indent=2)
         f.write("\n")
     os.replace(path + ".tmp", path)
+    report(doc, stem(name, tag))
+    print(f"written {os.path.relpath(path, ROOT)}")
+
+
+def report(doc, name):
+    """The plots of one results document (ngram_NAME_*_bytes.png), and its tables printed."""
     for metric in ("ksr", "r_at_3"):
-        plot(doc, metric, os.path.join(RESULTS, f"ngram_{stem(name, tag)}_{metric}_bytes.png"))
+        plot(doc, metric, os.path.join(RESULTS, f"ngram_{name}_{metric}_bytes.png"))
     print(table(doc))
     print(comparison(doc))
-    print(f"written {os.path.relpath(path, ROOT)}")
 
 
 NAMES = {"ksr": "keystroke savings rate", "r_at_3": "next-word R@3"}
@@ -486,6 +491,8 @@ def main(argv=None):
         sp.add_argument("--tag", default=None, help="results under ngram_NAME-TAG.json and its plots, so that "
                                                     "another set of neural files keeps the first set's results")
     a = p.parse_args(argv)
+    if getattr(a, "tag", None) is not None:
+        stem(a.name, a.tag)  # a bad tag is refused before hours of scoring, not after
     if a.command == "build":
         build()
     elif a.command == "show":
@@ -496,10 +503,9 @@ def main(argv=None):
         except OSError:
             sys.exit(f"error: no {path}: run python benchmarks/ngram.py run {a.name}"
                      f"{'' if a.tag is None else ' --tag ' + a.tag} first")
-        for metric in ("ksr", "r_at_3"):
-            plot(doc, metric, os.path.join(RESULTS, f"ngram_{stem(a.name, a.tag)}_{metric}_bytes.png"))
-        print(table(doc))
-        print(comparison(doc))
+        except ValueError as e:
+            sys.exit(f"error: {path} is not a results file of this benchmark ({e})")
+        report(doc, stem(a.name, a.tag))
     else:
         if not os.path.exists(os.path.join(KENLM, "bin", "lmplz")):
             sys.exit("error: no KenLM estimator: run python benchmarks/ngram.py build first")
