@@ -65,17 +65,36 @@ def logits_model(step_model):
 
 
 def one_hot_embedding(step_model):
-    """The step model with its Embedding layer computed as one_hot(id) @ table,
-    which the converter writes as EMBEDDING_LOOKUP, not GATHER (the form the
-    int4 quantizer takes). Its `call` is replaced in place: give it a step
-    model of its own. A model without a plain Embedding is returned as it is."""
+    """The step model with its embedding lookup computed as one_hot(id) @ table,
+    which the converter writes as EMBEDDING_LOOKUP, not GATHER. Two things need
+    that form: the int4 quantizer, which has a recipe for EMBEDDING_LOOKUP and
+    none for GATHER, and a tied table stored once. The converter quantizes an
+    EMBEDDING_LOOKUP's table per row, as the output layer's FULLY_CONNECTED
+    quantizes the same [V, d] matrix, so both read one int8 constant; a
+    GATHER's table gets one scale and a copy of its own (V x d bytes more).
+    A plain Embedding's `call`, or a low-rank one's (A[id] B), is replaced in
+    place: give it a step model of its own. A model with neither is returned
+    as it is."""
+    from keras_models.factored import LowRankEmbedding
+
+    def rows(ids, vocab_size):
+        return tf.one_hot(tf.reshape(ids, (-1,)), vocab_size)
+
     def product(table):
         def call(ids):
-            rows = tf.one_hot(tf.reshape(ids, (-1,)), table.input_dim)
-            return tf.reshape(tf.matmul(rows, table.embeddings), (1, 1, table.output_dim))
+            return tf.reshape(tf.matmul(rows(ids, table.input_dim), table.embeddings), (1, 1, table.output_dim))
         return call
-    for table in (l for l in step_model.layers if type(l) is keras.layers.Embedding):
-        table.call = product(table)
+
+    def low_rank(table):
+        def call(ids):
+            looked_up = tf.matmul(rows(ids, table.input_dim), table.matrix.a)
+            return tf.reshape(tf.matmul(looked_up, table.matrix.b), (1, 1, table.output_dim))
+        return call
+    for layer in step_model.layers:
+        if type(layer) is keras.layers.Embedding:
+            layer.call = product(layer)
+        elif type(layer) is LowRankEmbedding:
+            layer.call = low_rank(layer)
     return step_model
 
 

@@ -15,12 +15,30 @@ what each matrix in int4 costs in perplexity.
 
 int4mixed keeps the output layer in int8 (`dynamic_wi8_afp32`) and puts the
 embedding and the recurrent matrices in int4: the output layer is where int4
-costs most of its perplexity (benchmarks/int4.py).
+costs most of its perplexity (benchmarks/int4.py). A tied embedding is the
+output layer's matrix, so there it stays in int8 and only the recurrent
+matrices are int4.
 """
 RECIPE = "dynamic_wi4c_afp32"
 # op output names of each group of matrices (keras_models/language_model.py's layer names)
 GROUPS = dict(embedding="embedding", output="output", recurrent="rnn_")
 INT4_GROUPS = {"int4": tuple(GROUPS), "int4mixed": ("embedding", "recurrent")}
+
+
+def shares_table(float_bytes):
+    """True if one constant is read by both an EMBEDDING_LOOKUP and a
+    FULLY_CONNECTED: a tied embedding, the output layer's own matrix."""
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.ModelT.InitFromPackedBuf(bytes(float_bytes), 0)
+    ops = {schema.BuiltinOperator.EMBEDDING_LOOKUP: "lookup", schema.BuiltinOperator.FULLY_CONNECTED: "fc"}
+    readers = {}
+    for g in model.subgraphs:
+        for op in g.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            kind = ops.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            if kind:  # lookup: (ids, table); FC: (input, weights, bias)
+                readers.setdefault(g.tensors[op.inputs[1]].buffer, set()).add(kind)
+    return any(kinds == {"lookup", "fc"} for kinds in readers.values())
 
 
 def mix_recipe(int4_groups):
@@ -40,5 +58,10 @@ def quantize(float_bytes, precision="int4"):
         from ai_edge_quantizer import quantizer
     except ImportError:
         raise ImportError(f"{precision} needs ai-edge-quantizer: pip install -e '.[quantizer]'") from None
-    result = quantizer.Quantizer(bytes(float_bytes), mix_recipe(INT4_GROUPS[precision]))
+    groups = INT4_GROUPS[precision]
+    if "output" not in groups and shares_table(float_bytes):
+        # tied: the table is the output layer's, so it stays int8, stored once; in int4 for the
+        # lookup alone it would be stored twice, at 1.5x the bytes of int8 once
+        groups = tuple(g for g in groups if g != "embedding")
+    result = quantizer.Quantizer(bytes(float_bytes), mix_recipe(groups))
     return bytes(result.quantize(enable_progress_report=False, enable_progress_bar=False).quantized_model)

@@ -27,6 +27,10 @@ STATE_MODES = ("auto", "io")
 # without inputs (benchmarks/results/stateful_ptb.json), and without it the outputs differed
 # by up to 2.25 nats on PTB
 INSIDE_PRECISIONS = ("float32", "float16", "dynamic", "int4", "int4mixed")
+# the embedding as EMBEDDING_LOOKUP (convert/export.py's one_hot_embedding): the int4 quantizer needs
+# it, and with it a tied table is stored once. int8 keeps GATHER: LiteRT's EMBEDDING_LOOKUP has no int8
+# output, so its tied table is stored twice
+ONE_HOT_PRECISIONS = ("dynamic", "int4", "int4mixed")
 
 
 class ConvertError(ValueError):
@@ -271,7 +275,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
         variants = {}
         for precision in precisions:
             log(f"converting {precision} ...")
-            embedding = "one-hot" if precision in ("int4", "int4mixed") else "gather"  # see convert/int4.py
+            embedding = "one-hot" if precision in ONE_HOT_PRECISIONS else "gather"
             inside = (saved_model(embedding, "inside")
                       if state == "auto" and precision in INSIDE_PRECISIONS else None)
             entry, path = convert_variant(saved_model(embedding, "io")[0], precision, sparse_mode, feeds,

@@ -215,15 +215,24 @@ def test_state_io_keeps_todays_files_and_the_same_outputs(converted, tmp_path):
         np.testing.assert_array_equal(io.state[name], inside.state[name])
 
 
-def test_sparse_encoding_on_a_sparse_untied_model(tmp_path):
-    """90%-sparse matrices: the sparse file is smaller, computes the same
-    model, and the manifest says truly whether XNNPACK can run it."""
+@pytest.fixture(scope="module")
+def untied(tmp_path_factory):
+    """A tiny untied QRNN, 90% sparse, trained and not converted."""
     from tests.conftest import write_corpus
-    corpus = write_corpus(tmp_path / "data")
-    out = tmp_path / "run"
+    base = tmp_path_factory.mktemp("untied")
+    corpus = write_corpus(base / "data")
+    out = base / "run"
     rundir.prepare(str(out))
     train(tiny_config(corpus, out, schedule="constant", target_sparsity=0.9, begin_step=0,
                       tie_embeddings=False, embed=32, hidden=64, epochs=1), log=lambda *a: None)
+    return out
+
+
+def test_sparse_encoding_on_a_sparse_untied_model(untied, tmp_path):
+    """90%-sparse matrices: the sparse file is smaller, computes the same
+    model, and the manifest says truly whether XNNPACK can run it."""
+    out = tmp_path / "run"
+    shutil.copytree(untied, out)
     assert convert_main([str(out), "--quantize", "float32,dynamic", "--sparse-encoding", "off"]) == 0
     dense = mf.load(str(out / "tflite"))
     assert convert_main([str(out), "--quantize", "float32,dynamic", "--sparse-encoding", "on", "--force"]) == 0
@@ -338,12 +347,12 @@ def weights_by_op(path):
     return out
 
 
-def test_int4mixed_keeps_the_output_layer_in_int8(converted, tmp_path):
-    """int4mixed: int4 embedding and recurrent matrices, the output layer's in int8, and the
-    perplexity of a file that close to the Keras model's."""
+def test_int4mixed_keeps_the_output_layer_in_int8(untied, tmp_path):
+    """int4mixed, untied: int4 embedding and recurrent matrices, the output layer's in int8, and
+    the perplexity of a file that close to the Keras model's."""
     run = tmp_path / "run"
-    shutil.copytree(converted, run, ignore=shutil.ignore_patterns("tflite"))
-    assert convert_main([str(run), "--quantize", "int4mixed,int4"]) == 0
+    shutil.copytree(untied, run, ignore=shutil.ignore_patterns("tflite"))
+    assert convert_main([str(run), "--quantize", "int4mixed,int4", "--sparse-encoding", "off"]) == 0
     manifest = mf.load(str(run / "tflite"))
     ops = weights_by_op(mf.variant_path(manifest, "int4mixed"))
     output = [t for op, name, t in ops if "output" in name and op == "FULLY_CONNECTED"]
@@ -354,3 +363,60 @@ def test_int4mixed_keeps_the_output_layer_in_int8(converted, tmp_path):
     v, keras_ppl = manifest["variants"]["int4mixed"], manifest["eval"]["keras_perplexity"]
     assert v["status"] == "ok" and v["state"] == "inside" and abs(v["perplexity"] / keras_ppl - 1) < 0.05, v
     assert manifest["variants"]["int4"]["bytes"] < v["bytes"]  # the output layer's int8 costs bytes
+
+
+def tables(path, shape):
+    """{buffer: {(op reading it, tensor type)}} for the constants of `shape`, in every subgraph."""
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.ModelT.InitFromPackedBuf(open(path, "rb").read(), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    out = {}
+    for g in model.subgraphs:
+        for op in g.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            for i in op.inputs:
+                t = g.tensors[i] if i >= 0 else None
+                if t is not None and list(t.shape) == list(shape) and model.buffers[t.buffer].data is not None:
+                    out.setdefault(t.buffer, set()).add(
+                        (names[max(code.builtinCode, code.deprecatedBuiltinCode)], types[t.type]))
+    return out
+
+
+@pytest.fixture(scope="module", params=["embedding", "lowrank"])
+def tied_wide(request, tmp_path_factory):
+    """A tied run over 200 words, wide enough that the converter quantizes its
+    table (it leaves constants under 1,024 numbers in float): a QRNN with a
+    plain embedding, or an LSTM with the embedding at rank 8 (A B)."""
+    import random
+    base = tmp_path_factory.mktemp("tied")
+    rng = random.Random(1)
+    for split, n in (("train", 300), ("valid", 30), ("test", 30)):
+        with open(base / f"{split}.txt", "w") as f:
+            f.writelines(" ".join(f"w{rng.randrange(200)}" for _ in range(8)) + "\n" for _ in range(n))
+    out = base / "run"
+    rundir.prepare(str(out))
+    extra = (dict(embed=8) if request.param == "embedding" else
+             dict(arch="lstm", embed=16, hidden=16, factorize="lowrank", factorize_scope="all", rank=8))
+    train(tiny_config(base, out, schedule="none", epochs=1, **extra), log=lambda *a: None)
+    assert convert_main([str(out), "--quantize", "dynamic,int4mixed", "--sparse-encoding", "off"]) == 0
+    return out, request.param
+
+
+def test_a_tied_table_is_stored_once(tied_wide):
+    """A tied embedding is the output layer's matrix: dynamic and int4mixed store
+    it once, in int8, read by the lookup and the output layer in every
+    signature. (With GATHER the converter gave the lookup a copy of its own.)"""
+    run, kind = tied_wide
+    manifest = mf.load(str(run / "tflite"))
+    spec = manifest["architecture"]
+    shape = [spec["vocab_size"], spec["embed"] if kind == "embedding" else spec["factors"]["embedding/embeddings"]["rank"]]
+    for name in ("dynamic", "int4mixed"):
+        found = tables(mf.variant_path(manifest, name), shape)
+        assert len(found) == 1, (name, found)
+        assert found.popitem()[1] == {("EMBEDDING_LOOKUP", "INT8"), ("FULLY_CONNECTED", "INT8")}, name
+        v = manifest["variants"][name]
+        assert v["status"] == "ok" and abs(v["perplexity"] / manifest["eval"]["keras_perplexity"] - 1) < 0.03, v
+    recurrent = [t for op, name, t in weights_by_op(mf.variant_path(manifest, "int4mixed"))
+                 if "rnn_" in name and op == "FULLY_CONNECTED"]
+    assert recurrent and set(recurrent) == {"INT4"}, recurrent
