@@ -95,7 +95,8 @@ def _convert(saved_dir, precision, sparse, feeds, int8_io, signatures, inside=Fa
             if precision in ("int4", "int4mixed"):
                 from convert import int4
                 data = int4.quantize(data, precision)
-            return data
+            from convert.flatbuffer import share_quantization
+            return share_quantization(data)  # each signature's copy of the scales, written once
     except Exception as e:
         errors = [l.strip() for l in lines if "error:" in l]
         raise ConvertError(errors[0] if errors else _first_line(e)) from None

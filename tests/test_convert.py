@@ -420,3 +420,48 @@ def test_a_tied_table_is_stored_once(tied_wide):
     recurrent = [t for op, name, t in weights_by_op(mf.variant_path(manifest, "int4mixed"))
                  if "rnn_" in name and op == "FULLY_CONNECTED"]
     assert recurrent and set(recurrent) == {"INT4"}, recurrent
+
+
+def test_quantization_parameters_are_written_once(tied_wide, tmp_path):
+    """The converter writes each set of quantization parameters once, shared by
+    every tensor (in every signature) that has it: against the same file with
+    a copy per tensor, the flatbuffer's own tables are fewer, the file is
+    smaller by at least the copies' bytes, and both APIs compute the same."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+    from convert.flatbuffer import share_quantization
+    run, _ = tied_wide
+    manifest = mf.load(str(run / "tflite"))
+    path = mf.variant_path(manifest, "dynamic")
+    model = schema.ModelT.InitFromPackedBuf(open(path, "rb").read(), 0)
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")  # the object API: one copy per tensor
+    copies = bytes(builder.Output())
+
+    def tables(data):
+        """(tables referenced, distinct parameters, bytes of the scales and zero points beyond one copy each)."""
+        m = schema.Model.GetRootAs(data, 0)
+        positions, size = {}, {}
+        for g in (m.Subgraphs(i) for i in range(m.SubgraphsLength())):
+            for t in (g.Tensors(j) for j in range(g.TensorsLength())):
+                q = t.Quantization()
+                if q is not None and q.ScaleLength():
+                    key = (q.ScaleAsNumpy().tobytes(), q.ZeroPointAsNumpy().tobytes(), q.QuantizedDimension())
+                    positions.setdefault(key, set()).add(q._tab.Pos)
+                    size[key] = 4 * q.ScaleLength() + 8 * q.ZeroPointLength()
+        repeated = sum((len(p) - 1) * size[k] for k, p in positions.items())
+        return sum(len(p) for p in positions.values()), len(positions), repeated
+    many, distinct, repeated = tables(copies)
+    assert many > distinct and repeated > 0  # two signatures: the same weights' parameters twice
+    assert tables(open(path, "rb").read())[:2] == (distinct, distinct)  # the converted file: each once
+    shared = share_quantization(copies)
+    assert tables(shared)[:2] == (distinct, distinct)
+    assert len(copies) - len(shared) >= repeated
+    reference, trial = tmp_path / "copies.tflite", tmp_path / "shared.tflite"
+    reference.write_bytes(copies)
+    trial.write_bytes(shared)
+    ids = np.load(run / "data.npz")["valid"][:20]
+    for kw in (dict(delegate="none"), dict(delegate="xnnpack"), dict(api="compiled")):
+        a, b = StepModel(str(reference), manifest["states"], **kw), StepModel(str(trial), manifest["states"], **kw)
+        for t in ids:
+            np.testing.assert_array_equal(a.step(int(t)), b.step(int(t)))
