@@ -28,9 +28,11 @@ STATE_MODES = ("auto", "io")
 # by up to 2.25 nats on PTB
 INSIDE_PRECISIONS = ("float32", "float16", "dynamic", "int4", "int4mixed")
 # the embedding as EMBEDDING_LOOKUP (convert/export.py's one_hot_embedding): the int4 quantizer needs
-# it, and with it a tied table is stored once. int8 keeps GATHER: LiteRT's EMBEDDING_LOOKUP has no int8
-# output, so its tied table is stored twice
-ONE_HOT_PRECISIONS = ("dynamic", "int4", "int4mixed")
+# it, and with it dynamic stores a tied table once. Untied, dynamic keeps GATHER: a per-row table
+# costs 12 bytes of scales a word more (benchmarks/results/stored_once.json). int8 keeps GATHER:
+# LiteRT's EMBEDDING_LOOKUP has no int8 output, so its tied table is stored twice
+ONE_HOT_PRECISIONS = ("int4", "int4mixed")
+ONE_HOT_TIED = ("dynamic",)
 
 
 class ConvertError(ValueError):
@@ -276,7 +278,8 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
         variants = {}
         for precision in precisions:
             log(f"converting {precision} ...")
-            embedding = "one-hot" if precision in ONE_HOT_PRECISIONS else "gather"
+            one_hot = precision in ONE_HOT_PRECISIONS or (precision in ONE_HOT_TIED and model_spec["tie_embeddings"])
+            embedding = "one-hot" if one_hot else "gather"
             inside = (saved_model(embedding, "inside")
                       if state == "auto" and precision in INSIDE_PRECISIONS else None)
             entry, path = convert_variant(saved_model(embedding, "io")[0], precision, sparse_mode, feeds,
