@@ -1,6 +1,7 @@
 """What storing things once saves: a run's dynamic file three ways, its bytes and its outputs.
 
-    python benchmarks/stored_once.py RUN [RUN ...] [--tokens 200] [--json benchmarks/results/stored_once.json]
+    python benchmarks/stored_once.py RUN [RUN ...] [--tokens 200] [--steps 2000]
+                                     [--json benchmarks/results/stored_once.json]
 
 Until 2026-12-06 the converter stored a tied table twice and each
 signature's quantization parameters again (docs/cli.md, "What a file
@@ -17,7 +18,9 @@ For each: the file's bytes, the bytes as shipped (with vocab.txt), the
 constants of the tied table's shape ([V, d], or [V, r] low-rank) and the
 bytes of quantization parameters written, and the largest
 log-probability difference from `gather` over the first --tokens
-validation tokens (0 for the second: the same model written again). The
+validation tokens (0 for the second: the same model written again), and
+the median `step` of each, XNNPACK, 1 thread, the three timed in one
+interleaved pass (edge_runtime/bench.py's round_robin) over those tokens. The
 bytes depend on the architecture alone, so a run trained for a few steps
 measures them as well as a converged one.
 """
@@ -79,18 +82,20 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", metavar="RUN")
     p.add_argument("--tokens", type=int, default=200)
+    p.add_argument("--steps", type=int, default=2000, help="timed steps of each file")
     p.add_argument("--json", default=os.path.join("benchmarks", "results", "stored_once.json"))
     a = p.parse_args(argv)
     for run in a.runs:
         if not os.path.exists(os.path.join(run, "model", "spec.json")):
             print(f"error: {run} is not a trained run (no model/spec.json)", file=sys.stderr)
             return 2
+    from edge_runtime import bench
     from edge_runtime.files import atomic_write_text
     from edge_runtime.runner import StepModel
     rows = []
     print("| run | tied | table | way | file bytes | as shipped | tables of that shape | parameter bytes | "
-          "max abs diff |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "max abs diff | step, ms | vs. gather |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for run in a.runs:
         with tempfile.TemporaryDirectory() as work:
             files, layout, spec = convert(run, work)
@@ -100,23 +105,30 @@ def main(argv=None):
             with np.load(os.path.join(run, "data.npz")) as z:
                 ids = z["valid"][: a.tokens]
             vocab_bytes = os.path.getsize(os.path.join(run, "vocab.txt"))
-            reference = None
-            for way, data in files.items():
-                path = os.path.join(work, f"{len(rows)}.tflite")
+            reference, models, mine = None, {}, []
+            for n, (way, data) in enumerate(files.items()):
+                path = os.path.join(work, f"{n}.tflite")  # a file of its own: LiteRT maps it
                 with open(path, "wb") as f:
                     f.write(data)
-                model = StepModel(path, layout, delegate="xnnpack")
+                model = models[way] = StepModel(path, layout, delegate="xnnpack", num_threads=1)
                 outs = np.stack([model.step(int(t)) for t in ids])
                 reference = outs if reference is None else reference
                 tables, params = anatomy(data, shape)
-                row = dict(run=run, tied=bool(spec["tie_embeddings"]), table_shape=shape, way=way,
-                           bytes=len(data), shipped_bytes=len(data) + vocab_bytes, tables=tables,
-                           parameter_bytes=params, max_abs_diff=float(np.abs(outs - reference).max()))
+                mine.append(dict(run=run, tied=bool(spec["tie_embeddings"]), table_shape=shape, way=way,
+                                 bytes=len(data), shipped_bytes=len(data) + vocab_bytes, tables=tables,
+                                 parameter_bytes=params, max_abs_diff=float(np.abs(outs - reference).max())))
+            times = bench.round_robin({w: (lambda m: lambda i: m.step(int(ids[i % len(ids)])))(m)
+                                       for w, m in models.items()}, a.steps)
+            for row in mine:
+                row["step_ms"] = bench.summary(times[row["way"]])
+                row["step_vs_gather"] = round(row["step_ms"]["median"] / mine[0]["step_ms"]["median"], 3)
                 rows.append(row)
                 print(f"| {os.path.basename(os.path.normpath(run))} | {'yes' if row['tied'] else 'no'} | "
-                      f"{shape[0]} x {shape[1]} | {way} | {row['bytes']:,} | {row['shipped_bytes']:,} | "
-                      f"{tables} | {params:,} | {row['max_abs_diff']:.3g} |")
-    atomic_write_text(a.json, json.dumps(dict(date=time.strftime("%Y-%m-%d"), tokens=a.tokens, rows=rows),
+                      f"{shape[0]} x {shape[1]} | {row['way']} | {row['bytes']:,} | {row['shipped_bytes']:,} | "
+                      f"{row['tables']} | {row['parameter_bytes']:,} | {row['max_abs_diff']:.3g} | "
+                      f"{row['step_ms']['median']:.4f} | {row['step_vs_gather']:.3f} |")
+    atomic_write_text(a.json, json.dumps(dict(date=time.strftime("%Y-%m-%d"), tokens=a.tokens, steps=a.steps,
+                                              rows=rows),
                                          indent=2) + "\n")
     print(f"written to {a.json}")
     return 0
