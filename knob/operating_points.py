@@ -24,16 +24,25 @@ from knob.report import method as method_of, ranks as ranks_of
 TIMING = dict(threads=1, delegate="auto", api="interpreter")
 
 
-def weight_epochs(config):
+def weight_epochs(config, report=None):
     """{joint, finetune, recovery, total}: the epochs a run updated weights after
-    the run it started from (a run with no --init-from is a base: all 0)."""
+    the run it started from (a run with no --init-from is a base: all 0). With
+    --keep-best (the report's `kept_best`) a phase counts the epochs of the
+    weights it kept, and `trained` says how many it ran."""
     if not config.get("init_from"):
         return dict(joint=0, finetune=0, recovery=0, total=0)
     gates_only = config.get("schedule") == "l0" and config.get("freeze_weights")
     finetunes = config.get("schedule") in ("l0", "filter") or config.get("factorize", "none") != "none"
     e = dict(joint=0 if gates_only else config["epochs"], finetune=config["finetune_epochs"] if finetunes else 0,
              recovery=config["recover_epochs"] if config.get("recover", "none") != "none" else 0)
-    return dict(e, total=sum(e.values()))
+    kept = (report or {}).get("kept_best")
+    trained = None
+    if kept:
+        key = "finetune" if kept["phase"] == "finetune" else "joint"
+        trained = sum(e.values()) - e[key] + kept["epochs_run"]
+        e[key] = kept["epoch"]
+    out = dict(e, total=sum(e.values()))
+    return dict(out, trained=trained) if kept else out
 
 
 KEYBOARD = ("test_r_at_1", "test_completion_recall_1", "test_completion_recall_2", "test_ksr")
@@ -68,7 +77,7 @@ def evaluate_point(run, name, method, share, blocked=()):
                 hidden_sizes=list(report["hidden_sizes"]), embed=report["embed"], ranks=ranks_of(report),
                 params=report["params_nonzero"], macs=report["macs_per_token"],
                 macs_nonzero=report["macs_per_token_nonzero"],
-                weight_epochs=weight_epochs(rundir.read_json(os.path.join(run, rundir.CONFIG))),
+                weight_epochs=weight_epochs(rundir.read_json(os.path.join(run, rundir.CONFIG)), report),
                 keras_test_perplexity=report.get("test_perplexity"), files=files, **l0)
 
 

@@ -135,11 +135,22 @@ def train_args(method, share, base, base_config, options):
         args += ["--schedule", "polynomial", "--target-sparsity", f"{1 - share / 100:g}", "--epochs", str(n)]
     if recover and method != "dense":
         args += ["--recover", options["recover"], "--recover-epochs", str(RECOVER_EPOCHS)]
+    if options.get("keep_best") and keeps_best(method, options):
+        args += ["--keep-best", str(options["keep_best"])]
     if options.get("teacher"):  # every point learns from it, dense included (the control is a sweep without)
         args += ["--teacher", options["teacher"], "--distill-alpha", f"{options['distill_alpha']:g}",
                  "--distill-temperature", f"{options['distill_temperature']:g}",
                  "--distill-top-k", str(options["distill_top_k"])]
     return args
+
+
+def keeps_best(method, options):
+    """Whether --keep-best applies to a point: it has a phase that only updates the
+    weights (dense; the fine-tuning after l0, units or low rank). Magnitude
+    pruning and l0 with one epoch change the model while they train."""
+    n = options["finetune_epochs"]
+    return method == "dense" or (method in ("l0",) and n > 1) or (
+        (method.startswith("units-") or method == "lowrank") and n > 0)
 
 
 def epochs_of(method, options):
@@ -188,6 +199,8 @@ def plan(args):
     for name in ("int4", "int4mixed"):
         if name in quantize and importlib.util.find_spec("ai_edge_quantizer") is None:
             raise SweepError(f"--quantize {name} needs ai-edge-quantizer: pip install -e '.[quantizer]'")
+    if getattr(args, "keep_best", 0) < 0:
+        raise SweepError(f"--keep-best must not be negative, got {args.keep_best}")
     if args.finetune_epochs < 0 or args.jobs < 1 or args.steps < 1 or args.point_cpus < 1:
         raise SweepError("--finetune-epochs must not be negative, --jobs, --point-cpus and --steps at least 1")
     if args.recover not in ("none", "rank-one"):
@@ -220,7 +233,7 @@ def plan(args):
             raise SweepError(str(e)) from None
     check_ngram(getattr(args, "ngram", None), args.base)
     options = dict(base=os.path.abspath(args.base), methods=methods, points=shares, quantize=quantize,
-                   finetune_epochs=args.finetune_epochs, recover=args.recover,
+                   finetune_epochs=args.finetune_epochs, keep_best=getattr(args, "keep_best", 0), recover=args.recover,
                    lr=args.lr if args.lr is not None else final_lr(base_config),
                    steps_per_epoch=args.steps_per_epoch, blocked_words=blocked, **distill)
     points = [(DENSE, "dense", 100.0)]
@@ -242,9 +255,10 @@ def check_out(out, resume, force, options):
             raise SweepError(f"{out} already holds a sweep; use --resume to continue it or --force to start over")
         if resume:
             saved = rundir.read_json(saved_path)
-            for key in ("base", "quantize", "finetune_epochs", "recover", "lr", "steps_per_epoch", "blocked_words",
+            for key in ("base", "quantize", "finetune_epochs", "keep_best", "recover", "lr", "steps_per_epoch", "blocked_words",
                         "teacher", "distill_alpha", "distill_temperature", "distill_top_k"):
-                if saved.get(key, DISTILL_DEFAULTS.get(key, [] if key == "blocked_words" else None)) != options[key]:
+                default = DISTILL_DEFAULTS.get(key, {"blocked_words": [], "keep_best": 0}.get(key))  # older sweeps
+                if saved.get(key, default) != options[key]:
                     raise SweepError(f"--resume: {key} {options[key]} differs from the sweep's {saved.get(key)}; "
                                      "start a new sweep (or --force) to change it")
     elif resume:

@@ -26,6 +26,10 @@ def parser():
                    help="epochs of weight updates every point gets after the base run: dense trains N more, "
                         "l0 one joint epoch and N - 1 of fine-tuning, units and lowrank N of fine-tuning, "
                         "magnitude prunes over N (default %(default)s)")
+    p.add_argument("--keep-best", type=int, default=0, metavar="PATIENCE",
+                   help="each point that can (dense; l0 past its joint epoch, units and lowrank) stops once "
+                        "PATIENCE epochs in a row have not lowered its validation perplexity and keeps its best "
+                        "epoch's weights: --finetune-epochs becomes the most it trains (default 0: off)")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="cap each point's epochs at this many steps, for a quick look (default: whole epochs)")
     p.add_argument("--recover", default="none", help="none or rank-one, after each point (default %(default)s)")

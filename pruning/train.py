@@ -28,7 +28,7 @@ COMMON = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_s
               begin_step=None, end_step=None, prune_frequency=None, embed=256, hidden=512,
               layers=2, window=2, zoneout=0.0, dropout=0.1, tie_embeddings=True, epochs=3,
               batch_size=32, bptt=35, lr=None, clip_norm=0.25, seed=0, data_dir=None,
-              vocab_size=10000, checkpoint_every=200, init_from=None, target_macs=None, finetune_epochs=0,
+              vocab_size=10000, checkpoint_every=200, init_from=None, target_macs=None, finetune_epochs=0, keep_best=0,
               recover="none", recover_epochs=1, gate_hidden=256, optimizer=None, lr_decay=1.0,
               decay_after=0, init_scale=None, recipe=None, strategy="default", steps_per_epoch=None)
 DEFAULTS = dict(COMMON, **registry.defaults(), **DISTILL_DEFAULTS)
@@ -124,6 +124,10 @@ def parser():
     a("--finetune-epochs", type=int, default=d["finetune_epochs"],
       help="l0/filter: epochs of training after the units are removed; --factorize from --init-from: "
            "after the matrices are factored (default %(default)s)")
+    a("--keep-best", type=int, default=d["keep_best"], metavar="PATIENCE",
+      help="stop the last phase that updates the weights (the fine-tuning, or with --schedule none the "
+           "training) once PATIENCE epochs in a row have not lowered the validation perplexity, and keep the "
+           "weights of its best epoch; --epochs / --finetune-epochs become the most it trains (default 0: off)")
     a("--recover", default=d["recover"], metavar=choices(RECOVERIES),
       help="rank-one: train a u v^T update per matrix, weights frozen (default %(default)s)")
     a("--recover-epochs", type=int, default=d["recover_epochs"], help="epochs of rank-one recovery (default %(default)s)")
@@ -148,6 +152,16 @@ def parser():
                                                "once every check has passed")
     a("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
     return p
+
+
+def complete(config, argv):
+    """`config` with the defaults that depend on other options filled in (in place; returned)."""
+    if config["factorize"] != "none" and "schedule" not in given_options(parser(), argv):
+        config["schedule"] = "none"  # what factorization combines with; polynomial is for pruning
+    if config["epochs"] is None:  # from a trained run: prune or factor at once, or one epoch
+        at_once = config["schedule"] == "filter" or config["factorize"] != "none"
+        config["epochs"] = (0 if at_once else 1) if config["init_from"] else DEFAULTS["epochs"]
+    return config
 
 
 def validate(c):
@@ -206,6 +220,11 @@ def validate_run(c):
     if c["finetune_epochs"] and not method.finetunes_from(c):
         return ("--finetune-epochs fine-tunes the model left after l0 or filter pruning, or factored from "
                 "--init-from; use --epochs otherwise")
+    if c["keep_best"] < 0:
+        return f"--keep-best must not be negative, got {c['keep_best']}"
+    if c["keep_best"] and not (c["finetune_epochs"] or (c["schedule"] == "none" and c["epochs"])):
+        return ("--keep-best stops a phase that only updates the weights: --finetune-epochs N, or --schedule none "
+                "with --epochs N (l0, filter and magnitude pruning change the model as they train)")
     if c["recover"] not in RECOVERIES:
         return f"unknown --recover {c['recover']!r}; choose from {', '.join(RECOVERIES)}"
     if c["recover"] != "none" and arch not in RECOVERY_ARCHS:
@@ -287,12 +306,7 @@ def main(argv=None):
             print(f"resuming {args.out} with its saved options")
             started.append(True)
         else:
-            if config["factorize"] != "none" and "schedule" not in given_options(parser(), argv):
-                config["schedule"] = "none"  # what factorization combines with; polynomial is for pruning
-            if config["epochs"] is None:  # from a trained run: prune or factor at once, or one epoch
-                at_once = config["schedule"] == "filter" or config["factorize"] != "none"
-                config["epochs"] = (0 if at_once else 1) if config["init_from"] else DEFAULTS["epochs"]
-            problem = validate(config)
+            problem = validate(complete(config, argv))
             if problem:
                 raise rundir.RunDirError(problem)
         corpus = data.load_corpus(config["data_dir"])

@@ -81,19 +81,25 @@ def lr_factor(config, epoch):
 
 
 def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_step=None,
-         before_epoch=None, decay=False, extra=()):
+         before_epoch=None, decay=False, extra=(), keep_best=None):
     """Run (or resume) `epochs` epochs of `train_step`; returns (status, meta).
 
     `on_step(step)` runs before each step (filter pruning events),
     `before_epoch(epoch)` after each epoch (TF-MOT's epoch hook); `decay`
     applies the learning-rate schedule (`lr_factor`) to every optimizer;
-    `extra` are variables outside the model checkpointed with it."""
+    `extra` are variables outside the model checkpointed with it. With
+    `keep_best` (a patience, in epochs) the phase stops once that many epochs
+    in a row have not lowered the validation perplexity, and the model ends
+    with the weights of its best epoch (meta["best"]: that epoch and its
+    figure; the weights are kept beside the checkpoint, so a resume keeps
+    them too)."""
     base_lrs = [float(o.learning_rate.numpy()) for o in opts]
     out = config["out"]
     strategy, chief = tf.distribute.get_strategy(), config.get("chief", True)
     ckpt_path = os.path.join(out, rundir.CHECKPOINT if phase == "train"
                              else os.path.join(rundir.CHECKPOINTS, f"{phase}.npz"))
     meta = dict(epoch=0, batch=0, step=0, wall=0.0, train_time=0.0, history=[])
+    best_path = ckpt_path[: -len(".npz")] + "-best.npz"
     rows = xs[0].shape[0]  # the global batch: every replica's streams
 
     def placed(arrays):  # host arrays onto the replicas, each its block of streams
@@ -131,7 +137,7 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
         if chief:
             checkpoints.save(ckpt_path, model, opts, host_states, meta, extra)
     try:
-        for epoch in range(meta["epoch"], epochs):
+        for epoch in range(meta["epoch"], meta["epoch"] if meta.get("stopped") else epochs):
             log(f"{phase}: epoch {epoch + 1}/{epochs}")
             bar = keras.utils.Progbar(n_batches, stateful_metrics=["ppl"])
             first = meta["batch"] if epoch == meta["epoch"] else 0
@@ -173,8 +179,22 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
                 f"valid R@3 {r['r_at_3']:.3f}")
             with writer.as_default():
                 tf.summary.scalar("valid/perplexity", r["perplexity"], step=meta["step"])
+            if keep_best and r["perplexity"] < meta.get("best", {}).get("valid_perplexity", math.inf):
+                meta["best"] = dict(epoch=epoch + 1, valid_perplexity=round(r["perplexity"], 3))
+                if chief:
+                    checkpoints.save_weights(best_path, model)
             meta.update(epoch=epoch + 1, batch=0, wall=time.time() - start)
             save()
+            if keep_best and epoch + 1 - meta["best"]["epoch"] >= keep_best and epoch + 1 < epochs:
+                log(f"{phase}: stopped after epoch {epoch + 1}: validation perplexity has not improved for "
+                    f"{keep_best} epoch(s); the best was epoch {meta['best']['epoch']}")
+                meta["stopped"] = True  # a resume does not train on
+                save()
+                break
+        if keep_best and meta.get("best") and meta["best"]["epoch"] < len(meta["history"]):
+            checkpoints.load_weights(best_path, model)
+            log(f"{phase}: the weights of epoch {meta['best']['epoch']} kept "
+                f"(validation perplexity {meta['best']['valid_perplexity']:.2f})")
     except Diverged as e:
         log(f"training diverged: {e}; the last good checkpoint is kept in {ckpt_path}")
         return "diverged", meta
@@ -198,10 +218,12 @@ def load_init(run):
     return model
 
 
-def _phase(name, model, train_step, opts, epochs, ctx, done):
+def _phase(name, model, train_step, opts, epochs, ctx, done, keep_best=None):
     """Run a later phase (finetune, recover) and add it to `done` (history, steps, times)."""
     status, meta = _fit(name, model, opts, train_step, ctx.xs, ctx.targets, epochs, ctx.valid, ctx.config,
-                        ctx.log)
+                        ctx.log, keep_best=keep_best)
+    if meta.get("best"):
+        done["kept_best"] = dict(meta["best"], phase=name, epochs_run=len(meta["history"]))
     done["history"] += meta["history"]
     done["steps"] += meta["step"]
     done["train_time"] += meta["train_time"]
@@ -284,10 +306,16 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
     if on_start is not None:
         on_start()
     started = time.time()
+    # --keep-best: the last phase that updates the weights alone (pruning.train checks there is one)
+    keep_finetune = config.get("keep_best") if method.finetunes and config["finetune_epochs"] else None
+    keep_train = config.get("keep_best") if not keep_finetune and config["schedule"] == "none" else None
     status, meta = _fit("train", model, training.opts, training.step, xs, ctx.targets, epochs, valid, config, log,
-                        training.on_step, training.before_epoch, decay=True, extra=training.extra)
+                        training.on_step, training.before_epoch, decay=True, extra=training.extra,
+                        keep_best=keep_train)
     done = dict(history=list(meta["history"]), steps=meta["step"], train_time=meta["train_time"],
                 earlier_wall=meta.get("resumed_wall", 0.0))  # earlier_wall: time spent before a resume
+    if meta.get("best"):
+        done["kept_best"] = dict(meta["best"], phase="train", epochs_run=len(meta["history"]))
     report = dict(status=status, arch=base["arch"], schedule=settings, vocab_size=len(vocab),
                   distillation=dict(teacher=os.path.abspath(config["teacher"]), alpha=config["distill_alpha"],
                                     temperature=config["distill_temperature"], top_k=config["distill_top_k"])
@@ -301,7 +329,7 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
     if status == "completed" and method.finetunes and config["finetune_epochs"]:
         with distilling(config):
             opts, step = steps.plain_training(plain, config)
-        status = _phase("finetune", plain, step, opts, config["finetune_epochs"], ctx, done)
+        status = _phase("finetune", plain, step, opts, config["finetune_epochs"], ctx, done, keep_finetune)
     final = plain
     if status == "completed" and config["recover"] == "rank-one":
         final = build_language_model(**dict(plain.spec, rank_one=True))
@@ -334,7 +362,8 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
                   macs_per_token_nonzero=macs_nz, hidden_sizes=final.spec["hidden_sizes"],
                   embed=final.spec["embed"], layers=layer_report(final), train_tokens=trained_tokens,
                   tokens_per_second=round(trained_tokens / max(done["train_time"], 1e-9), 1),
-                  wall_time_s=round(time.time() - started + done["earlier_wall"], 1), history=done["history"])
+                  wall_time_s=round(time.time() - started + done["earlier_wall"], 1), history=done["history"],
+                  kept_best=done.get("kept_best"))
     report.update(strategy=config.get("strategy", "default"), replicas=replicas,
                   global_batch=config["batch_size"] * replicas, weights_sha256=weights_digest(final))
     if chief:

@@ -320,3 +320,22 @@ def test_a_teacher_reaches_every_point_and_must_share_the_vocabulary(base, tmp_p
     assert sweep_cli.main(args_for(base, out, "--teacher", str(other))) == 2
     err = capsys.readouterr().err
     assert "not the student's" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_keep_best_reaches_the_points_that_only_update_weights(base):
+    """--keep-best goes to dense, l0 past its joint epoch, units and lowrank, and each
+    point's own pruning.train accepts what it gets; never to magnitude pruning."""
+    from pruning.train import complete, parser, validate
+    for n, expected in ((3, {"dense", "l0", "units-norm", "lowrank"}), (1, {"dense", "units-norm", "lowrank"})):
+        options = dict(finetune_epochs=n, lr=1.0, recover="none", keep_best=2)
+        got = set()
+        for method in ("dense", "l0", "units-norm", "lowrank", "magnitude"):
+            args = sweep.train_args(method, 100 if method == "dense" else 50, str(base), {}, options)
+            if "--keep-best" in args:
+                assert args[args.index("--keep-best") + 1] == "2"
+                got.add(method)
+                argv = args + ["--out", "x"]
+                assert validate(complete(vars(parser().parse_args(argv)), argv)) is None, method
+        assert got == expected, n
+    assert "--keep-best" not in sweep.train_args("dense", 100, str(base), {}, dict(
+        finetune_epochs=3, lr=1.0, recover="none"))

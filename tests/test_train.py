@@ -178,3 +178,72 @@ def test_optimizer_and_initialisation_default_by_architecture(tmp_path):
     config = dict(optimizer=None, lr=0.5, init_scale=None)
     fill_training_defaults(config, "lstm")
     assert config == dict(optimizer="sgd", lr=0.5, init_scale=0.1)
+
+
+def scripted_validation(monkeypatch, figures):
+    """trainer.evaluate, but each epoch's validation perplexity taken from `figures`
+    (the report's final evaluation stays real); -> the model's weights at each
+    scripted evaluation, to check which epoch's weights the run kept."""
+    from pruning import trainer
+    real, seen = trainer.evaluate, []
+
+    def fake(model, *args, eval_fn=None, **kw):
+        if eval_fn is None:  # the report's valid and test figures
+            return real(model, *args, **kw)
+        seen.append([w.copy() for w in model.get_weights()])
+        r = real(model, *args, eval_fn=eval_fn, **kw)
+        return dict(r, perplexity=figures[len(seen) - 1])
+    monkeypatch.setattr(trainer, "evaluate", fake)
+    return seen
+
+
+@pytest.mark.parametrize("figures,patience,best,run", [
+    ([50.0, 40.0, 45.0, 47.0, 30.0], 1, 2, 3),  # stops after epoch 3: one epoch without a gain
+    ([50.0, 40.0, 45.0, 47.0, 30.0], 2, 2, 4),
+    ([50.0, 40.0, 45.0, 47.0, 30.0], 3, 5, 5),  # never stops: the last epoch is the best
+])
+def test_keep_best_stops_and_keeps_the_best_epochs_weights(tiny_corpus, tmp_path, monkeypatch, figures,
+                                                           patience, best, run):
+    from keras_models.language_model import load_model
+    seen = scripted_validation(monkeypatch, figures)
+    out = tmp_path / "run"
+    rundir.prepare(str(out))
+    report = train(tiny_config(tiny_corpus, out, schedule="none", epochs=5, keep_best=patience),
+                   log=lambda *a: None)
+    assert [h["valid_perplexity"] for h in report["history"]] == figures[:run]
+    assert report["kept_best"] == dict(phase="train", epoch=best, valid_perplexity=figures[best - 1], epochs_run=run)
+    saved = load_model(str(out / "model")).get_weights()
+    for got, want in zip(saved, seen[best - 1]):
+        np.testing.assert_array_equal(got, want)
+    if best < run:  # the last epoch's weights were other ones
+        assert any(not np.array_equal(a, b) for a, b in zip(saved, seen[run - 1]))
+
+
+def test_keep_best_in_the_fine_tuning_and_the_points_epochs(tiny_corpus, tmp_path, monkeypatch):
+    """After filter pruning, --keep-best acts on the fine-tuning; the operating
+    point counts the epochs of the weights it kept, and those it trained."""
+    from knob.operating_points import weight_epochs
+    from training.rundir import read_json
+    base = tmp_path / "base"
+    rundir.prepare(str(base))
+    train(tiny_config(tiny_corpus, base, schedule="none", epochs=1), log=lambda *a: None)
+    seen = scripted_validation(monkeypatch, [9.0, 7.0, 8.0, 9.0])  # the filter epoch, then the fine-tuning's
+    out = tmp_path / "run"
+    rundir.prepare(str(out))
+    config = tiny_config(tiny_corpus, out, init_from=str(base), schedule="filter", target_units=0.5, epochs=1,
+                         finetune_epochs=3, keep_best=1)
+    report = train(config, log=lambda *a: None)
+    assert report["kept_best"] == dict(phase="finetune", epoch=1, valid_perplexity=7.0, epochs_run=2)
+    assert len(seen) == 3
+    assert weight_epochs(read_json(str(out / "config.json")), report) == dict(
+        joint=1, finetune=1, recovery=0, total=2, trained=3)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--keep-best", "-1"], "--keep-best must not be negative"),
+    (["--keep-best", "1", "--schedule", "polynomial"], "--keep-best stops a phase that only updates the weights"),
+])
+def test_keep_best_bad_options(tmp_path, capsys, args, message):
+    assert main(args + ["--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err

@@ -49,6 +49,18 @@ def load(path, model, opts, extra=()):
     return meta, states
 
 
+def save_weights(path, model):
+    """The model's weights alone (the best epoch's, for --keep-best), replaced atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, *model.get_weights())
+    rundir.atomic_write_bytes(path, buf.getvalue())
+
+
+def load_weights(path, model):
+    with np.load(path) as z:
+        model.set_weights([z[f"arr_{i}"] for i in range(len(z.files))])
+
+
 def meta(path):
     """The position saved in a checkpoint (epoch, batch, step, ...), or None."""
     if not os.path.exists(path):
