@@ -6,15 +6,19 @@ converged and not only after one epoch.
         --points 100,40,20 --quantize dynamic --finetune-epochs 1
     python -m pruning.sweep ... --out runs/budget-3 ... --finetune-epochs 3
     python benchmarks/budget.py runs/budget-1 runs/budget-3 [--name qrnn]
+    python -m pruning.sweep ... --out runs/budget-best ... --finetune-epochs 6 --keep-best 1
+    python benchmarks/budget.py runs/budget-3 runs/budget-best --name qrnn-best
 
 Both sweeps must share their base run, methods, points and files; they
-differ only in `--finetune-epochs` (each point's `weight_epochs` says what it
+differ only in `--finetune-epochs` and `--keep-best` (with it, each point
+stops on validation and keeps its best epoch; each point's `weight_epochs` says what it
 got: l0 one joint epoch and the rest fine-tuning, units and lowrank all
 fine-tuning, dense that many more epochs). For each point and budget: test
 perplexity, R@1, R@3 and KSR of its first file over the whole test split (the
 sweep's own figures, the device runtime's), and the validation perplexity
 after each epoch of its run: where the last epoch improved it by under 2%
-(or made it worse), the point is called converged. Prints a table; writes
+(or made it worse), or the point stopped on validation, it is called
+converged. Prints a table; writes
 benchmarks/results/budget_NAME.json.
 """
 import argparse
@@ -49,11 +53,14 @@ def read_sweep(path):
             sys.exit(f"error: {point} is not finished: run the sweep with --resume first")
         variant, file = next(iter(p["files"].items()))
         valid = [round(h["valid_perplexity"], 2) for h in report.get("history", []) if "valid_perplexity" in h]
+        kept = report.get("kept_best")  # --keep-best: stopped on validation, its best epoch kept
         rows[name] = dict(method=p["method"], share=p["share"], weight_epochs=p["weight_epochs"]["total"],
+                          trained_epochs=p["weight_epochs"].get("trained") or p["weight_epochs"]["total"],
                           variant=variant, bytes=file["bytes"], test_perplexity=file["test_perplexity"],
                           r_at_1=file["test_r_at_1"], r_at_3=file["test_r_at_3"], ksr=file["test_ksr"],
-                          valid_by_epoch=valid,
-                          converged=len(valid) >= 2 and valid[-1] > valid[-2] * (1 - FLAT))
+                          valid_by_epoch=valid, kept_best=kept,
+                          converged=bool(kept and kept["epochs_run"] > kept["epoch"])
+                          or (len(valid) >= 2 and valid[-1] > valid[-2] * (1 - FLAT)))
     return doc, rows
 
 
@@ -63,22 +70,33 @@ def compare(a_path, b_path):
     for key in ("base", "methods", "points", "quantize", "steps_per_epoch", "teacher"):
         if a_doc.get(key) != b_doc.get(key):
             sys.exit(f"error: the sweeps differ in {key} ({a_doc.get(key)} against {b_doc.get(key)}); "
-                     "only --finetune-epochs may differ")
-    budgets = (a_doc["finetune_epochs"], b_doc["finetune_epochs"])
+                     "only --finetune-epochs and --keep-best may differ")
+    budgets = [label(d) for d in (a_doc, b_doc)]
     if budgets[0] == budgets[1]:
-        sys.exit(f"error: both sweeps have --finetune-epochs {budgets[0]}")
-    return dict(sweeps=[a_path, b_path], finetune_epochs=list(budgets), base=a_doc["base"],
-                points=[dict(point=n, **{str(e): row for e, row in zip(budgets, (a[n], b[n]))})
-                        for n in a if n in b])
+        sys.exit(f"error: both sweeps have the same budget ({budgets[0]})")
+    return dict(sweeps=[a_path, b_path], finetune_epochs=[a_doc["finetune_epochs"], b_doc["finetune_epochs"]],
+                keep_best=[a_doc.get("keep_best", 0), b_doc.get("keep_best", 0)], budgets=budgets,
+                base=a_doc["base"], points=[dict(point=n, **{e: row for e, row in zip(budgets, (a[n], b[n]))})
+                                            for n in a if n in b])
+
+
+def label(doc):
+    """A sweep's budget: '3', or with --keep-best 'up to 6, best kept'."""
+    n = doc["finetune_epochs"]
+    return f"up to {n}, best kept" if doc.get("keep_best") else str(n)
 
 
 def table(doc):
-    lo, hi = (str(e) for e in doc["finetune_epochs"])
+    lo, hi = doc.get("budgets") or [str(e) for e in doc["finetune_epochs"]]
     lines = [f"| point | .tflite MB | weight epochs | test ppl | R@3 | KSR | validation ppl by epoch ({hi}) | converged |",
              "|---" * 8 + "|"]
+
+    def epochs(row):  # the epochs of the weights kept, and (where more ran) how many ran
+        ran = row.get("trained_epochs", row["weight_epochs"])
+        return f"{row['weight_epochs']}" + (f" (of {ran})" if ran != row["weight_epochs"] else "")
     for p in doc["points"]:
         a, b = p[lo], p[hi]
-        lines.append(f"| {p['point']} | {b['bytes'] / 1e6:.2f} | {a['weight_epochs']} -> {b['weight_epochs']} | "
+        lines.append(f"| {p['point']} | {b['bytes'] / 1e6:.2f} | {epochs(a)} -> {epochs(b)} | "
                      f"{a['test_perplexity']:.2f} -> {b['test_perplexity']:.2f} | {a['r_at_3']:.4f} -> "
                      f"{b['r_at_3']:.4f} | {a['ksr']:.4f} -> {b['ksr']:.4f} | "
                      f"{', '.join(f'{v:.1f}' for v in b['valid_by_epoch'])} | {'yes' if b['converged'] else 'no'} |")
