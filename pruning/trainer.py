@@ -191,7 +191,9 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
                 meta["stopped"] = True  # a resume does not train on
                 save()
                 break
-        if keep_best and meta.get("best") and meta["best"]["epoch"] < len(meta["history"]):
+        # (only the chief writes the file; under multiworker the others keep their last weights, unsaved)
+        if keep_best and meta.get("best") and meta["best"]["epoch"] < len(meta["history"]) and \
+                os.path.exists(best_path):
             checkpoints.load_weights(best_path, model)
             log(f"{phase}: the weights of epoch {meta['best']['epoch']} kept "
                 f"(validation perplexity {meta['best']['valid_perplexity']:.2f})")
