@@ -7,7 +7,8 @@ and in its bundle/):
     points [{name, method, strength, variant, model (a tflite/ folder with
     its manifest, relative to this file), file, sha256, bytes, hidden_sizes,
     embed, ranks, params, macs (executed per token), macs_nonzero,
-    macs_fraction, weight_epochs {joint, finetune, recovery, total},
+    macs_fraction, weight_epochs {joint, finetune, recovery, total; trained
+    where --keep-best kept an earlier epoch than the last it ran},
     test_perplexity, test_r_at_3, latency_ms {median, p90} (one step),
     keyboard_ms {median, p90} (a word's suggestions end to end: what the
     knob budgets), energy_mj_per_token, frontier {latency, keyboard, bytes};
