@@ -149,7 +149,7 @@ def keeps_best(method, options):
     weights (dense; the fine-tuning after l0, units or low rank). Magnitude
     pruning and l0 with one epoch change the model while they train."""
     n = options["finetune_epochs"]
-    return method == "dense" or (method in ("l0",) and n > 1) or (
+    return method == "dense" or (method == "l0" and n > 1) or (
         (method.startswith("units-") or method == "lowrank") and n > 0)
 
 
