@@ -52,7 +52,7 @@ def _specs(step_model):
 
 def _run(step_model, names, unk_id, token, states):
     """(the model's first output, {S_out: state}) with out-of-range ids read as <unk>."""
-    vocab_size = step_model.outputs[0].shape[-1]
+    vocab_size = step_model.spec["vocab_size"]
     safe = tf.where((token >= 0) & (token < vocab_size), token, tf.fill(tf.shape(token), unk_id))
     out = step_model([tf.reshape(safe, (1, 1))] + list(states), training=False)
     return out[0], {n + OUTPUT_SUFFIX: s for n, s in zip(names, out[1:])}
@@ -61,7 +61,21 @@ def _run(step_model, names, unk_id, token, states):
 def logits_model(step_model):
     """The step model with the output layer's logits in place of the log-softmax."""
     logits = step_model.get_layer(LOG_PROBS).input
-    return keras.Model(step_model.inputs, [logits] + step_model.outputs[1:], name="step_logits")
+    model = keras.Model(step_model.inputs, [logits] + step_model.outputs[1:], name="step_logits")
+    model.spec = step_model.spec
+    return model
+
+
+def ranking(step_model, width, head=None):
+    """(the model whose first output is ranked, rank(output) -> (values, ids) [1, width]):
+    the logits ranked whole, or with a two-stage `head` (convert/two_stage.py) the output
+    layer's input, ranked by it."""
+    if head is None:
+        return logits_model(step_model), lambda logits: _top(logits, width)
+    hidden = step_model.get_layer("output").input
+    model = keras.Model(step_model.inputs, [hidden] + step_model.outputs[1:], name="step_hidden")
+    model.spec = step_model.spec
+    return model, lambda h: head.top(h, width)
 
 
 def one_hot_embedding(step_model):
@@ -121,16 +135,15 @@ def _check_width(step_model, excluded, k):
     return k + SUGGEST_SLACK
 
 
-def suggest_function(step_model, unk_id, excluded, k=TOP_K):
+def suggest_function(step_model, unk_id, excluded, k=TOP_K, head=None):
     """`step`, but returning the top k + len(excluded) ids and their logits."""
     names, specs = _specs(step_model)
-    width = _check_width(step_model, excluded, k)
-    ranked = logits_model(step_model)
+    ranked, rank = ranking(step_model, _check_width(step_model, excluded, k), head)
 
     @tf.function(input_signature=specs)
     def suggest(token, *states):
-        logits, new_states = _run(ranked, names, unk_id, token, states)
-        values, ids = _top(logits, width)
+        out, new_states = _run(ranked, names, unk_id, token, states)
+        values, ids = rank(out)
         return dict(ids=ids, logits=values, **new_states)
 
     return suggest
@@ -139,7 +152,7 @@ def suggest_function(step_model, unk_id, excluded, k=TOP_K):
 class StateInside(tf.Module):
     """`step`, `suggest`, `set_state` and `get_state` over one set of resource variables."""
 
-    def __init__(self, step_model, unk_id, excluded, k=TOP_K):
+    def __init__(self, step_model, unk_id, excluded, k=TOP_K, head=None):
         super().__init__()
         names, specs = _specs(step_model)
         self.model = step_model  # tracked, so that its weights are saved
@@ -155,10 +168,10 @@ class StateInside(tf.Module):
         self.step = tf.function(lambda token: dict(log_probs=advance(step_model, token)), input_signature=token_spec)
         self.exported = {SIGNATURE: self.step}
         if k:
-            width, ranked = _check_width(step_model, excluded, k), logits_model(step_model)
+            ranked, rank = ranking(step_model, _check_width(step_model, excluded, k), head)
 
             def suggest(token):
-                values, ids = _top(advance(ranked, token), width)
+                values, ids = rank(advance(ranked, token))
                 return dict(ids=ids, logits=values)
             self.suggest = self.exported[SUGGEST] = tf.function(suggest, input_signature=token_spec)
 
@@ -172,11 +185,12 @@ class StateInside(tf.Module):
             lambda: {n: v.read_value() for n, v in zip(names, self.state)}, input_signature=[])
 
 
-def save_step_model(step_model, directory, unk_id, excluded, k=TOP_K, state="io"):
-    """The SavedModel with `step` and, unless k is 0, `suggest`; with the state
-    inside, `set_state` and `get_state` too. Returns the signature names."""
+def save_step_model(step_model, directory, unk_id, excluded, k=TOP_K, state="io", head=None):
+    """The SavedModel with `step` and, unless k is 0, `suggest` (ranked by the two-stage
+    `head` where one is given); with the state inside, `set_state` and `get_state` too.
+    Returns the signature names."""
     if state == "inside":
-        module = StateInside(step_model, unk_id, excluded, k)
+        module = StateInside(step_model, unk_id, excluded, k, head)
         signatures = module.exported
     else:
         module = tf.Module()
@@ -184,6 +198,6 @@ def save_step_model(step_model, directory, unk_id, excluded, k=TOP_K, state="io"
         module.step = step_function(step_model, unk_id)
         signatures = {SIGNATURE: module.step}
         if k:
-            module.suggest = signatures[SUGGEST] = suggest_function(step_model, unk_id, excluded, k)
+            module.suggest = signatures[SUGGEST] = suggest_function(step_model, unk_id, excluded, k, head)
     tf.saved_model.save(module, directory, signatures=signatures)
     return tuple(signatures)

@@ -23,6 +23,7 @@ RUN_FILES = ("config.json", "vocab.txt", "data.npz", "model/spec.json", "model/w
 TFLITE_DIR = "tflite"
 SPARSE_MODES = ("auto", "on", "off")
 STATE_MODES = ("auto", "io")
+TWO_STAGE_MODES = ("auto", "on", "off")
 # int8 keeps the state as inputs and outputs: its calibrator refuses get_state, a signature
 # without inputs (benchmarks/results/stateful_ptb.json), and without it the outputs differed
 # by up to 2.25 nats on PTB
@@ -209,8 +210,11 @@ def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, 
 
 
 def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_tokens=None,
-                force=False, log=print, top_k=None, state="auto"):
-    """Convert a run directory; returns the manifest dict."""
+                force=False, log=print, top_k=None, state="auto", two_stage="auto"):
+    """Convert a run directory; returns the manifest dict. `two_stage`: how the suggest
+    signature ranks (convert/two_stage.py): "auto", with a two-stage output layer where one
+    shows the full layer's words and is estimated to cost at most 90% of it; "on", with the
+    cheapest one that shows them; "off", with the full layer."""
     from convert.variants import PRECISIONS
     check_run_dir(run_dir)
     bad = [p for p in precisions if p not in PRECISIONS]
@@ -218,6 +222,8 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
         raise ConvertError(f"unknown precision {', '.join(bad)}")
     if state not in STATE_MODES:
         raise ConvertError(f"--state must be one of {', '.join(STATE_MODES)}")
+    if two_stage not in TWO_STAGE_MODES:
+        raise ConvertError(f"--two-stage must be one of {', '.join(TWO_STAGE_MODES)}")
     final = os.path.join(run_dir, TFLITE_DIR)
     if os.path.exists(final) and not force:
         raise ConvertError(f"{final} already exists; use --force to replace it")
@@ -228,7 +234,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
     from convert.variants import calibration_feeds
     from edge_runtime.files import atomic_write_text, make_temp_dir, replace_dir
     from edge_runtime.manifest import FILE, FORMAT_VERSION, sha256_file
-    from edge_runtime.runner import StepModel, evaluate_ids
+    from edge_runtime.runner import StepModel, evaluate_ids, suggest_agreement
     from edge_runtime.vocab import Vocab
     from keras_models.evaluate import evaluate
     from keras_models.language_model import build_step_model, load_model
@@ -255,6 +261,14 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
     log(f"Keras model: perplexity {keras_eval['perplexity']:.3f} on {keras_eval['tokens']} "
         "validation tokens")
 
+    choice = None
+    if top_k and two_stage != "off":
+        from convert.two_stage import Head, choose
+        choice = choose(model, valid, vocab.never_suggested, top_k, two_stage)
+        log(f"two-stage suggest: rank {choice['rank']}, {choice['candidates']} candidates, costing about "
+            f"{choice['cost']:,} of the full layer's {choice['full_macs']:,} multiply-adds, its words at "
+            f"{choice['agreement']:.2%} of {choice['tokens']} validation positions" if choice["chosen"]
+            else f"two-stage suggest: not used ({choice['reason']})")
     model_spec, weights = model.spec, model.get_weights()
     step = build_step_model(model_spec, weights)
     states = state_layout(step)
@@ -269,8 +283,9 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
                 folder = os.path.join(work, f".saved-{embedding}-{kind}")
                 net = step if embedding == "gather" else one_hot_embedding(
                     build_step_model(model_spec, weights))
+                head = Head(net, choice) if choice and choice["chosen"] else None
                 saved_models[embedding, kind] = (folder, save_step_model(
-                    net, folder, vocab.unk_id, vocab.never_suggested, top_k, kind))
+                    net, folder, vocab.unk_id, vocab.never_suggested, top_k, kind, head))
             return saved_models[embedding, kind]
         feeds = (calibration_feeds(step_function(step, vocab.unk_id), states, windows)
                  if "int8" in precisions else None)
@@ -290,6 +305,9 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
                 entry.update(perplexity=round(r["perplexity"], 4), r_at_3=round(r["r_at_3"], 4),
                              change_vs_keras=round(r["perplexity"] / keras_eval["perplexity"] - 1, 5),
                              eval_delegate=delegate)
+                if top_k:
+                    entry["suggest_agreement"] = round(suggest_agreement(
+                        StepModel(path, states, delegate=delegate), ids, vocab.never_suggested), 5)
             variants[precision] = entry
         for folder, _ in saved_models.values():
             shutil.rmtree(folder)
@@ -302,7 +320,9 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
                        size=len(vocab)),
             signature="step", token_input="token", output="log_probs", states=states,
             suggest=dict(signature=SUGGEST, k=top_k, ids="ids", scores="logits",
-                         never_suggested=list(vocab.never_suggested)) if top_k else None,
+                         never_suggested=list(vocab.never_suggested),
+                         two_stage={k: v for k, v in (choice or dict(chosen=False, reason="--two-stage off")).items()
+                                    if k not in ("preview", "project")}) if top_k else None,
             eval=dict(split="valid", tokens=keras_eval["tokens"],
                       keras_perplexity=round(keras_eval["perplexity"], 4),
                       keras_r_at_3=round(keras_eval["r_at_3"], 4)),
@@ -370,6 +390,11 @@ def parser():
     p.add_argument("--top-k", type=int, default=3,
                    help="words the suggest signature returns, fixed in the file; 0: no suggest signature "
                         "(smaller int8 files) (default %(default)s)")
+    p.add_argument("--two-stage", default="auto", metavar="{" + ",".join(TWO_STAGE_MODES) + "}",
+                   help="how suggest ranks: a low-rank preview of every word, then the best candidates "
+                        "exactly, at the rank and candidate count that show the full layer's words at 99.5%% "
+                        "of the validation positions; auto: where that is estimated to cost at most 90%% of "
+                        "the full output layer; on: always; off: the full layer (default %(default)s)")
     p.add_argument("--eval-tokens", type=int, default=None,
                    help="measure perplexity on the first N validation tokens (default: all of them)")
     p.add_argument("--force", action="store_true", help="replace an existing tflite/ folder")
@@ -393,7 +418,8 @@ def main(argv=None):
         if args.eval_tokens is not None and args.eval_tokens < 1:
             raise ConvertError("--eval-tokens must be at least 1")
         manifest = convert_run(args.run_dir, precisions, args.sparse_encoding, args.int8_io,
-                               args.eval_tokens, args.force, top_k=args.top_k, state=args.state)
+                               args.eval_tokens, args.force, top_k=args.top_k, state=args.state,
+                               two_stage=args.two_stage)
     except (ConvertError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -5,14 +5,19 @@ Format version 1:
     {file, sha256}, signature ("step"), token_input ("token"), output
     ("log_probs"), states [{input, output, shape, dtype}], suggest {signature
     ("suggest"), k, ids ("ids"), scores ("logits": what the ids are ranked
-    by), never_suggested} (since 2026-12-02; older manifests lack it; those
-    of 2026-12-02 name `log_probs` ("log_probs") instead of `scores`), tools {...},
+    by), never_suggested, two_stage {chosen, mode, reason | rank,
+    candidates, agreement, cost, full_macs, tokens, grid}: how suggest ranks
+    (convert/two_stage.py; since 2026-12-07)} (since 2026-12-02; older
+    manifests lack it; those of 2026-12-02 name `log_probs` ("log_probs")
+    instead of `scores`), tools {...},
     eval {split, tokens, keras_perplexity, keras_r_at_3},
     variants {NAME: {status, file, sha256, bytes, quantization,
               state ("inside": in the file's variables, or "io"; since
               2026-12-03, absent before: "io"), state_note,
               sparse_encoding, xnnpack {ok, error}, inputs, outputs,
-              perplexity, r_at_3, change_vs_keras, error}},
+              perplexity, r_at_3, change_vs_keras, suggest_agreement (the
+              share of validation positions where suggest shows step's
+              words; since 2026-12-07), error}},
     learning {lambda, half_life, tokens, perplexity_without, perplexity_with,
               grid, tuned_on, file}: the user-history cache's values, tuned on
               the validation tokens (edge_runtime/cache.py; since 2026-12-06,

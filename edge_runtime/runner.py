@@ -353,3 +353,17 @@ def evaluate_ids(model, ids, excluded, progress=None, keyboard=None):
     if keyboard is not None:
         out.update(keyboard.result())
     return out
+
+
+def suggest_agreement(model, ids, excluded):
+    """The share of positions of an id stream (first id = context) at which the file's
+    `suggest` shows the words its `step` shows (`metrics.top_words`), in order: what a
+    two-stage head (convert/two_stage.py) is checked by. Two passes, each from a reset."""
+    from edge_runtime.metrics import top_words
+    ids = [int(i) for i in ids]
+    model.reset()
+    want = [top_words(model.step(t), model.top_k, excluded) for t in ids[:-1]]
+    model.reset()
+    same = sum(model.suggest(t, excluded)[0].tolist() == w for t, w in zip(ids[:-1], want))
+    model.reset()
+    return same / max(1, len(want))
