@@ -210,7 +210,7 @@ def convert_variant(saved_dir, precision, sparse_mode, feeds, int8_io, out_dir, 
 
 
 def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_tokens=None,
-                force=False, log=print, top_k=None, state="auto", two_stage="auto"):
+                force=False, log=print, top_k=None, state="auto", two_stage="off"):
     """Convert a run directory; returns the manifest dict. `two_stage`: how the suggest
     signature ranks (convert/two_stage.py): "auto", with a two-stage output layer where one
     shows the full layer's words and is estimated to cost at most 90% of it; "on", with the
@@ -390,11 +390,12 @@ def parser():
     p.add_argument("--top-k", type=int, default=3,
                    help="words the suggest signature returns, fixed in the file; 0: no suggest signature "
                         "(smaller int8 files) (default %(default)s)")
-    p.add_argument("--two-stage", default="auto", metavar="{" + ",".join(TWO_STAGE_MODES) + "}",
+    p.add_argument("--two-stage", default="off", metavar="{" + ",".join(TWO_STAGE_MODES) + "}",
                    help="how suggest ranks: a low-rank preview of every word, then the best candidates "
                         "exactly, at the rank and candidate count that show the full layer's words at 99.5%% "
                         "of the validation positions; auto: where that is estimated to cost at most 90%% of "
-                        "the full output layer; on: always; off: the full layer (default %(default)s)")
+                        "the full output layer; on: always; off: the full layer. On this project's CPU it "
+                        "never pays (docs/benchmarks.md) (default %(default)s)")
     p.add_argument("--eval-tokens", type=int, default=None,
                    help="measure perplexity on the first N validation tokens (default: all of them)")
     p.add_argument("--force", action="store_true", help="replace an existing tflite/ folder")
