@@ -3,7 +3,8 @@ modified Kneser-Ney, orders 3 and 5, at several sizes by count pruning,
 measured as the knob's points are.
 
     python benchmarks/ngram.py build                     # KenLM's estimator from the kenlm sdist -> runs/kenlm/
-    python benchmarks/ngram.py run embedded|ptb [--sweep DIR] [--model RUN/tflite ...] [--keyboard-tokens N] [--tag T]
+    python benchmarks/ngram.py run embedded|ptb [--sweep DIR] [--model RUN/tflite ...] [--versus A,B ...]
+                                                [--keyboard-tokens N] [--tag T]
     python benchmarks/ngram.py show embedded|ptb         # the tables and plots of results/ngram_NAME.json
 
 `build` needs CMake, a C++ compiler and Boost (Debian: libboost-program-options-dev,
@@ -35,7 +36,8 @@ sees as an ordinary word, as the neural model does), then on the test split:
 - for each neural file, against the n-gram nearest in bytes and against the
   best n-gram by R@3: the difference in R@1, R@3, completion recall and KSR
   with a 95% interval from a paired bootstrap over test sentences
-  (knob/bootstrap.py);
+  (knob/bootstrap.py); with `--versus A,B`, neural file B against A
+  in the same way (a distilled student against its control);
 - bytes as a device ships them: KenLM's binary (trie, 8-bit quantized
   probabilities and backoffs; it holds its vocabulary), the neural .tflite
   with its vocabulary file;
@@ -337,7 +339,7 @@ def nearest(rows, size):
     return min(rows, key=lambda r: abs(math.log(r["bytes"] / size)))
 
 
-def run(name, sweep, models, keyboard_tokens, replicates, tag=None):
+def run(name, sweep, models, keyboard_tokens, replicates, tag=None, versus=()):
     import kenlm
     from knob.bootstrap import interval, paired
     splits, vocab = corpus(name)
@@ -360,6 +362,9 @@ def run(name, sweep, models, keyboard_tokens, replicates, tag=None):
         print(json.dumps(row), flush=True)
         rows.append(row)
     files = neural_files(sweep, models, vocab)
+    unknown = [x for pair in versus for x in pair if x not in files]
+    if unknown:  # before hours of scoring
+        sys.exit(f"error: --versus {unknown[0]}: not a file given; the files are {', '.join(files)}")
     neural = []
     test_ids = token_stream(splits["test"], vocab, float("inf"))
     for label, (model, size, _, digest) in files.items():
@@ -376,6 +381,7 @@ def run(name, sweep, models, keyboard_tokens, replicates, tag=None):
         for role, ref in (("nearest", nearest(rows, r["bytes"])), ("best", best)):
             r[f"against_{role}"] = dict(model=ref["model"], bytes=ref["bytes"],
                                         **paired(counts[ref["model"]], counts[r["point"]], replicates=replicates))
+    pairs = [dict(a=a, b=b, **paired(counts[a], counts[b], replicates=replicates)) for a, b in versus]
     timed = timing_pass(scorers, {label: f[0] for label, f in files.items()}, vocab, stream)
     for r in rows:
         r.update(score_ms=timed[(r["model"], "score")], top3_ms=timed[(r["model"], "top3")])
@@ -385,7 +391,7 @@ def run(name, sweep, models, keyboard_tokens, replicates, tag=None):
     doc = dict(corpus=name, vocab_size=len(vocab), keyboard_positions=len(stream) - 1,
                whole_split=len(stream) == len(test_ids), sentences=int(len(counts[rows[0]["model"]])),
                bootstrap=dict(replicates=replicates, over="sentences", interval="95%, percentiles 2.5 and 97.5"),
-               models=rows, neural=neural, sweep=sweep, neural_models=models, device=describe(),
+               models=rows, neural=neural, versus=pairs, sweep=sweep, neural_models=models, device=describe(),
                bytes="neural: the .tflite and its vocabulary file; KenLM: its binary (trie, 8-bit), which holds "
                      "its vocabulary", timing="one interleaved pass, 300 calls each, 1 thread; medians")
     path = os.path.join(RESULTS, f"ngram_{stem(name, tag)}.json")
@@ -403,6 +409,8 @@ def report(doc, name):
         plot(doc, metric, os.path.join(RESULTS, f"ngram_{name}_{metric}_bytes.png"))
     print(table(doc))
     print(comparison(doc))
+    if doc.get("versus"):
+        print(versus_table(doc))
 
 
 NAMES = {"ksr": "keystroke savings rate", "r_at_3": "next-word R@3"}
@@ -471,6 +479,17 @@ def comparison(doc):
     return "\n".join(lines)
 
 
+def versus_table(doc):
+    """Neural file against neural file (`--versus A,B`): b - a with its 95% interval."""
+    from knob.bootstrap import verdict
+    names = ("r_at_1", "r_at_3", "completion_recall_1", "ksr")
+    lines = ["| a | b | " + " | ".join(f"{n} b - a [95%]" for n in names) + " |", "|---" * (2 + len(names)) + "|"]
+    for c in doc["versus"]:
+        cells = [f"{c[n]['difference']:+.4f} [{c[n]['low']:+.4f}, {c[n]['high']:+.4f}] {verdict(c[n])}" for n in names]
+        lines.append(f"| {c['a']} | {c['b']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -483,6 +502,9 @@ def main(argv=None):
     r.add_argument("--keyboard-tokens", type=int, default=None,
                    help="test tokens the keyboard metrics are computed on, for a quick look (default: the whole "
                         "test split)")
+    r.add_argument("--versus", action="append", default=[], metavar="A,B",
+                   help="two neural files' labels (RUN:VARIANT, as the tables name them): B - A with 95%% "
+                        "intervals, e.g. a distilled student against its control (repeatable)")
     r.add_argument("--replicates", type=int, default=REPLICATES,
                    help="bootstrap replicates of the 95%% intervals (default %(default)s)")
     s = sub.add_parser("show", help="print the tables of a corpus's results JSON again, and redraw its plots")
@@ -513,7 +535,11 @@ def main(argv=None):
             sys.exit("error: no PTB data: run make ptb first")
         if a.keyboard_tokens is not None and a.keyboard_tokens < 1 or a.replicates < 100:
             sys.exit("error: --keyboard-tokens must be positive and --replicates at least 100")
-        run(a.name, a.sweep, a.model, a.keyboard_tokens or float("inf"), a.replicates, a.tag)
+        versus = [tuple(v.split(",")) for v in a.versus]
+        bad = [v for v, pair in zip(a.versus, versus) if len(pair) != 2]
+        if bad:
+            sys.exit(f"error: --versus {bad[0]}: give two labels, RUN:VARIANT,RUN:VARIANT")
+        run(a.name, a.sweep, a.model, a.keyboard_tokens or float("inf"), a.replicates, a.tag, versus)
     return 0
 
 
