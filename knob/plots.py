@@ -32,10 +32,11 @@ AXES = (("latency", "median step latency, ms", lambda r: r["latency_ms"]["median
 def save(fig, ax, path):
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    # beside the axes, not on them: "best" placement still covered points drawn as error bars
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path
