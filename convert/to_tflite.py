@@ -305,7 +305,7 @@ def convert_run(run_dir, precisions, sparse_mode="auto", int8_io="float", eval_t
                 entry.update(perplexity=round(r["perplexity"], 4), r_at_3=round(r["r_at_3"], 4),
                              change_vs_keras=round(r["perplexity"] / keras_eval["perplexity"] - 1, 5),
                              eval_delegate=delegate)
-                if top_k:
+                if choice and choice["chosen"]:  # the whole layer's suggest is step's ranking: nothing to check
                     entry["suggest_agreement"] = round(suggest_agreement(
                         StepModel(path, states, delegate=delegate), ids, vocab.never_suggested), 5)
             variants[precision] = entry

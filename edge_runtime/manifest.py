@@ -15,9 +15,9 @@ Format version 1:
               state ("inside": in the file's variables, or "io"; since
               2026-12-03, absent before: "io"), state_note,
               sparse_encoding, xnnpack {ok, error}, inputs, outputs,
-              perplexity, r_at_3, change_vs_keras, suggest_agreement (the
-              share of validation positions where suggest shows step's
-              words; since 2026-12-07), error}},
+              perplexity, r_at_3, change_vs_keras, suggest_agreement (with a
+              two-stage suggest: the share of validation positions where
+              it shows step's words; since 2026-12-07), error}},
     learning {lambda, half_life, tokens, perplexity_without, perplexity_with,
               grid, tuned_on, file}: the user-history cache's values, tuned on
               the validation tokens (edge_runtime/cache.py; since 2026-12-06,
