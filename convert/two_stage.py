@@ -40,7 +40,7 @@ class Rows:
     `fixed` once; `full` is what the whole layer costs."""
 
     def __init__(self, layer, vocab_size, hidden):
-        from keras_models.factored import FactoredDense, LowRankEmbedding, _LowRank, _Plain
+        from keras_models.factored import FactoredDense, LowRankEmbedding, _LowRank
         from keras_models.language_model import TiedOutput
         self.layer, self.vocab_size, self.bias = layer, vocab_size, layer.bias
         self.reason, self.fixed = None, 0
@@ -58,8 +58,6 @@ class Rows:
             m = layer.kernel_m  # W = A B [H, V]: logits = (h A) B
             self._z, self._rows = lambda h: tf.matmul(h, m.a), lambda: tf.transpose(m.b)
             self.per_word, self.fixed = m.b.shape[0], m.b.shape[0] * hidden
-        elif kind is FactoredDense and isinstance(layer.kernel_m, _Plain):
-            self._rows, self.per_word = lambda: tf.transpose(layer.kernel_m.w), hidden
         else:
             self.reason = f"the output layer ({kind.__name__}{', rank-one' if getattr(layer, '_update', None) else ''}) " \
                           "has no rows to read: the full layer ranks"

@@ -64,10 +64,16 @@ def test_shown_words_and_agreement_against_plain_python():
     assert grid[12, 64] > 0.9
 
 
-@pytest.fixture(scope="module")
-def two_stage_run(tmp_path_factory):
-    """A tied QRNN over 200 words (a table wide enough to quantize), converted with
-    the two-stage suggest forced on."""
+KINDS = {"tied": dict(embed=16),  # a QRNN whose output layer is its embedding table
+         "untied": dict(arch="lstm", embed=16, hidden=16, tie_embeddings=False),  # a Dense output layer
+         "low-rank": dict(arch="lstm", embed=16, hidden=16, factorize="lowrank", factorize_scope="all",
+                          rank=12)}  # a tied table stored as A B
+
+
+@pytest.fixture(scope="module", params=sorted(KINDS))
+def two_stage_run(request, tmp_path_factory):
+    """A run over 200 words (a table wide enough to quantize) with each kind of output
+    layer, converted with the two-stage suggest forced on."""
     base = tmp_path_factory.mktemp("two")
     rng = random.Random(2)
     for split, n in (("train", 300), ("valid", 60), ("test", 30)):
@@ -76,7 +82,7 @@ def two_stage_run(tmp_path_factory):
                          for _ in range(n))
     out = base / "run"
     rundir.prepare(str(out))
-    train(tiny_config(base, out, schedule="none", epochs=1, embed=16), log=lambda *a: None)
+    train(tiny_config(base, out, schedule="none", epochs=1, **KINDS[request.param]), log=lambda *a: None)
     assert convert_main([str(out), "--quantize", "float32,dynamic", "--sparse-encoding", "off",
                          "--two-stage", "on"]) == 0
     return out
@@ -108,6 +114,13 @@ def test_the_file_ranks_as_the_numpy_head_does(two_stage_run):
     # the converter checked each file's suggest against its own step, and recorded it
     for name in ("float32", "dynamic"):
         assert manifest["variants"][name]["suggest_agreement"] >= 0.95, manifest["variants"][name]
+    # the candidates' rows are read from the output layer's own int8 constant: no copy of it
+    from tests.test_convert import tables
+    spec = manifest["architecture"]
+    width = spec["factors"]["embedding/embeddings"]["rank"] if spec.get("factors") else hidden
+    found = tables(mf.variant_path(manifest, "dynamic"), [spec["vocab_size"], width])
+    output = [ops for ops in found.values() if ("FULLY_CONNECTED", "INT8") in ops]
+    assert len(output) == 1 and ("EMBEDDING_LOOKUP", "INT8") in output[0], found
 
 
 def test_modes_and_bad_input(two_stage_run, tmp_path, capsys):
