@@ -24,7 +24,6 @@ CANDIDATES = (8, 16, 32, 64, 128, 256, 512)
 AGREEMENT = 0.995
 CHOICE_TOKENS = 20000  # validation positions the choice is made on
 CHUNK = 1000
-MODES = ("auto", "on", "off")
 # The cost model, in multiply-adds of the full layer's int8 FULLY_CONNECTED under XNNPACK
 # (`python benchmarks/two_stage.py costs`, this project's x86 CPU): a candidate costs far more
 # than a multiply-add, since TOPK_V2 and the per-row EMBEDDING_LOOKUP are LiteRT's own kernels.
@@ -43,7 +42,7 @@ class Rows:
         from keras_models.factored import FactoredDense, LowRankEmbedding, _LowRank
         from keras_models.language_model import TiedOutput
         self.layer, self.vocab_size, self.bias = layer, vocab_size, layer.bias
-        self.reason, self.fixed = None, 0
+        self.reason, self.fixed, self._z = None, 0, None  # _z: h -> what the rows multiply (h itself if None)
         kind = type(layer)
         if kind is TiedOutput and layer._update is None and layer._project is None:
             table = layer._matrix  # [V, H]: the embedding the model looks its input up in
@@ -68,7 +67,7 @@ class Rows:
         """h [1, H], ids [N] -> [N]. The rows are read as one_hot(ids) @ rows, which the
         converter writes as EMBEDDING_LOOKUP on the layer's own constant (quantized per row,
         as FULLY_CONNECTED reads it), not as a GATHER with a table of its own."""
-        z = self._z(h) if hasattr(self, "_z") else h
+        z = h if self._z is None else self._z(h)
         rows = tf.matmul(tf.one_hot(ids, self.vocab_size), self._rows())
         return tf.reshape(tf.matmul(rows, z, transpose_b=True), (-1,)) + tf.gather(self.bias, ids)
 
