@@ -17,6 +17,7 @@ lower-case vocabulary (PTB's and the embedded corpus's), the first word of
 a sentence and "i" are shown capitalised.
 """
 import bisect
+import math
 import re
 
 import numpy as np
@@ -89,14 +90,17 @@ class Words:
             return self._best_of_all(logp, k)
         ids = self.matching(prefix)
         scores = np.asarray(logp)[ids]
-        if len(scores) > k:  # the k best and every tie of the k-th, so the lower id wins a tie
-            kth = scores[np.argpartition(-scores, k - 1)[:k]].min()
-            keep = np.flatnonzero((scores >= kth) & np.isfinite(scores))
+        n = len(scores)
+        if n > k:
+            # the k-th and (k+1)-th best put in place in one pass; only if they tie does every tie of
+            # the k-th join (so the lower id wins it). Fewer numpy calls: a key press is mostly their overhead
+            part = np.argpartition(scores, (n - k - 1, n - k))
+            kth = scores[part[n - k]]
+            top = part[n - k:] if scores[part[n - k - 1]] < kth else np.flatnonzero(scores >= kth)
         else:
-            keep = np.flatnonzero(np.isfinite(scores))
-        found = ids[keep]
-        order = np.lexsort((found, -scores[keep]))[:k]
-        return [int(i) for i in found[order]]
+            top = slice(None)
+        ranked = sorted((-s, i) for s, i in zip(scores[top].tolist(), ids[top].tolist()) if s > -math.inf)
+        return [i for _, i in ranked[:k]]
 
     def _best_of_all(self, logp, k):
         """`best` over every showable word, without a selection over all V (numpy's argpartition

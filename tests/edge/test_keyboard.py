@@ -73,9 +73,14 @@ def test_prefix_index_matches_brute_force_with_ties():
     w = Words(vocab, blocked=["cab"])
     hidden = {0, 1, 2} | {vocab.index["cab"]} if "cab" in vocab.index else {0, 1, 2}
     logp = np.log(rng.choice([0.1, 0.2, 0.3], size=len(vocab)))  # many ties: the lower id first
-    for prefix in ["", "a", "b", "ab", "AB", "ca", "cab", "abca", "zz"]:
-        for k in (1, 3, 7):
-            assert w.best(logp, prefix, k) == brute_best(vocab, logp, prefix, k, hidden), (prefix, k)
+    distinct = np.log(rng.random(len(vocab)))
+    never = distinct.copy()
+    never[rng.random(len(vocab)) < 0.9] = -np.inf  # a word of probability 0 is never shown
+    for scores in (logp, distinct, never):
+        for prefix in ["", "a", "b", "ab", "AB", "ca", "cab", "abca", "zz"]:
+            for k in (1, 3, 7):
+                want = [i for i in brute_best(vocab, scores, prefix, len(vocab), hidden) if np.isfinite(scores[i])]
+                assert w.best(scores, prefix, k) == want[:k], (prefix, k)
 
 
 def test_the_next_words_of_a_large_vocabulary_are_the_brute_force_ones():
