@@ -29,6 +29,11 @@ With `--sweep DIR` (a sweep of the same base run), the sweep's files on its
 latency frontier and its dense files join that same pass, and the fastest
 point within 5% of the dense perplexity is reported against ORT's dynamic
 and static int8 of the dense model: ratios of one pass, never chained.
+Each system also does a keyboard's word in the same pass (`: word`): its
+step, then the 3 words shown, ranked in numpy by the keyboard's own code
+(`Words.best`); an edgelm file with a `suggest` signature also does it in
+the graph (`: word via suggest`). The fastest sweep point's word is then
+set against ORT's dynamic int8 word of the dense model.
 The QRNN, which PyTorch has no layer for, is written in plain PyTorch / ONNX
 ops, as in keras_models/qrnn.py.
 """
@@ -50,6 +55,7 @@ FLOAT_TOLERANCE = 1e-3  # max |log-prob difference| of a float32 peer against th
 QUANT_TOLERANCE = 0.05  # relative perplexity difference of a quantized peer, on the check tokens
 CALIBRATION_STEPS = 400  # steps of the training windows that calibrate ORT's static int8
 WITHIN = 1.05            # "within 5% of the dense perplexity"
+WORD, SUGGESTED = ": word", ": word via suggest"  # a keyboard's word: step then top 3 in numpy; in the graph
 
 
 # ---- export (TensorFlow) ------------------------------------------------------------------
@@ -410,9 +416,32 @@ def sweep_files(sweep, meta):
     return models, {f"edgelm {device_points.label(p)}": p for p in rows}
 
 
+def word_calls(runners, tokens, words, k=3):
+    """{name + WORD: call, name + SUGGESTED: call}: each system's step then the k words
+    shown, ranked by the keyboard's own code (`words`: edge_runtime.keyboard.Words);
+    and the in-graph `suggest` of every edgelm file that has one."""
+    from edge_runtime.runner import StepModel
+    never = words.vocab.never_suggested
+    calls = {}
+    for name, r in runners.items():
+        if isinstance(r, Bare):
+            continue
+        calls[name + WORD] = (lambda r: lambda i: words.best(r.step(int(tokens[i])), "", k))(r)
+        if isinstance(r, StepModel) and r.top_k is not None:
+            calls[name + SUGGESTED] = (lambda r: lambda i: r.suggest(int(tokens[i]), never))(r)
+    return calls
+
+
+def word_ms(times, name):
+    """The fastest way a system does a keyboard's word: (median ms, how)."""
+    ways = [(times[name + w]["median"], w) for w in (WORD, SUGGESTED) if name + w in times]
+    return min(ways) if ways else (None, None)
+
+
 def against_peers(times, rows):
     """The fastest sweep file within 5% of the best dense perplexity against ORT's
-    dynamic and static int8 of the dense model: medians of the same pass."""
+    dynamic and static int8 of the dense model: medians of the same pass. The
+    step alone, and the keyboard's word (the step and the 3 words shown)."""
     dense = min(p["test_perplexity"] for p in rows.values() if p["method"] == "dense")
     within = {k: p for k, p in rows.items() if p["test_perplexity"] <= WITHIN * dense}
     best = min(within, key=lambda k: times[k]["median"])
@@ -422,13 +451,20 @@ def against_peers(times, rows):
                       ("ONNX Runtime static int8", "over_ort_static_int8")):
         if peer in times:
             out[key] = round(times[peer]["median"] / times[best]["median"], 3)
+    fastest = min((word_ms(times, k) + (k,) for k in within if word_ms(times, k)[0] is not None), default=None)
+    peer = word_ms(times, "ONNX Runtime dynamic int8")[0]
+    if fastest and peer:
+        out["word"] = dict(point=fastest[2][len("edgelm "):], how=fastest[1].strip(": "), point_ms=fastest[0],
+                           ort_dynamic_int8_ms=peer, over_ort_dynamic_int8=round(peer / fastest[0], 3))
     return out
 
 
 def run(folders, steps, out_json, sweep=None):
     from edge_runtime import bench, device
     from edge_runtime.files import atomic_write_text
+    from edge_runtime.keyboard import Words
     from edge_runtime.runner import StepModel
+    from edge_runtime.vocab import Vocab
     if sweep and len(folders) != 1:
         raise SystemExit("error: --sweep goes with one exported folder, the sweep's base run")
     results, refused = [], []
@@ -455,6 +491,7 @@ def run(folders, steps, out_json, sweep=None):
             for t in tokens[:50]:
                 r.step(int(t))
         calls = {name: (lambda r: lambda i: r.step(int(tokens[i])))(r) for name, r in runners.items()}
+        calls.update(word_calls(runners, tokens, Words(Vocab.load(os.path.join(meta["run"], "vocab.txt")))))
         times = bench.round_robin(calls, steps)
         rows_out = {name: dict(bench.summary(t), check=dict(zip(("figure", "tolerance"), checks[name][:2]))
                                if name in checks else None) for name, t in times.items()}
@@ -508,6 +545,12 @@ def run(folders, steps, out_json, sweep=None):
                   f"{o['perplexity']:.2f} against {o['dense_perplexity']:.2f}), against ONNX Runtime's int8 of "
                   f"the dense model: dynamic {times('over_ort_dynamic_int8')}, static "
                   f"{times('over_ort_static_int8')} faster (medians of this pass)")
+            w = o.get("word")
+            if w:
+                print(f"a keyboard's word (the step and the 3 words shown): the fastest such point, {w['point']} "
+                      f"({w['how']}), {w['point_ms'] * 1e3:.1f} us against ONNX Runtime's dynamic int8 step and "
+                      f"top 3 in numpy, {w['ort_dynamic_int8_ms'] * 1e3:.1f} us: {w['over_ort_dynamic_int8']:.2f}x "
+                      "faster (target >= 4x)")
     atomic_write_text(out_json, json.dumps(dict(date=time.strftime("%Y-%m-%d"), machine=platform.machine(),
                                                 device=device.describe(), steps=steps, results=results,
                                                 refused=refused), indent=2) + "\n")
