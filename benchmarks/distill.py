@@ -7,8 +7,8 @@ Needs `make ptb` (runs/ptb/data). Each run is resumable: a run cut off goes on
 from its checkpoint (`pruning.train --resume`), a finished one is kept. The
 teacher is `--recipe teacher-2x400`; the students are `--recipe
 zaremba-small` shortened to `--epochs` (the learning rate halved every epoch
-after the first third), the student with `--teacher` (the defaults: alpha 0.5,
-T 1, the teacher's top 32 words a token). Then each is converted (dynamic int8) and
+after the first third), the student with `--teacher` (alpha 0.5, T 1, and the
+teacher's top 32 words a token, the default when these runs were made). Then each is converted (dynamic int8) and
 its test perplexity, R@3 and KSR measured by the device runtime over the
 whole test split (`predict.py eval`), and the table printed; JSON in
 benchmarks/results/distill_ptb.json.
@@ -40,7 +40,7 @@ def runs(epochs, student_name):
     tag = "" if student_name == "small" else f"{student_name}-"
     return {"teacher": (TEACHER, ["--recipe", "teacher-2x400", "--data-dir", DATA]),
             "control": (f"runs/distill/control-{tag}{epochs}", student),
-            "student": (f"runs/distill/student-{tag}{epochs}", student + ["--teacher", TEACHER])}
+            "student": (f"runs/distill/student-{tag}{epochs}", student + ["--teacher", TEACHER, "--distill-top-k", "32"])}
 
 
 def run(cmd):
@@ -76,6 +76,22 @@ def measure(out):
                 distillation=report.get("distillation"), history=report["history"])
 
 
+def lumps():
+    import glob
+    import numpy as np
+    from training.distill import lump
+    print("| k | file MB | the teacher's mass outside its top k |")
+    print("|---|---|---|")
+    found = []
+    for path in glob.glob(os.path.join(ROOT, TEACHER, "distill", "topk-*.npz")):
+        with np.load(path) as z:
+            probs = z["probs"]
+        found.append((probs.shape[-1], os.path.getsize(path) / 2 ** 20, lump(probs)))
+    for k, mb, mass in sorted(found):
+        print(f"| {k} | {mb:,.0f} | {mass:.3f} |")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=6, help="the students' epochs (default %(default)s)")
@@ -83,7 +99,12 @@ def main(argv=None):
     p.add_argument("--student", choices=sorted(STUDENTS), default="small",
                    help="the students' model (default %(default)s)")
     p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "distill_ptb.json"))
+    p.add_argument("--lumps", action="store_true",
+                   help="only print, for each top-k file kept beside the teacher, k, its size and the lump: "
+                        "the teacher's mean mass outside its top k")
     args = p.parse_args(argv)
+    if args.lumps:
+        return lumps()
     plan = runs(args.epochs, args.student)
     only = args.only.split(",")
     rows = {}

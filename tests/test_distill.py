@@ -134,3 +134,10 @@ def test_a_teacher_with_another_vocabulary_is_refused(teacher, capsys):
     assert code == 2 and "not a trained run" in capsys.readouterr().err
     code = train_main(["--data-dir", data, "--out", str(base / "x"), "--distill-alpha", "0.3"])
     assert code == 2 and "--teacher" in capsys.readouterr().err
+
+
+def test_the_lump_is_the_teachers_mean_mass_outside_its_top_k():
+    from training.distill import lump
+    # two batches of one sequence of two tokens, top 2: outside 0.2, 0.7, 0.0 and 0.5 -> 0.35
+    probs = np.array([[[[0.5, 0.3], [0.2, 0.1]]], [[[0.6, 0.4], [0.25, 0.25]]]], np.float16)
+    assert lump(probs) == pytest.approx(0.35, abs=1e-3)
