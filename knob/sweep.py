@@ -257,6 +257,8 @@ def check_out(out, resume, force, options):
             saved = rundir.read_json(saved_path)
             for key in ("base", "quantize", "finetune_epochs", "keep_best", "recover", "lr", "steps_per_epoch", "blocked_words",
                         "teacher", "distill_alpha", "distill_temperature", "distill_top_k"):
+                if key.startswith("distill_") and not (saved.get("teacher") or options["teacher"]):
+                    continue  # no teacher either way: the options mean nothing (and their defaults change)
                 default = DISTILL_DEFAULTS.get(key, {"blocked_words": [], "keep_best": 0}.get(key))  # older sweeps
                 if saved.get(key, default) != options[key]:
                     raise SweepError(f"--resume: {key} {options[key]} differs from the sweep's {saved.get(key)}; "

@@ -339,3 +339,17 @@ def test_keep_best_reaches_the_points_that_only_update_weights(base):
         assert got == expected, n
     assert "--keep-best" not in sweep.train_args("dense", 100, str(base), {}, dict(
         finetune_epochs=3, lr=1.0, recover="none"))
+
+
+def test_resume_ignores_distillation_options_only_where_no_teacher_is_involved(tmp_path):
+    # a sweep saved when the default top k was 32 resumes under another default; with a teacher it may not
+    out = tmp_path / "sw"
+    out.mkdir()
+    saved = dict(base="b", quantize="dynamic", finetune_epochs=1, keep_best=0, recover="none", lr=None,
+                 steps_per_epoch=None, blocked_words=[], teacher=None, distill_alpha=0.5,
+                 distill_temperature=1.0, distill_top_k=32)
+    (out / sweep.SWEEP_FILE).write_text(json.dumps(saved))
+    sweep.check_out(str(out), True, False, dict(saved, distill_top_k=256))
+    (out / sweep.SWEEP_FILE).write_text(json.dumps(dict(saved, teacher="t")))
+    with pytest.raises(sweep.SweepError, match="distill_top_k 256 differs from the sweep's 32"):
+        sweep.check_out(str(out), True, False, dict(saved, teacher="t", distill_top_k=256))
