@@ -403,7 +403,7 @@ def run(name, sweep, models, keyboard_tokens, replicates, tag=None, versus=()):
     print(f"written {os.path.relpath(path, ROOT)}")
 
 
-def report(doc, name):
+def report(doc, name, teacher=None):
     """The plots of one results document (ngram_NAME_*_bytes.png), and its tables printed."""
     for metric in ("ksr", "r_at_3"):
         plot(doc, metric, os.path.join(RESULTS, f"ngram_{name}_{metric}_bytes.png"))
@@ -411,6 +411,7 @@ def report(doc, name):
     print(comparison(doc))
     if doc.get("versus"):
         print(versus_table(doc))
+        print(recovery_table(doc, teacher))
 
 
 NAMES = {"ksr": "keystroke savings rate", "r_at_3": "next-word R@3"}
@@ -490,6 +491,22 @@ def versus_table(doc):
     return "\n".join(lines)
 
 
+def recovery_table(doc, teacher=None):
+    """Each `--versus` pair's test perplexities; given the teacher's label, the share of the
+    perplexity that a (the control) loses to the teacher which b (the student) wins back."""
+    ppl = {r["point"]: r["test_perplexity"] for r in doc["neural"]}
+    if teacher is not None and teacher not in ppl:
+        sys.exit(f"error: --teacher {teacher}: not a file of this results JSON; the files are {', '.join(ppl)}")
+    head = "| a | b | test ppl a | test ppl b |" + (f" recovered of a's loss to {teacher} ({ppl[teacher]:.2f}) |"
+                                                   if teacher else "")
+    lines = [head, "|---" * (5 if teacher else 4) + "|"]
+    for c in doc["versus"]:
+        a, b = ppl[c["a"]], ppl[c["b"]]
+        share = f" {(a - b) / (a - ppl[teacher]):.0%} |" if teacher and a != ppl[teacher] else (" n/a |" if teacher else "")
+        lines.append(f"| {c['a']} | {c['b']} | {a:.2f} | {b:.2f} |" + share)
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -509,6 +526,9 @@ def main(argv=None):
                    help="bootstrap replicates of the 95%% intervals (default %(default)s)")
     s = sub.add_parser("show", help="print the tables of a corpus's results JSON again, and redraw its plots")
     s.add_argument("name", choices=sorted(DATA))
+    s.add_argument("--teacher", metavar="RUN:VARIANT", default=None,
+                   help="a neural file's label: each --versus pair's share of a's perplexity gap to it that b "
+                        "wins back (a the control, b the distilled student)")
     for sp in (r, s):
         sp.add_argument("--tag", default=None, help="results under ngram_NAME-TAG.json and its plots, so that "
                                                     "another set of neural files keeps the first set's results")
@@ -527,7 +547,7 @@ def main(argv=None):
                      f"{'' if a.tag is None else ' --tag ' + a.tag} first")
         except ValueError as e:
             sys.exit(f"error: {path} is not a results file of this benchmark ({e})")
-        report(doc, stem(a.name, a.tag))
+        report(doc, stem(a.name, a.tag), a.teacher)
     else:
         if not os.path.exists(os.path.join(KENLM, "bin", "lmplz")):
             sys.exit("error: no KenLM estimator: run python benchmarks/ngram.py build first")

@@ -1,0 +1,24 @@
+"""benchmarks/ngram.py's recovery table: each --versus pair's perplexities and the share
+of the control's gap to the teacher that the student wins back, hand-worked."""
+import pytest
+
+from benchmarks import ngram
+
+
+def doc():
+    return dict(neural=[dict(point="control:dynamic", test_perplexity=120.0),
+                        dict(point="student:dynamic", test_perplexity=105.0),
+                        dict(point="teacher:dynamic", test_perplexity=90.0)],
+                versus=[dict(a="control:dynamic", b="student:dynamic")])
+
+
+def test_the_student_wins_back_half_of_the_controls_gap():
+    lines = ngram.recovery_table(doc(), "teacher:dynamic").splitlines()
+    assert lines[0].endswith("recovered of a's loss to teacher:dynamic (90.00) |")
+    assert lines[2] == "| control:dynamic | student:dynamic | 120.00 | 105.00 | 50% |"
+    assert ngram.recovery_table(doc()).splitlines()[2] == "| control:dynamic | student:dynamic | 120.00 | 105.00 |"
+
+
+def test_a_teacher_not_in_the_results_is_a_one_line_error():
+    with pytest.raises(SystemExit, match="--teacher nobody:dynamic: not a file of this results JSON"):
+        ngram.recovery_table(doc(), "nobody:dynamic")
