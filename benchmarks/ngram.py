@@ -6,6 +6,7 @@ measured as the knob's points are.
     python benchmarks/ngram.py run embedded|ptb [--sweep DIR] [--model RUN/tflite ...] [--versus A,B ...]
                                                 [--keyboard-tokens N] [--tag T]
     python benchmarks/ngram.py show embedded|ptb         # the tables and plots of results/ngram_NAME.json
+                                 [--tag T] [--teacher RUN:VARIANT]  # and what each student won back
 
 `build` needs CMake, a C++ compiler and Boost (Debian: libboost-program-options-dev,
 libboost-system-dev, libboost-thread-dev, libboost-test-dev; zlib); it
