@@ -451,7 +451,7 @@ def against_peers(times, rows):
                       ("ONNX Runtime static int8", "over_ort_static_int8")):
         if peer in times:
             out[key] = round(times[peer]["median"] / times[best]["median"], 3)
-    fastest = min((word_ms(times, k) + (k,) for k in within if word_ms(times, k)[0] is not None), default=None)
+    fastest = min((w for w in (word_ms(times, k) + (k,) for k in within) if w[0] is not None), default=None)
     peer = word_ms(times, "ONNX Runtime dynamic int8")[0]
     if fastest and peer:
         out["word"] = dict(point=fastest[2][len("edgelm "):], how=fastest[1].strip(": "), point_ms=fastest[0],
