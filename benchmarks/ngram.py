@@ -50,7 +50,8 @@ Scores are kept per model under runs/ngram/NAME/scores/, so a run cut off,
 or run again with one more neural file, scores nothing twice.
 Writes benchmarks/results/ngram_NAME.json and ngram_NAME_{ksr,r_at_3}_bytes.png
 (against megabytes, the n-grams as series, the neural files as points, 95%
-intervals as bars, each neural file labelled), and prints the tables; `show NAME`
+intervals as bars; the neural files no smaller one beats joined and labelled, the
+others grey), and prints the tables; `show NAME`
 prints them and draws the plots again from the JSON.
 """
 import argparse
@@ -70,6 +71,7 @@ sys.path.insert(0, ROOT)
 
 from edge_runtime.keyboard import Words  # noqa: E402
 from edge_runtime.keyboard_metrics import KeyboardScore  # noqa: E402
+from edge_runtime.pareto import frontier  # noqa: E402
 from edge_runtime.runner import evaluate_ids  # noqa: E402
 from edge_runtime.text import EOS, UNK  # noqa: E402
 from edge_runtime.vocab import Vocab  # noqa: E402
@@ -418,9 +420,16 @@ def report(doc, name, teacher=None):
 NAMES = {"ksr": "keystroke savings rate", "r_at_3": "next-word R@3"}
 
 
+def best_for_size(rows, metric):
+    """The neural rows no smaller file beats: none at most its bytes has a higher `metric` (or the
+    same at fewer bytes), in increasing bytes. The plots label only these; the rest are in the tables."""
+    keep = frontier([dict(b=r["bytes"], m=-r[metric]) for r in rows], "b", "m")
+    return [rows[i] for i in keep]
+
+
 def plot(doc, metric, path):
-    """`metric` against megabytes: the n-grams as series, the neural files as points, each with its
-    own 95% interval (the `plot` extra)."""
+    """`metric` against megabytes: the n-grams as series; the neural files as points, each with its
+    own 95% interval, those no smaller file beats joined and labelled, the others grey (the `plot` extra)."""
     from knob.plots import label, megabytes, plt, save
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
 
@@ -432,22 +441,20 @@ def plot(doc, metric, path):
     for order, marker in ((3, "s"), (5, "D")):
         rows = sorted((r for r in doc["models"] if r["order"] == order), key=lambda r: r["bytes"])
         draw(rows, ls="--", marker=marker, color=f"C{order}", label=f"KenLM KN{order} (count-pruned to full)")
-    groups = {}  # one series a sweep method (or a run), its files by size: int8 filled, others hollow
-    for r in doc.get("neural", []):
-        name, variant = r["point"].rsplit(":", 1)
-        base, _, share = name.rpartition("-")
-        groups.setdefault(base if share.isdigit() else name, []).append((r, variant))
-    for i, (group, files) in enumerate(sorted(groups.items())):
-        color = ("C0", "C2", "C4", "C6", "C9", "C1", "C7", "C8")[i % 8]  # not the n-grams' C3, C5
-        for variant in sorted({v for _, v in files}):
-            mine = sorted((r for r, v in files if v == variant), key=lambda r: r["bytes"])
-            draw(mine, ls="none", marker="o", markersize=5, color=color, zorder=3,
-                 mfc=color if variant == "int8" else "none", label=f"{group} {variant}")
+    neural = doc.get("neural", [])
+    best = best_for_size(neural, metric)
+    rest = sorted((r for r in neural if not any(r is b for b in best)), key=lambda r: r["bytes"])
+    if rest:
+        draw(rest, ls="none", marker="o", markersize=4, color="0.6", mfc="none", zorder=2,
+             label="other neural files (in the tables)")
+    if best:
+        draw(best, ls="-", marker="o", markersize=5, color="C0", zorder=3,
+             label="neural: the best at its size or smaller")
     megabytes(ax)
-    label(fig, ax, [(r["point"].rsplit(":", 1)[0], r["bytes"] / 1e6, r[metric]) for r in doc.get("neural", [])])
     ax.set(xlabel="bytes as shipped, MB (log scale)", ylabel=f"{NAMES[metric]} (3 words shown)",
            title=f"{doc['corpus']}: {NAMES[metric]} against size, {doc['keyboard_positions']:,} test positions"
                  f"{' (the whole split)' if doc['whole_split'] else ''}; bars: 95% intervals")
+    label(fig, ax, [(r["point"].replace(":", " "), r["bytes"] / 1e6, r[metric]) for r in best])
     return save(fig, ax, path)
 
 

@@ -29,12 +29,17 @@ AXES = (("latency", "median step latency, ms", lambda r: r["latency_ms"]["median
         ("energy", "energy, mJ/token", lambda r: r["energy_mj_per_token"]))
 
 
-def save(fig, ax, path):
+def arrange(fig, ax):
+    """The title, grid and legend, and the axes' final place (labels are placed after it)."""
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     # beside the axes, not on them: "best" placement still covered points drawn as error bars
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
+
+
+def save(fig, ax, path):
+    arrange(fig, ax)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
@@ -87,11 +92,13 @@ def clip(ax, xs, ys, limits, **style):
 
 
 def label(fig, ax, items):
-    """Annotate each (text, x, y) at the first offset where its box overlaps no label placed before
-    it and no marker; the last offset where every one overlaps."""
+    """Annotate each (text, x, y) at the first offset where its box stays inside the axes and overlaps
+    no label placed before it and no marker; the last offset where every one fails."""
+    arrange(fig, ax)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     taken = [ax.transData.transform((x, y)) for _, x, y in items]
+    frame = ax.get_window_extent(renderer)
     boxes = []
     for text, x, y in items:
         for dx, dy in OFFSETS:
@@ -99,7 +106,8 @@ def label(fig, ax, items):
                             ha="left" if dx > 0 else "right")
             box = a.get_window_extent(renderer).expanded(1.02, 1.1)
             hits_point = any(box.contains(px, py) for px, py in taken)
-            if not hits_point and not any(box.overlaps(b) for b in boxes):
+            outside = box.x0 < frame.x0 or box.x1 > frame.x1 or box.y0 < frame.y0 or box.y1 > frame.y1
+            if not hits_point and not outside and not any(box.overlaps(b) for b in boxes):
                 break
             if (dx, dy) != OFFSETS[-1]:
                 a.remove()

@@ -22,3 +22,11 @@ def test_the_student_wins_back_half_of_the_controls_gap():
 def test_a_teacher_not_in_the_results_is_a_one_line_error():
     with pytest.raises(SystemExit, match="--teacher nobody:dynamic: not a file of this results JSON"):
         ngram.recovery_table(doc(), "nobody:dynamic")
+
+
+def test_the_plots_label_the_files_no_smaller_file_beats():
+    rows = [dict(point="a", bytes=3, r_at_3=0.30), dict(point="b", bytes=1, r_at_3=0.25),
+            dict(point="c", bytes=2, r_at_3=0.24), dict(point="d", bytes=2, r_at_3=0.28),
+            dict(point="e", bytes=4, r_at_3=0.30), dict(point="f", bytes=5, r_at_3=0.31)]
+    # c is beaten by the smaller b; e ties a at more bytes
+    assert [r["point"] for r in ngram.best_for_size(rows, "r_at_3")] == ["b", "d", "a", "f"]
