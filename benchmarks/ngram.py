@@ -303,6 +303,14 @@ def timing_pass(ngrams, neural, vocab, stream, steps=300):
     return {key: round(float(np.median(v)) * 1e3, 5) for key, v in times.items()}
 
 
+def run_names(models):
+    """Each `--model` folder's name in the tables: its run's folder (RUN/tflite -> RUN), or, where two
+    runs share that name (the same point of two sweeps), the sweep's folder too (SWEEP/RUN)."""
+    runs = [os.path.dirname(os.path.abspath(f.rstrip("/"))) for f in models]
+    names = [os.path.basename(r) for r in runs]
+    return [f"{os.path.basename(os.path.dirname(r))}/{n}" if names.count(n) > 1 else n for r, n in zip(runs, names)]
+
+
 def neural_files(sweep, models, vocab):
     """{label: (StepModel, bytes, test perplexity, sha256 prefix)}: every frontier file of a sweep's
     bundle, and every converted file of each `models` folder (a run's tflite/). Bytes as the device
@@ -314,13 +322,14 @@ def neural_files(sweep, models, vocab):
     if sweep:
         doc = points.load(os.path.join(sweep, "bundle", "operating_points.json"))
         found += [(points.label(p), p["_manifest"], p["variant"], p["test_perplexity"]) for p in doc["points"]]
-    for folder in models:
+    for folder, run in zip(models, run_names(models)):
         m = mf.load(folder)
-        run = os.path.basename(os.path.dirname(os.path.abspath(folder.rstrip("/"))))  # RUN/tflite -> RUN
         found += [(f"{run}:{n}", m, n, v.get("perplexity")) for n, v in m["variants"].items()
                   if v.get("status") == "ok"]
     out = {}
     for label, manifest, variant, ppl in found:
+        if label in out:
+            raise SystemExit(f"error: two neural files are both labelled {label}: give each once")
         if Vocab.load(mf.vocab_path(manifest)).tokens != vocab.tokens:
             raise SystemExit(f"error: {label}'s vocabulary is not the one built from the training split")
         path = mf.variant_path(manifest, variant)  # its sha256 checked against the manifest's

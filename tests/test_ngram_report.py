@@ -30,3 +30,8 @@ def test_the_plots_label_the_files_no_smaller_file_beats():
             dict(point="e", bytes=4, r_at_3=0.30), dict(point="f", bytes=5, r_at_3=0.31)]
     # c is beaten by the smaller b; e ties a at more bytes
     assert [r["point"] for r in ngram.best_for_size(rows, "r_at_3")] == ["b", "d", "a", "f"]
+
+
+def test_the_same_point_of_two_sweeps_is_named_with_its_sweep():
+    names = ngram.run_names(["runs/a/l0-50/tflite", "runs/b/l0-50/tflite/", "runs/teacher/tflite"])
+    assert names == ["a/l0-50", "b/l0-50", "teacher"]
