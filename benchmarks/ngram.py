@@ -29,7 +29,8 @@ sees as an ordinary word, as the neural model does), then on the test split:
   successors of the context's suffixes and one backoff weight for the rest
   (`NgramScorer`, checked against KenLM's `BaseScore` for every word). With
   `--sweep DIR` (its frontier files) or `--model RUN/tflite` (every
-  converted file), neural files are scored on the same tokens in the same
+  converted file; named RUN:VARIANT, or SWEEP/RUN:VARIANT where two runs
+  share a name), neural files are scored on the same tokens in the same
   way (the device runtime's step), so the two series compare like with
   like, and their test perplexity is the device runtime's over the whole
   test split (one stream, the state carried across sentences, as everywhere
