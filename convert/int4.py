@@ -13,12 +13,20 @@ activations) leaves the embedding in float and calibrates worse than the
 TensorFlow converter's int8. benchmarks/int4.py measures each of these, and
 what each matrix in int4 costs in perplexity.
 
+LiteRT's EMBEDDING_LOOKUP reads an int4 table of odd width wrongly (it
+packs two weights a byte, and a row of an odd number starts mid-byte): a
+point pruned to a 151-wide embedding gave perplexity 522 for 113. Such a
+table stays in int8 (`odd_width`), and the converter says so. A
+FULLY_CONNECTED of an odd number of inputs is read right, and stays int4.
+
 int4mixed keeps the output layer in int8 (`dynamic_wi8_afp32`) and puts the
 embedding and the recurrent matrices in int4: the output layer is where int4
 costs most of its perplexity (benchmarks/int4.py). A tied embedding is the
 output layer's matrix, so there it stays in int8 and only the recurrent
 matrices are int4.
 """
+import re
+
 RECIPE = "dynamic_wi4c_afp32"
 # op output names of each group of matrices (keras_models/language_model.py's layer names)
 GROUPS = dict(embedding="embedding", output="output", recurrent="rnn_")
@@ -41,18 +49,37 @@ def shares_table(float_bytes):
     return any(kinds == {"lookup", "fc"} for kinds in readers.values())
 
 
-def mix_recipe(int4_groups):
-    """The quantizer's rules: int4 per channel in the ops of `int4_groups`, int8 in the others."""
+def odd_width(float_bytes):
+    """The output names of the EMBEDDING_LOOKUPs whose table has an odd width: LiteRT reads such
+    a table wrongly in int4."""
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.ModelT.InitFromPackedBuf(bytes(float_bytes), 0)
+    out = []
+    for g in model.subgraphs:
+        for op in g.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.EMBEDDING_LOOKUP:
+                shape = g.tensors[op.inputs[1]].shape  # (ids, table [rows, width])
+                if shape is not None and len(shape) == 2 and shape[1] % 2:
+                    out.append(g.tensors[op.outputs[0]].name.decode())
+    return sorted(set(out))
+
+
+def mix_recipe(int4_groups, int8_ops=()):
+    """The quantizer's rules: int4 per channel in the ops of `int4_groups`, int8 in the others and
+    in the ops named in `int8_ops`."""
     from ai_edge_quantizer import recipe
-    if set(int4_groups) == set(GROUPS):
+    if set(int4_groups) == set(GROUPS) and not int8_ops:
         return getattr(recipe, RECIPE)()  # the converter's int4, as it is
     rules = recipe.dynamic_wi8_afp32()
     for g in int4_groups:  # later rules win
         rules += getattr(recipe, RECIPE)(regex=f".*{GROUPS[g]}.*")
+    for name in int8_ops:  # the quantizer's scope of an op: its output names, each followed by ";"
+        rules += recipe.dynamic_wi8c_afp32(regex=f"^{re.escape(name)};")
     return rules
 
 
-def quantize(float_bytes, precision="int4"):
+def quantize(float_bytes, precision="int4", log=print):
     """The int4 or int4mixed .tflite bytes of a float32 .tflite; ImportError names the extra."""
     try:
         from ai_edge_quantizer import quantizer
@@ -63,5 +90,9 @@ def quantize(float_bytes, precision="int4"):
         # tied: the table is the output layer's, so it stays int8, stored once; in int4 for the
         # lookup alone it would be stored twice, at 1.5x the bytes of int8 once
         groups = tuple(g for g in groups if g != "embedding")
-    result = quantizer.Quantizer(bytes(float_bytes), mix_recipe(groups))
+    odd = odd_width(float_bytes)
+    if odd:
+        log(f"{precision}: the embedding table stays in int8: its width is odd, and LiteRT reads an int4 "
+            "table of odd width wrongly")
+    result = quantizer.Quantizer(bytes(float_bytes), mix_recipe(groups, odd))
     return bytes(result.quantize(enable_progress_report=False, enable_progress_bar=False).quantized_model)

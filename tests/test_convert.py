@@ -466,3 +466,48 @@ def test_quantization_parameters_are_written_once(tied_wide, tmp_path):
         a, b = StepModel(str(reference), manifest["states"], **kw), StepModel(str(trial), manifest["states"], **kw)
         for t in ids:
             np.testing.assert_array_equal(a.step(int(t)), b.step(int(t)))
+
+
+def looked_up(path, tokens):
+    """The rows the `step` signature's EMBEDDING_LOOKUP gives for `tokens`, read from the
+    interpreter's own tensor."""
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.ModelT.InitFromPackedBuf(open(path, "rb").read(), 0)
+    where = [(i, op.outputs[0]) for i, g in enumerate(model.subgraphs) for op in g.operators
+             if max(model.operatorCodes[op.opcodeIndex].builtinCode, model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)
+             == schema.BuiltinOperator.EMBEDDING_LOOKUP and g.tensors[op.outputs[0]].name.decode().startswith("step/")]
+    (subgraph, tensor), = where
+    interp = Interpreter(model_path=path, experimental_preserve_all_tensors=True)
+    run = interp.get_signature_runner("step")
+    rows = []
+    for t in tokens:
+        run(token=np.array([t], np.int32))
+        rows.append(interp.get_tensor(tensor, subgraph).reshape(-1).copy())
+    return rows
+
+
+def test_int4_keeps_an_embedding_of_odd_width_in_int8(tmp_path):
+    """LiteRT's int4 EMBEDDING_LOOKUP reads a table of odd width wrongly: the quantizer packs the
+    rows end to end, so every odd row starts mid-byte (a pruned point's 151-wide table gave
+    perplexity 522 for 113). A 33-wide table stays int8 and every row it gives is the Keras row;
+    every matrix beside it is int4, a layer of 33 inputs included."""
+    import random
+    rng = random.Random(2)
+    for split, n in (("train", 300), ("valid", 40), ("test", 30)):
+        with open(tmp_path / f"{split}.txt", "w") as f:
+            f.writelines(" ".join(f"w{rng.randrange(200)}" for _ in range(8)) + "\n" for _ in range(n))
+    out = tmp_path / "run"
+    rundir.prepare(str(out))
+    train(tiny_config(tmp_path, out, schedule="none", epochs=1, arch="lstm", embed=33, hidden=32,
+                      tie_embeddings=False), log=lambda *a: None)
+    assert convert_main([str(out), "--quantize", "int4", "--sparse-encoding", "off"]) == 0
+    manifest = mf.load(str(out / "tflite"))
+    path = mf.variant_path(manifest, "int4")
+    kinds = {}
+    for op, name, t in weights_by_op(path):
+        kinds.setdefault(op, set()).add(t)
+    assert kinds == {"EMBEDDING_LOOKUP": {"INT8"}, "FULLY_CONNECTED": {"INT4"}}, kinds
+    table = load_model(str(out / "model")).get_layer("embedding").get_weights()[0]
+    assert table.shape[1] == 33
+    for t, row in zip((5, 6, 7), looked_up(path, (5, 6, 7))):
+        assert np.abs(row - table[t]).max() <= 0.02 * np.abs(table[t]).max(), t  # int8: within 1/254
