@@ -306,10 +306,15 @@ def timing_pass(ngrams, neural, vocab, stream, steps=300):
 
 def run_names(models):
     """Each `--model` folder's name in the tables: its run's folder (RUN/tflite -> RUN), or, where two
-    runs share that name (the same point of two sweeps), the sweep's folder too (SWEEP/RUN)."""
+    runs share that name (the same point of two sweeps), the sweep's folder too (SWEEP/RUN, for
+    SWEEP/points/RUN/tflite)."""
     runs = [os.path.dirname(os.path.abspath(f.rstrip("/"))) for f in models]
     names = [os.path.basename(r) for r in runs]
-    return [f"{os.path.basename(os.path.dirname(r))}/{n}" if names.count(n) > 1 else n for r, n in zip(runs, names)]
+
+    def sweep(run):
+        above = os.path.dirname(run)
+        return os.path.basename(os.path.dirname(above) if os.path.basename(above) == "points" else above)
+    return [f"{sweep(r)}/{n}" if names.count(n) > 1 else n for r, n in zip(runs, names)]
 
 
 def neural_files(sweep, models, vocab):

@@ -33,5 +33,6 @@ def test_the_plots_label_the_files_no_smaller_file_beats():
 
 
 def test_the_same_point_of_two_sweeps_is_named_with_its_sweep():
-    names = ngram.run_names(["runs/a/l0-50/tflite", "runs/b/l0-50/tflite/", "runs/teacher/tflite"])
-    assert names == ["a/l0-50", "b/l0-50", "teacher"]
+    names = ngram.run_names(["runs/a/points/l0-50/tflite", "runs/b/points/l0-50/tflite/", "runs/c/l0-50/tflite",
+                             "runs/teacher/tflite"])
+    assert names == ["a/l0-50", "b/l0-50", "c/l0-50", "teacher"]
