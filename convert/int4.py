@@ -17,7 +17,9 @@ LiteRT's EMBEDDING_LOOKUP reads an int4 table of odd width wrongly (it
 packs two weights a byte, and a row of an odd number starts mid-byte): a
 point pruned to a 151-wide embedding gave perplexity 522 for 113. Such a
 table stays in int8 (`odd_width`), and the converter says so. A
-FULLY_CONNECTED of an odd number of inputs is read right, and stays int4.
+FULLY_CONNECTED of an odd number of inputs is read right and stays int4,
+but XNNPACK does not run it, so the file steps slower; the converter says
+that too.
 
 int4mixed keeps the output layer in int8 (`dynamic_wi8_afp32`) and puts the
 embedding and the recurrent matrices in int4: the output layer is where int4
@@ -31,6 +33,7 @@ RECIPE = "dynamic_wi4c_afp32"
 # op output names of each group of matrices (keras_models/language_model.py's layer names)
 GROUPS = dict(embedding="embedding", output="output", recurrent="rnn_")
 INT4_GROUPS = {"int4": tuple(GROUPS), "int4mixed": ("embedding", "recurrent")}
+_SAID = set()  # what quantize has said in this process
 
 
 def shares_table(float_bytes):
@@ -50,19 +53,22 @@ def shares_table(float_bytes):
 
 
 def odd_width(float_bytes):
-    """The output names of the EMBEDDING_LOOKUPs whose table has an odd width: LiteRT reads such
-    a table wrongly in int4."""
+    """{"lookup": {output name: weights buffer} of the EMBEDDING_LOOKUPs whose table has an odd
+    width, "fc": of the FULLY_CONNECTED ops whose weights have an odd number of inputs}. LiteRT reads an int4 table
+    of odd width wrongly; XNNPACK does not run an int4 matrix of odd inputs (LiteRT's own kernel
+    does, slower: benchmarks/odd_widths.py)."""
     from ai_edge_litert import schema_py_generated as schema
     model = schema.ModelT.InitFromPackedBuf(bytes(float_bytes), 0)
-    out = []
+    kinds = {schema.BuiltinOperator.EMBEDDING_LOOKUP: "lookup", schema.BuiltinOperator.FULLY_CONNECTED: "fc"}
+    out = {"lookup": {}, "fc": {}}  # output name: the weights' buffer (a matrix read by two signatures is one)
     for g in model.subgraphs:
         for op in g.operators:
             code = model.operatorCodes[op.opcodeIndex]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.EMBEDDING_LOOKUP:
-                shape = g.tensors[op.inputs[1]].shape  # (ids, table [rows, width])
-                if shape is not None and len(shape) == 2 and shape[1] % 2:
-                    out.append(g.tensors[op.outputs[0]].name.decode())
-    return sorted(set(out))
+            kind = kinds.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            weights = g.tensors[op.inputs[1]] if kind else None  # lookup: (ids, table); FC: (input, weights)
+            if weights is not None and weights.shape is not None and len(weights.shape) == 2 and weights.shape[1] % 2:
+                out[kind][g.tensors[op.outputs[0]].name.decode()] = weights.buffer
+    return out
 
 
 def mix_recipe(int4_groups, int8_ops=()):
@@ -91,8 +97,18 @@ def quantize(float_bytes, precision="int4", log=print):
         # lookup alone it would be stored twice, at 1.5x the bytes of int8 once
         groups = tuple(g for g in groups if g != "embedding")
     odd = odd_width(float_bytes)
-    if odd:
-        log(f"{precision}: the embedding table stays in int8: its width is odd, and LiteRT reads an int4 "
-            "table of odd width wrongly")
-    result = quantizer.Quantizer(bytes(float_bytes), mix_recipe(groups, odd))
+    said = []
+    if odd["lookup"]:
+        said.append(f"{precision}: the embedding table stays in int8: its width is odd, and LiteRT reads an "
+                    "int4 table of odd width wrongly")
+    slow = {b for n, b in odd["fc"].items() if any(GROUPS[g] in n for g in groups)}
+    if slow:
+        said.append(f"{precision}: XNNPACK does not run an int4 matrix with an odd number of inputs, and "
+                    f"{len(slow)} here have one: the file steps on LiteRT's own kernels, slower (a model with "
+                    "even widths avoids it)")
+    for line in said:
+        if line not in _SAID:  # the converter makes a file more than once (the state inside, then not)
+            _SAID.add(line)
+            log(line)
+    result = quantizer.Quantizer(bytes(float_bytes), mix_recipe(groups, sorted(odd["lookup"])))
     return bytes(result.quantize(enable_progress_report=False, enable_progress_bar=False).quantized_model)
