@@ -384,17 +384,22 @@ def tables(path, shape):
     return out
 
 
+def words_corpus(folder, seed, valid):
+    """train, valid and test splits of 8-word sentences drawn from 200 words."""
+    import random
+    rng = random.Random(seed)
+    for split, n in (("train", 300), ("valid", valid), ("test", 30)):
+        with open(folder / f"{split}.txt", "w") as f:
+            f.writelines(" ".join(f"w{rng.randrange(200)}" for _ in range(8)) + "\n" for _ in range(n))
+
+
 @pytest.fixture(scope="module", params=["embedding", "lowrank"])
 def tied_wide(request, tmp_path_factory):
     """A tied run over 200 words, wide enough that the converter quantizes its
     table (it leaves constants under 1,024 numbers in float): a QRNN with a
     plain embedding, or an LSTM with the embedding at rank 8 (A B)."""
-    import random
     base = tmp_path_factory.mktemp("tied")
-    rng = random.Random(1)
-    for split, n in (("train", 300), ("valid", 30), ("test", 30)):
-        with open(base / f"{split}.txt", "w") as f:
-            f.writelines(" ".join(f"w{rng.randrange(200)}" for _ in range(8)) + "\n" for _ in range(n))
+    words_corpus(base, seed=1, valid=30)
     out = base / "run"
     rundir.prepare(str(out))
     extra = (dict(embed=8) if request.param == "embedding" else
@@ -494,11 +499,7 @@ def test_int4_keeps_an_embedding_of_odd_width_in_int8(tmp_path, capsys):
     rows end to end, so every odd row starts mid-byte (a pruned point's 151-wide table gave
     perplexity 522 for 113). A 33-wide table stays int8 and every row it gives is the Keras row;
     every matrix beside it is int4, a layer of 33 inputs included."""
-    import random
-    rng = random.Random(2)
-    for split, n in (("train", 300), ("valid", 40), ("test", 30)):
-        with open(tmp_path / f"{split}.txt", "w") as f:
-            f.writelines(" ".join(f"w{rng.randrange(200)}" for _ in range(8)) + "\n" for _ in range(n))
+    words_corpus(tmp_path, seed=2, valid=40)
     out = tmp_path / "run"
     rundir.prepare(str(out))
     train(tiny_config(tmp_path, out, schedule="none", epochs=1, arch="lstm", embed=33, hidden=32,
