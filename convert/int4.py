@@ -54,9 +54,9 @@ def shares_table(float_bytes):
 
 def odd_width(float_bytes):
     """{"lookup": {output name: weights buffer} of the EMBEDDING_LOOKUPs whose table has an odd
-    width, "fc": of the FULLY_CONNECTED ops whose weights have an odd number of inputs}. LiteRT reads an int4 table
-    of odd width wrongly; XNNPACK does not run an int4 matrix of odd inputs (LiteRT's own kernel
-    does, slower: benchmarks/odd_widths.py)."""
+    width, "fc": the same of the FULLY_CONNECTED ops whose weights have an odd number of inputs}.
+    LiteRT reads an int4 table of odd width wrongly; XNNPACK does not run an int4 matrix of odd
+    inputs (LiteRT's own kernel does, slower: benchmarks/odd_widths.py)."""
     from ai_edge_litert import schema_py_generated as schema
     model = schema.ModelT.InitFromPackedBuf(bytes(float_bytes), 0)
     kinds = {schema.BuiltinOperator.EMBEDDING_LOOKUP: "lookup", schema.BuiltinOperator.FULLY_CONNECTED: "fc"}
@@ -66,7 +66,8 @@ def odd_width(float_bytes):
             code = model.operatorCodes[op.opcodeIndex]
             kind = kinds.get(max(code.builtinCode, code.deprecatedBuiltinCode))
             weights = g.tensors[op.inputs[1]] if kind else None  # lookup: (ids, table); FC: (input, weights)
-            if weights is not None and weights.shape is not None and len(weights.shape) == 2 and weights.shape[1] % 2:
+            shape = [] if weights is None or weights.shape is None else list(weights.shape)
+            if len(shape) == 2 and shape[1] % 2:
                 out[kind][g.tensors[op.outputs[0]].name.decode()] = weights.buffer
     return out
 

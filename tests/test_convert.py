@@ -478,10 +478,11 @@ def looked_up(path, tokens):
     interpreter's own tensor."""
     from ai_edge_litert import schema_py_generated as schema
     model = schema.ModelT.InitFromPackedBuf(open(path, "rb").read(), 0)
-    where = [(i, op.outputs[0]) for i, g in enumerate(model.subgraphs) for op in g.operators
-             if max(model.operatorCodes[op.opcodeIndex].builtinCode, model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)
-             == schema.BuiltinOperator.EMBEDDING_LOOKUP and g.tensors[op.outputs[0]].name.decode().startswith("step/")]
-    (subgraph, tensor), = where
+    def lookup(op):
+        code = model.operatorCodes[op.opcodeIndex]
+        return max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.EMBEDDING_LOOKUP
+    (subgraph, tensor), = [(i, op.outputs[0]) for i, g in enumerate(model.subgraphs) for op in g.operators
+                           if lookup(op) and g.tensors[op.outputs[0]].name.decode().startswith("step/")]
     import warnings
     with warnings.catch_warnings():  # it warns that keeping every tensor costs memory: a test wants that
         warnings.simplefilter("ignore")
