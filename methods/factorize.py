@@ -7,7 +7,9 @@ entry per chosen matrix (keras_models/factored.py says what they mean):
 - scope `output`: the output matrix, or with tied embeddings the shared
   matrix E = A B (looked up as A[token] B, used as h B^T A^T; low rank only);
 - scope `all`: both.
-A rank is `--rank R`, or `--rank-fraction F` (r = round(F min(m, n))), and must
+A rank is `--rank R`, or `--rank-fraction F` (r = F min(m, n) rounded to an
+even number, at least 2: an int4 file's kernels run on XNNPACK only with an
+even number of inputs, and its tied table's odd rows are misread), and must
 store fewer numbers than the matrix: r < m n / (m + n); `--target-macs F`
 picks the rank fraction whose model comes closest to F of the dense MACs
 (`fraction_for_macs`). TT takes `--tt-rank`,
@@ -61,7 +63,7 @@ def plan(spec, kind, scope="all", rank=None, rank_fraction=None, tt_rank=None, t
         if kind == "lowrank":
             if (rank is None) == (rank_fraction is None):
                 raise FactorizeError("give one of --rank and --rank-fraction")
-            r = rank if rank is not None else int(round(rank_fraction * min(rows, cols)))
+            r = rank if rank is not None else max(2, 2 * int(round(rank_fraction * min(rows, cols) / 2)))
             if not lowrank_pays(rows, cols, r):
                 raise FactorizeError(f"rank {r} does not reduce {key} ({rows} x {cols}): it needs "
                                      f"1 <= r < {rows * cols / (rows + cols):.1f}")
@@ -193,7 +195,7 @@ class Factorize(Method):
                "(default %(default)s)")
         a("--rank", type=int, default=None, help="lowrank: the rank of every factored matrix")
         a("--rank-fraction", type=float, default=None,
-          help="lowrank: rank = round(F x min(rows, cols)) per matrix, instead of --rank")
+          help="lowrank: rank = F x min(rows, cols) per matrix, rounded to an even number, instead of --rank")
         a("--tt-rank", type=int, default=None, help="tt: the inner TT ranks")
         a("--tt-cores", type=int, default=d["tt_cores"],
           help="tt: cores per matrix; each side is factored into this many near-equal sizes (default %(default)s)")
