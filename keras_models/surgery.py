@@ -12,11 +12,21 @@ computes the same function:
   columns in the LSTM recurrent kernel;
 - a kept neuron's z is folded into the matrices that read it (the gated
   model multiplies the neuron's value by z before anyone reads it), so the
-  smaller model needs no gates.
+  smaller model needs no gates;
+- a group left with an odd number of neurons keeps one removed neuron more
+  (`even_width`): its z = 0 zeroes every matrix that reads it, so the
+  function is the same, and an int4 file's matrices get an even number of
+  inputs, which XNNPACK needs to run them (with an odd number LiteRT's own
+  kernel runs them, 2x slower than the int8 file), and its table even rows.
 
 Pure numpy: the same code serves L0 gates and filter-pruning masks.
 """
 import numpy as np
+
+
+def even_width(n, size):
+    """The width a group of `size` neurons has after `shrink` keeps `n` of them."""
+    return n + 1 if n % 2 and n < size else n
 
 
 def _keep(z, name, warn):
@@ -24,6 +34,8 @@ def _keep(z, name, warn):
     if not keep.any():
         keep[int(np.argmax(z))] = True
         warn(f"warning: every unit of {name} would be removed; keeping one")
+    if even_width(int(keep.sum()), len(keep)) > keep.sum():  # a dead neuron: its z = 0 zeroes its readers
+        keep[np.flatnonzero(~keep)[0]] = True
     return keep
 
 

@@ -36,8 +36,10 @@ def apply_filter(model, config, fraction, batches, log=print):
 
 
 def kept_spec(spec, fraction):
-    """The spec left when `fraction` of each layer's units is kept (as keep_masks rounds)."""
-    sizes = [max(1, int(round(fraction * h))) for h in spec["hidden_sizes"]]
+    """The spec left when `fraction` of each layer's units is kept (as keep_masks
+    rounds, and shrink makes each width even)."""
+    from keras_models.surgery import even_width
+    sizes = [even_width(max(1, int(round(fraction * h))), h) for h in spec["hidden_sizes"]]
     return dict(spec, hidden_sizes=sizes, embed=sizes[-1] if spec["tie_embeddings"] else spec["embed"])
 
 

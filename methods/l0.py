@@ -23,7 +23,8 @@ asked for 0.5 ended at 0.29), while the square's push turns at s = t. t falls li
 sudden target closes gates before the weights adapt) and is held after.
 The constraint holds in expectation, and gates need not have reached 0 or 1
 when training ends; so the finished model closes open gates, lowest log
-alpha first, while that brings its MACs closer to F (`close_to_target`;
+alpha first, while that brings its MACs closer to F (`close_to_target`, with
+the widths `shrink` leaves: each even;
 Wang et al.'s code likewise closes the lowest-ranked gates at the end).
 """
 import numpy as np
@@ -66,13 +67,15 @@ def close_to_target(model, target):
     brings the MACs fraction of the open units closer to `target`; -> how many."""
     from keras_models.cost import macs_from_spec
     from keras_models.neuron_gates import counted_spec, gate_layers
+    from keras_models.surgery import even_width
     gates = {g.name[len("gate_"):]: g for g in gate_layers(model)}
     alpha = {k: g.log_alpha.numpy() for k, g in gates.items()}
     is_open = {k: g.test_values() > 0 for k, g in gates.items()}
     dense = macs_from_spec(model.spec)
 
     def share():
-        return macs_from_spec(counted_spec(model.spec, {k: int(o.sum()) for k, o in is_open.items()})) / dense
+        return macs_from_spec(counted_spec(model.spec, {k: even_width(int(o.sum()), len(o))
+                                                        for k, o in is_open.items()})) / dense
     closed, now = 0, share()
     while now > target:
         candidates = [(a[i], k, i) for k, a in alpha.items() if is_open[k].sum() > 1
