@@ -93,7 +93,9 @@ def test_every_method_updates_weights_as_many_epochs_as_dense(base, tmp_path, ca
         l0 = next(r for r in doc["points"] if r["method"] == "l0")
         # the gates were driven to the target: the closed model's MACs are the asked half (the units the
         # gates left above it closed by the count reported), and the gates' expectation was near it
-        assert abs(l0["macs_fraction"] - l0["share"] / 100) <= 0.05, l0["macs_fraction"]
+        # within 0.1: widths end even, two units of this 16-wide tied table are 12.5% of its MACs (the
+        # nearest even widths can be 6% away), and rank-one recovery adds its u v^T
+        assert abs(l0["macs_fraction"] - l0["share"] / 100) <= 0.1, l0["macs_fraction"]
         assert isinstance(l0["closed_to_target"], int) and l0["closed_to_target"] >= 0
         assert 0 < l0["expected_macs_fraction"] <= 1
         if l0["expected_macs_fraction"] > l0["share"] / 100 + 0.05:  # gates left open above it were closed
