@@ -109,8 +109,9 @@ def structure(model):
 
 class GatedUnits(Method):
     """The structured methods (l0, filter): gates on the neurons while training;
-    finishing removes the units whose gate is 0 (keras_models/surgery.py),
-    leaving a smaller dense model that --finetune-epochs fine-tunes."""
+    finishing removes the units whose gate is 0 (keras_models/surgery.py;
+    each width left even), leaving a smaller dense model that
+    --finetune-epochs fine-tunes."""
     finetunes = True
 
     @classmethod

@@ -6,7 +6,7 @@ each layer's hidden units (keras_models/neuron_gates.py), log alpha from
 expected L0 term (`--l0-penalty count` or `macs`) added to the loss, the
 gates trained by their own Adam (`--gate-lr`), the weights with the run's
 optimizer unless `--freeze-weights`. Finishes: the units whose test-time
-gate is 0 are removed (methods.GatedUnits).
+gate is 0 are removed, each width left even (methods.GatedUnits).
 
 `--target-macs F` replaces lambda by a rising penalty coefficient, after
 the Lagrangian of Wang, Wohlwend & Lei (2020): with s the expected MACs
