@@ -17,7 +17,8 @@ computes the same function:
   (`even_width`): its z = 0 zeroes every matrix that reads it, so the
   function is the same, and an int4 file's matrices get an even number of
   inputs, which XNNPACK needs to run them (with an odd number LiteRT's own
-  kernel runs them, 2x slower than the int8 file), and its table even rows.
+  kernel runs them, 2x slower than the dynamic-range file), and its table
+  can be int4 too (the converter keeps an odd-width table in int8).
 
 Pure numpy: the same code serves L0 gates and filter-pruning masks.
 """

@@ -9,7 +9,7 @@ entry per chosen matrix (keras_models/factored.py says what they mean):
 - scope `all`: both.
 A rank is `--rank R`, or `--rank-fraction F` (r = F min(m, n) rounded to an
 even number, at least 2: an int4 file's kernels run on XNNPACK only with an
-even number of inputs, and its tied table's odd rows are misread), and must
+even number of inputs, and an odd-width tied table stays in int8), and must
 store fewer numbers than the matrix: r < m n / (m + n); `--target-macs F`
 picks the rank fraction whose model comes closest to F of the dense MACs
 (`fraction_for_macs`). TT takes `--tt-rank`,
