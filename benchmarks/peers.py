@@ -63,7 +63,10 @@ WORD, SUGGESTED = ": word", ": word via suggest"  # a keyboard's word: step then
 def reference_manifest(run_dir):
     """The run's converted files, which must include the float32 one every peer is checked against."""
     from edge_runtime import manifest as mf
-    manifest = mf.load(os.path.join(run_dir, "tflite"))
+    try:
+        manifest = mf.load(os.path.join(run_dir, "tflite"))
+    except mf.ManifestError as e:  # an unconverted run (knob.py does not convert its base)
+        raise SystemExit(f"error: {e}; convert the run first: python -m convert.to_tflite {run_dir}") from None
     if manifest["variants"].get("float32", {}).get("status") != "ok":
         raise SystemExit(f"error: {run_dir}/tflite has no float32 file, which every peer is checked against: "
                          f"python -m convert.to_tflite {run_dir} --quantize float32,dynamic,int8 --force")

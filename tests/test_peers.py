@@ -1,7 +1,9 @@
 """benchmarks/peers.py's keyboard word: each system's step then the 3 words the
 keyboard's own code shows, and the fastest sweep point within 5% of the dense
-perplexity set against ORT's word. Hand-worked; no peer runtime needed."""
+perplexity set against ORT's word. Hand-worked; no peer runtime needed. And
+an unconverted run refused in one line."""
 import numpy as np
+import pytest
 
 from benchmarks import peers
 from edge_runtime.keyboard import Words
@@ -43,3 +45,11 @@ def test_the_word_set_against_ort_is_the_fastest_way_of_the_fastest_point_within
     assert out["point"] == "l0-20:dynamic" and out["over_ort_dynamic_int8"] == round(0.066 / 0.05, 3)
     assert out["word"] == dict(point="l0-20:dynamic", how="word via suggest", point_ms=0.03,
                                ort_dynamic_int8_ms=0.09, over_ort_dynamic_int8=3.0)
+
+
+def test_an_unconverted_run_is_a_one_line_error_that_says_to_convert_it(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(SystemExit) as e:
+        peers.reference_manifest(str(tmp_path / "run"))
+    assert str(e.value).startswith("error: no manifest at ") and "\n" not in str(e.value)
+    assert str(e.value).endswith(f"convert the run first: python -m convert.to_tflite {tmp_path / 'run'}")
