@@ -46,8 +46,9 @@ def parser():
     p.add_argument("--steps", type=int, default=1000, help="timed steps per file (default %(default)s)")
     p.add_argument("--block", metavar="FILE", help="words the keyboard never shows, one a line: left out of the "
                                                   "points' keyboard metrics and packed into the bundle")
-    p.add_argument("--teacher", metavar="RUN", default=None,
-                   help="distil every point (dense included) from this trained run: pruning.train --teacher; "
+    p.add_argument("--teacher", metavar="RUN[,RUN...]", default=None,
+                   help="distil every point (dense included) from this trained run, or an ensemble of runs: "
+                        "pruning.train --teacher; "
                         "the same sweep without it is the control")
     p.add_argument("--distill-alpha", type=float, default=DISTILL["distill_alpha"],
                    help="with --teacher: the KL term's weight (default %(default)s)")

@@ -136,9 +136,10 @@ def parser():
            "EDGELM_CPU_DEVICES logical devices), multiworker (the cluster in TF_CONFIG); --batch-size is per "
            "replica (default %(default)s)")
     registry.add_options(a)
-    a("--teacher", default=None, metavar="RUN",
+    a("--teacher", default=None, metavar="RUN[,RUN...]",
       help="distil from this trained run (same vocabulary): the loss mixes the labels' cross-entropy with "
-           "the KL from the teacher's top-k distribution (default: no teacher)")
+           "the KL from the teacher's top-k distribution; several runs teach as an ensemble, the mean of "
+           "their distributions (default: no teacher)")
     a("--distill-alpha", type=float, default=d["distill_alpha"],
       help="with --teacher: the KL term's weight, in [0, 1]; 0 is plain training (default %(default)s)")
     a("--distill-temperature", type=float, default=d["distill_temperature"],

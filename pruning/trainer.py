@@ -319,7 +319,8 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
     if meta.get("best"):
         done["kept_best"] = dict(meta["best"], phase="train", epochs_run=len(meta["history"]))
     report = dict(status=status, arch=base["arch"], schedule=settings, vocab_size=len(vocab),
-                  distillation=dict(teacher=os.path.abspath(config["teacher"]), alpha=config["distill_alpha"],
+                  distillation=dict(teacher=",".join(map(os.path.abspath, distill.members(config["teacher"]))),
+                                    alpha=config["distill_alpha"],
                                     temperature=config["distill_temperature"], top_k=config["distill_top_k"])
                   if config.get("teacher") else None,
                   data=config["data_dir"] or f"embedded:{data.EMBEDDED_NAME}",

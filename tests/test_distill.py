@@ -122,6 +122,37 @@ def test_the_teachers_targets_are_its_top_words_in_inference_mode(teacher):
         assert np.allclose(probs[b], want, atol=2e-3)  # kept as float16
 
 
+def test_an_ensembles_targets_are_the_top_words_of_its_runs_mean(teacher):
+    from keras_models.backend import tf
+    from keras_models.language_model import load_model, zero_states
+    from pruning.trainer import train
+    from training import data as tdata, rundir
+    from training.distill import teacher_targets
+    from edge_runtime.vocab import Vocab
+    base, data = teacher
+    rundir.prepare(str(base / "second"))  # another arch and width, another seed: a second opinion
+    train(tiny_config(data, base / "second", hidden=10, epochs=1, arch="qrnn", seed=7), log=lambda *a: None)
+    runs = [str(base / "teacher"), str(base / "second")]
+    vocab = Vocab.load(str(base / "teacher" / "vocab.txt"))
+    xs, _ = tdata.batchify(tdata.to_stream(tdata.load_corpus(data)["train"], vocab), 4, 8)
+    ids, probs = teacher_targets(",".join(runs), xs, 5, log=lambda *a: None)
+    alone, _ = teacher_targets(runs[0], xs, 5, log=lambda *a: None)
+    assert len(os.listdir(base / "teacher" / "distill")) >= 2 and not np.array_equal(ids, alone)  # its own file
+    models = [load_model(os.path.join(r, "model")) for r in runs]
+    states = [zero_states(m, 4) for m in models]
+    for b in range(3):  # each run's state carried from batch to batch, no dropout
+        p = 0.0
+        for j, m in enumerate(models):
+            out = m([tf.constant(xs[b])] + [tf.constant(s) for s in states[j]], training=False)
+            p = p + tf.nn.softmax(out[0]).numpy() / 2
+            states[j] = [s.numpy() for s in out[1:]]
+        want = np.sort(p, -1)[..., ::-1][..., :5]
+        assert np.allclose(np.take_along_axis(p, ids[b].astype(np.int64), -1), want, atol=1e-6)
+        assert np.allclose(probs[b], want, atol=2e-3)
+    again, _ = teacher_targets(",".join(runs), xs, 5, log=None)  # read back from its file, not recomputed
+    assert np.array_equal(again, ids)
+
+
 def test_a_teacher_with_another_vocabulary_is_refused(teacher, capsys):
     base, data = teacher
     code = train_main(["--data-dir", data, "--embed", "8", "--hidden", "12", "--epochs", "1", "--batch-size", "4",
@@ -132,6 +163,11 @@ def test_a_teacher_with_another_vocabulary_is_refused(teacher, capsys):
     assert not os.path.exists(base / "other")
     code = train_main(["--data-dir", data, "--out", str(base / "x"), "--teacher", str(base / "nothing")])
     assert code == 2 and "not a trained run" in capsys.readouterr().err
+    code = train_main(["--data-dir", data, "--out", str(base / "x"),
+                       "--teacher", f"{base / 'teacher'},{base / 'nothing'}"])  # every run of an ensemble checked
+    assert code == 2 and "nothing: not a trained run" in capsys.readouterr().err
+    code = train_main(["--data-dir", data, "--out", str(base / "x"), "--teacher", f"{base / 'teacher'},{base / 'teacher'}"])
+    assert code == 2 and "named twice" in capsys.readouterr().err
     code = train_main(["--data-dir", data, "--out", str(base / "x"), "--distill-alpha", "0.3"])
     assert code == 2 and "--teacher" in capsys.readouterr().err
 
