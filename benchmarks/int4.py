@@ -3,6 +3,7 @@ dynamic recipes on a run's float32 step, its embedding as EMBEDDING_LOOKUP.
 
     python benchmarks/int4.py RUN [--tokens 2000] [--steps 1000] [--json benchmarks/results/int4.json]
                                                                        # the `quantizer` extra
+    python benchmarks/int4.py RUN --clipping [--tokens N] --json FILE  # int4 scaled by OCTAV or min-max
 
 The float32 step is made from the run's trained weights as the converter
 makes the int4 file's (convert/int4.py: the one-hot embedding, the state as
@@ -16,6 +17,12 @@ is calibrated) with int8 or with int4 weights, the combination XNNPACK's
 FULLY_CONNECTED also runs. For each: bytes, perplexity on the first --tokens validation tokens against
 the float32 step's, and the bare invoke (1 thread, XNNPACK), all files timed
 in one `bench.round_robin` pass.
+
+With --clipping the files are the float32 step and the converter's int4
+(int4 everywhere) with each channel's scale chosen by each of the
+quantizer's algorithms in convert/int4.py's CLIPPING: OCTAV's clip, where
+the channel's 4-bit mean squared error is least (the converter's), and the
+channel's largest weight (min-max, the converter's before 2026-12-07).
 """
 import argparse
 import json
@@ -29,7 +36,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from convert.int4 import GROUPS, mix_recipe  # noqa: E402
+from convert import int4  # noqa: E402
+from convert.int4 import CLIPPING, GROUPS, mix_recipe  # noqa: E402
 
 MIXES = {"int8 everywhere": (), "int4 embedding": ("embedding",), "int4 recurrent": ("recurrent",),
          "int4 output": ("output",), "int4 embedding+recurrent": ("embedding", "recurrent"),
@@ -80,6 +88,8 @@ def main(argv=None):
     p.add_argument("--tokens", type=int, default=2000)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--json", default=os.path.join("benchmarks", "results", "int4.json"))
+    p.add_argument("--clipping", action="store_true",
+                   help="int4 everywhere, each channel scaled by each algorithm of convert/int4.py's CLIPPING")
     a = p.parse_args(argv)
     try:
         from ai_edge_quantizer import quantizer
@@ -96,16 +106,21 @@ def main(argv=None):
         src, layout, feeds = float_step(a.run, work)
         models["float32"] = StepModel(src, layout, num_threads=1)
         rows.append(dict(mix="float32", int4=[], bytes=os.path.getsize(src)))
-        for mix, groups in MIXES.items():
+        mixes = {f"int4, {c}": (tuple(GROUPS), c) for c in CLIPPING} if a.clipping else \
+            {mix: (groups, CLIPPING[0]) for mix, groups in MIXES.items()}
+        for mix, (groups, clipping) in mixes.items():
             with captured_stderr([]):  # the quantizer's progress lines
-                data = quantizer.Quantizer(src, mix_recipe(groups)).quantize(
-                    enable_progress_report=False, enable_progress_bar=False).quantized_model
+                if a.clipping:  # the converter's own int4 (an odd-width table kept in int8, as it keeps it)
+                    data = int4.quantize(open(src, "rb").read(), "int4", log=print, clipping=clipping)
+                else:
+                    data = quantizer.Quantizer(src, mix_recipe(groups, clipping=clipping)).quantize(
+                        enable_progress_report=False, enable_progress_bar=False).quantized_model
             path = os.path.join(work, f"{len(rows)}.tflite")
             with open(path, "wb") as f:
                 f.write(data)
             models[mix] = StepModel(path, layout, num_threads=1)
-            rows.append(dict(mix=mix, int4=list(groups), bytes=len(data)))
-        for mix, bits in STATIC.items():
+            rows.append(dict(mix=mix, int4=list(groups), clipping=clipping, bytes=len(data)))
+        for mix, bits in ({} if a.clipping else STATIC).items():
             with captured_stderr([]):
                 q = quantizer.Quantizer(src, static_recipe(bits))
                 data = q.quantize(q.calibrate({"step": feeds}, num_threads=1), enable_progress_report=False,
@@ -130,7 +145,7 @@ def main(argv=None):
         print(f"| {row['mix']} | {row['bytes']:,} | {row['perplexity']:.2f} | {100 * row['change_vs_float32']:+.2f}% | "
               f"{row['invoke_ms']['median'] * 1e3:.1f} |")
     atomic_write_text(a.json, json.dumps(dict(run=a.run, date=time.strftime("%Y-%m-%d"), device=device.describe(),
-                                              tokens=a.tokens, steps=a.steps, recipe_int4="dynamic_wi4c_afp32",
+                                              tokens=len(ids) - 1, steps=a.steps, recipe_int4="dynamic_wi4c_afp32",
                                               recipe_int8="dynamic_wi8_afp32", rows=rows), indent=2) + "\n")
     print(f"written to {a.json}")
     return 0
