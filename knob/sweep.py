@@ -42,7 +42,8 @@ from edge_runtime.files import make_temp_dir
 from edge_runtime.keyboard import BlockError, read_block_list
 from knob import operating_points as ops
 from training import rundir
-from training.distill import DEFAULTS as DISTILL_DEFAULTS, DistillError, check as check_distill, check_vocab
+from training.distill import DEFAULTS as DISTILL_DEFAULTS, DistillError, absolute as absolute_teacher, \
+    check as check_distill, check_vocab
 
 METHODS = ("l0", "units-random", "units-norm", "units-activation", "magnitude", "lowrank")
 DEFAULT_METHODS = ("l0", "units-random", "units-norm", "units-activation", "lowrank")
@@ -217,7 +218,7 @@ def plan(args):
     except BlockError as e:
         raise SweepError(str(e)) from None
     base_config = check_base(args.base)
-    distill = dict(teacher=os.path.abspath(args.teacher) if args.teacher else None,
+    distill = dict(teacher=absolute_teacher(args.teacher) if args.teacher else None,
                    distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
                    distill_top_k=args.distill_top_k)
     problem = check_distill(distill)

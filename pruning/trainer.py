@@ -319,7 +319,7 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
     if meta.get("best"):
         done["kept_best"] = dict(meta["best"], phase="train", epochs_run=len(meta["history"]))
     report = dict(status=status, arch=base["arch"], schedule=settings, vocab_size=len(vocab),
-                  distillation=dict(teacher=",".join(map(os.path.abspath, distill.members(config["teacher"]))),
+                  distillation=dict(teacher=distill.absolute(config["teacher"]),
                                     alpha=config["distill_alpha"],
                                     temperature=config["distill_temperature"], top_k=config["distill_top_k"])
                   if config.get("teacher") else None,

@@ -172,6 +172,13 @@ def test_a_teacher_with_another_vocabulary_is_refused(teacher, capsys):
     assert code == 2 and "--teacher" in capsys.readouterr().err
 
 
+def test_every_run_of_an_ensemble_is_made_absolute(tmp_path, monkeypatch):
+    from training.distill import absolute
+    monkeypatch.chdir(tmp_path)
+    assert absolute("runs/a,runs/b") == f"{tmp_path / 'runs' / 'a'},{tmp_path / 'runs' / 'b'}"
+    assert absolute("/x/t") == "/x/t"
+
+
 def test_the_lump_is_the_teachers_mean_mass_outside_its_top_k():
     from training.distill import lump
     # two batches of one sequence of two tokens, top 2: outside 0.2, 0.7, 0.0 and 0.5 -> 0.35

@@ -70,6 +70,11 @@ def members(teacher):
     return [r for r in teacher.split(",") if r]
 
 
+def absolute(teacher):
+    """`--teacher` with every run's path made absolute (a sweep's points run elsewhere)."""
+    return ",".join(os.path.abspath(r) for r in members(teacher))
+
+
 def check_vocab(teacher, vocab):
     """DistillError unless every teacher run's vocabulary is the student's, token for token."""
     from edge_runtime.vocab import Vocab
