@@ -97,6 +97,22 @@ def mix_recipe(int4_groups, int8_ops=(), clipping=CLIPPING[0]):
     return rules
 
 
+def _octav_never_zero():
+    """ai-edge-quantizer 0.10 floors a channel's bound at 1e-9 before OCTAV's clip, so a channel of
+    zeros (a word never seen, a pruned row) is clipped to 0 and gets scale 0, which XNNPACK refuses
+    ("unsupported scale value (0.000000)"). Floor the clip there too: that channel's weights stay 0."""
+    from ai_edge_quantizer.algorithms.uniform_quantize import octav
+    guess = octav._guess_clipping_with_octav
+    if getattr(guess, "never_zero", False):
+        return
+    import numpy as np
+
+    def floored(*args, **kwargs):
+        return np.maximum(guess(*args, **kwargs), 1e-9)
+    floored.never_zero = True
+    octav._guess_clipping_with_octav = floored
+
+
 def quantize(float_bytes, precision="int4", log=print, clipping=CLIPPING[0]):
     """The int4 or int4mixed .tflite bytes of a float32 .tflite (`clipping`: how each int4
     channel's scale is chosen, one of CLIPPING); ImportError names the extra."""
@@ -123,5 +139,7 @@ def quantize(float_bytes, precision="int4", log=print, clipping=CLIPPING[0]):
         if line not in _SAID:  # the converter makes a file more than once (the state inside, then not)
             _SAID.add(line)
             log(line)
+    if clipping == "OCTAV":
+        _octav_never_zero()
     result = quantizer.Quantizer(bytes(float_bytes), mix_recipe(groups, sorted(odd["lookup"]), clipping))
     return bytes(result.quantize(enable_progress_report=False, enable_progress_bar=False).quantized_model)
