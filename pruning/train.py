@@ -30,7 +30,8 @@ COMMON = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_s
               batch_size=32, bptt=35, lr=None, clip_norm=0.25, seed=0, data_dir=None,
               vocab_size=10000, checkpoint_every=200, init_from=None, target_macs=None, finetune_epochs=0, keep_best=0,
               recover="none", recover_epochs=1, gate_hidden=256, optimizer=None, lr_decay=1.0,
-              decay_after=0, init_scale=None, recipe=None, strategy="default", steps_per_epoch=None)
+              decay_after=0, init_scale=None, recipe=None, strategy="default", steps_per_epoch=None,
+              int4_aware=False)
 DEFAULTS = dict(COMMON, **registry.defaults(), **DISTILL_DEFAULTS)
 # Published recipes, as option values (options given on the command line win).
 RECIPES = {
@@ -136,6 +137,9 @@ def parser():
            "EDGELM_CPU_DEVICES logical devices), multiworker (the cluster in TF_CONFIG); --batch-size is per "
            "replica (default %(default)s)")
     registry.add_options(a)
+    a("--int4-aware", action="store_true",
+      help="train on the weights the int4 file will hold (the converter's rounding, every step) and update "
+           "the float ones: the int4 file then loses less; applies to --schedule none and to --finetune-epochs")
     a("--teacher", default=None, metavar="RUN[,RUN...]",
       help="distil from this trained run (same vocabulary): the loss mixes the labels' cross-entropy with "
            "the KL from the teacher's top-k distribution; several runs teach as an ensemble, the mean of "
@@ -230,7 +234,28 @@ def validate_run(c):
         return f"unknown --recover {c['recover']!r}; choose from {', '.join(RECOVERIES)}"
     if c["recover"] != "none" and arch not in RECOVERY_ARCHS:
         return f"--recover rank-one supports {', '.join(RECOVERY_ARCHS)}, not {arch}"
-    return registry.check(c, arch)
+    return registry.check(c, arch) or check_int4_aware(c, arch)
+
+
+INT4_AWARE_ARCHS = ("lstm", "qrnn")  # whose matrices training/int4_aware.py rounds as the file holds them
+
+
+def check_int4_aware(c, arch):
+    """--int4-aware trains phases that update the weights alone, one device, matrices it knows."""
+    if not c.get("int4_aware"):
+        return None
+    if c["schedule"] != "none" and not c["finetune_epochs"]:
+        return (f"--int4-aware rounds the weights of a phase that only updates them: --schedule none, or "
+                f"--finetune-epochs N after --schedule {c['schedule']}")
+    if arch not in INT4_AWARE_ARCHS:
+        return f"--int4-aware supports {', '.join(INT4_AWARE_ARCHS)}, not {arch}"
+    if c["factorize"] == "tt":
+        return "--int4-aware rounds plain and low-rank matrices, not tensor-train cores (--factorize tt)"
+    if c["recover"] != "none":
+        return "--int4-aware does not round the rank-one updates of --recover: leave one of them out"
+    if c.get("strategy", "default") != "default":
+        return "--int4-aware trains on one device: leave out --strategy"
+    return None
 
 
 def given_options(p, argv):
@@ -333,6 +358,10 @@ def print_summary(report, out):
         print(f"test perplexity {report['test_perplexity']:.2f}  (unigram baseline "
               f"{report['unigram_test_perplexity']:.2f})  test R@3 {report['test_r_at_3']:.3f}")
         print(f"valid perplexity {report['valid_perplexity']:.2f}")
+        if report.get("int4_rounded"):  # --int4-aware
+            r = report["int4_rounded"]
+            print(f"with the int4 file's weights (Keras, float activations): test perplexity "
+                  f"{r['test_perplexity']:.2f}, valid {r['valid_perplexity']:.2f}")
     print(f"parameters {report['params_total']:,} total, {report['params_nonzero']:,} nonzero; "
           f"MACs/token {report['macs_per_token']:,} dense, {report['macs_per_token_nonzero']:,} nonzero")
     if "structure" in report:

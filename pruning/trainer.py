@@ -34,7 +34,7 @@ from keras_models.evaluate import evaluate, make_eval_fn, perplexity
 from keras_models.language_model import (build_language_model, load_model, make_spec, named_weights,
                                          save_model, set_named_weights, zero_states)
 from keras_models.neuron_gates import gate_layers
-from training import checkpoints, data, distill, distribute, rundir, steps
+from training import checkpoints, data, distill, distribute, int4_aware, rundir, steps
 from pruning import registry
 from methods.base import Context, rounded_eval
 from training.steps import make_train_step  # noqa: F401  (the step, for benchmarks and tests)
@@ -81,7 +81,7 @@ def lr_factor(config, epoch):
 
 
 def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_step=None,
-         before_epoch=None, decay=False, extra=(), keep_best=None):
+         before_epoch=None, decay=False, extra=(), keep_best=None, rounded=False):
     """Run (or resume) `epochs` epochs of `train_step`; returns (status, meta).
 
     `on_step(step)` runs before each step (filter pruning events),
@@ -92,7 +92,8 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
     in a row have not lowered the validation perplexity, and the model ends
     with the weights of its best epoch (meta["best"]: that epoch and its
     figure; the weights are kept beside the checkpoint, so a resume keeps
-    them too)."""
+    them too). With `rounded` (--int4-aware) validation is of the weights the
+    int4 file will hold."""
     base_lrs = [float(o.learning_rate.numpy()) for o in opts]
     out = config["out"]
     strategy, chief = tf.distribute.get_strategy(), config.get("chief", True)
@@ -168,7 +169,8 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
             meta["train_time"] += time.time() - t0
             if before_epoch is not None:
                 before_epoch(epoch)
-            r = evaluate(model, *valid, eval_fn=eval_fn)
+            with int4_aware.weights_rounded(model) if rounded else contextlib.nullcontext():
+                r = evaluate(model, *valid, eval_fn=eval_fn)
             if not math.isfinite(r["perplexity"]):
                 raise Diverged(f"validation perplexity became {r['perplexity']} after epoch {epoch + 1}")
             train_ppl = perplexity(meta["epoch_loss"] / max(1, meta["epoch_batches"]))
@@ -212,6 +214,17 @@ def distilling(config):
     return steps.distilling(config["distill_alpha"], config["distill_temperature"])
 
 
+def int4_phase(config, phase):
+    """True where --int4-aware applies: the phases that train the weights alone, the train phase
+    of --schedule none and finetune (a mask, a gate or a pruning wrapper changes what is rounded)."""
+    return bool(config.get("int4_aware")) and (phase == "finetune" or config["schedule"] == "none")
+
+
+def int4_block(config, phase):
+    """The block the steps of `phase` are made in: with --int4-aware, steps on the int4 weights."""
+    return steps.int4_aware() if int4_phase(config, phase) else contextlib.nullcontext()
+
+
 def load_init(run):
     """The trained model of run directory `run` (for --init-from)."""
     model = load_model(os.path.join(run, rundir.MODEL))
@@ -223,7 +236,7 @@ def load_init(run):
 def _phase(name, model, train_step, opts, epochs, ctx, done, keep_best=None):
     """Run a later phase (finetune, recover) and add it to `done` (history, steps, times)."""
     status, meta = _fit(name, model, opts, train_step, ctx.xs, ctx.targets, epochs, ctx.valid, ctx.config,
-                        ctx.log, keep_best=keep_best)
+                        ctx.log, keep_best=keep_best, rounded=int4_phase(ctx.config, name))
     if meta.get("best"):
         done["kept_best"] = dict(meta["best"], phase=name, epochs_run=len(meta["history"]))
     done["history"] += meta["history"]
@@ -296,7 +309,7 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
         distill.check_vocab(config["teacher"], vocab)
         ctx.targets = distill.attach(ys, *distill.teacher_targets(config["teacher"], xs, config["distill_top_k"],
                                                                    log))
-    with distilling(config):
+    with distilling(config), int4_block(config, "train"):
         training = method.training(model, ctx)
 
     chief = config["chief"]  # only the chief writes the run
@@ -313,7 +326,7 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
     keep_train = config.get("keep_best") if not keep_finetune and config["schedule"] == "none" else None
     status, meta = _fit("train", model, training.opts, training.step, xs, ctx.targets, epochs, valid, config, log,
                         training.on_step, training.before_epoch, decay=True, extra=training.extra,
-                        keep_best=keep_train)
+                        keep_best=keep_train, rounded=int4_phase(config, "train"))
     done = dict(history=list(meta["history"]), steps=meta["step"], train_time=meta["train_time"],
                 earlier_wall=meta.get("resumed_wall", 0.0))  # earlier_wall: time spent before a resume
     if meta.get("best"):
@@ -330,7 +343,7 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
     report.update(finished)
 
     if status == "completed" and method.finetunes and config["finetune_epochs"]:
-        with distilling(config):
+        with distilling(config), int4_block(config, "finetune"):
             opts, step = steps.plain_training(plain, config)
         status = _phase("finetune", plain, step, opts, config["finetune_epochs"], ctx, done, keep_finetune)
     final = plain
@@ -356,6 +369,10 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
             report[f"{split}_perplexity"] = round(r["perplexity"], 3)
             report[f"{split}_r_at_3"] = round(r["r_at_3"], 4)
             report[f"{split}_tokens"] = r["tokens"]
+            if config.get("int4_aware"):  # what the int4 file's weights give (activations in float)
+                with int4_aware.weights_rounded(final):
+                    r = evaluate(final, streams[split], vocab.never_suggested)
+                report.setdefault("int4_rounded", {})[f"{split}_perplexity"] = round(r["perplexity"], 3)
         report["unigram_test_perplexity"] = round(
             data.unigram_perplexity(corpus["train"], streams["test"], vocab), 3)
     total, nonzero = count_params(final)

@@ -4,6 +4,7 @@ import contextlib
 from keras_models.backend import keras, tf
 
 _DISTILL = []  # (alpha, temperature) of the `distilling` block the steps are made in
+_INT4 = []  # True inside an `int4_aware` block
 
 
 @contextlib.contextmanager
@@ -15,6 +16,17 @@ def distilling(alpha, temperature):
         yield
     finally:
         _DISTILL.pop()
+
+
+@contextlib.contextmanager
+def int4_aware():
+    """Steps made inside this block run on the weights the int4 file will hold and update the float
+    ones (training/int4_aware.py)."""
+    _INT4.append(True)
+    try:
+        yield
+    finally:
+        _INT4.pop()
 
 
 def loss_terms(logits, y, distill=None):
@@ -39,7 +51,8 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
     (the L0 term); the callables in `before` run first (gate noise), those in
     `after` last (re-applying grow-and-prune masks). Made inside
     `distilling(alpha, T)`, the loss is `loss_terms`' mix with the teacher's
-    KL, and the step still returns the cross-entropy. Under a tf.distribute
+    KL, and the step still returns the cross-entropy. Made inside
+    `int4_aware()`, it steps on the int4 file's weights (training/int4_aware.py). Under a tf.distribute
     strategy (made in its scope) each replica runs it on its rows and states
     (training/distribute.py); the loss of each replica is divided by their
     number, so the optimizer's sum of their gradients is the global batch's
@@ -52,6 +65,10 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
 
     distributed = tf.distribute.has_strategy()
     distill = _DISTILL[-1] if _DISTILL else None
+    if _INT4:  # the weights rounded first, moved back before anything else runs after the update
+        from training import int4_aware
+        rounding, unrounding = int4_aware.hooks(model, all_vars)
+        before, after = (rounding, *before), (unrounding, *after)
 
     def replica_step(x, y, states):
         for fn in before:
