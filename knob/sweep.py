@@ -138,6 +138,8 @@ def train_args(method, share, base, base_config, options):
         args += ["--recover", options["recover"], "--recover-epochs", str(RECOVER_EPOCHS)]
     if options.get("keep_best") and keeps_best(method, options):
         args += ["--keep-best", str(options["keep_best"])]
+    if options.get("int4_aware") and keeps_best(method, options):  # the phases --int4-aware rounds
+        args += ["--int4-aware"]
     if options.get("teacher"):  # every point learns from it, dense included (the control is a sweep without)
         args += ["--teacher", options["teacher"], "--distill-alpha", f"{options['distill_alpha']:g}",
                  "--distill-temperature", f"{options['distill_temperature']:g}",
@@ -213,6 +215,8 @@ def plan(args):
         raise SweepError("--methods magnitude prunes while it trains: it needs --finetune-epochs of at least 1")
     if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
         raise SweepError("--steps-per-epoch must be at least 1")
+    if getattr(args, "int4_aware", False) and args.recover != "none":
+        raise SweepError("--int4-aware does not round the rank-one updates of --recover: leave one of them out")
     try:
         blocked = read_block_list(args.block) if args.block else []
     except BlockError as e:
@@ -235,6 +239,7 @@ def plan(args):
     check_ngram(getattr(args, "ngram", None), args.base)
     options = dict(base=os.path.abspath(args.base), methods=methods, points=shares, quantize=quantize,
                    finetune_epochs=args.finetune_epochs, keep_best=getattr(args, "keep_best", 0), recover=args.recover,
+                   int4_aware=getattr(args, "int4_aware", False),
                    lr=args.lr if args.lr is not None else final_lr(base_config),
                    steps_per_epoch=args.steps_per_epoch, blocked_words=blocked, **distill)
     points = [(DENSE, "dense", 100.0)]
@@ -257,12 +262,13 @@ def check_out(out, resume, force, options):
         if resume:
             saved = rundir.read_json(saved_path)
             for key in ("base", "quantize", "finetune_epochs", "keep_best", "recover", "lr", "steps_per_epoch", "blocked_words",
-                        "teacher", "distill_alpha", "distill_temperature", "distill_top_k"):
+                        "int4_aware", "teacher", "distill_alpha", "distill_temperature", "distill_top_k"):
                 if key.startswith("distill_") and not (saved.get("teacher") or options["teacher"]):
                     continue  # no teacher either way: the options mean nothing (and their defaults change)
-                default = DISTILL_DEFAULTS.get(key, {"blocked_words": [], "keep_best": 0}.get(key))  # older sweeps
-                if saved.get(key, default) != options[key]:
-                    raise SweepError(f"--resume: {key} {options[key]} differs from the sweep's {saved.get(key)}; "
+                default = DISTILL_DEFAULTS.get(key, {"blocked_words": [], "keep_best": 0,
+                                                     "int4_aware": False}.get(key))  # older sweeps
+                if saved.get(key, default) != options.get(key, default):
+                    raise SweepError(f"--resume: {key} {options.get(key, default)} differs from the sweep's {saved.get(key)}; "
                                      "start a new sweep (or --force) to change it")
     elif resume:
         raise SweepError(f"cannot resume: {out} holds no sweep")

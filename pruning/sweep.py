@@ -30,6 +30,9 @@ def parser():
                    help="each point that can (dense; l0 past its joint epoch, units and lowrank) stops once "
                         "PATIENCE epochs in a row have not lowered its validation perplexity and keeps its best "
                         "epoch's weights: --finetune-epochs becomes the most it trains (default 0: off)")
+    p.add_argument("--int4-aware", action="store_true",
+                   help="each point that can (as --keep-best) trains on the weights its int4 file will hold: "
+                        "pruning.train --int4-aware; the same sweep without it is the control")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="cap each point's epochs at this many steps, for a quick look (default: whole epochs)")
     p.add_argument("--recover", default="none", help="none or rank-one, after each point (default %(default)s)")

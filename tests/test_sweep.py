@@ -324,17 +324,19 @@ def test_a_teacher_reaches_every_point_and_must_share_the_vocabulary(base, tmp_p
     assert "not the student's" in err and err.count("\n") == 1 and not out.exists()
 
 
-def test_keep_best_reaches_the_points_that_only_update_weights(base):
-    """--keep-best goes to dense, l0 past its joint epoch, units and lowrank, and each
-    point's own pruning.train accepts what it gets; never to magnitude pruning."""
+@pytest.mark.parametrize("option", ["--keep-best", "--int4-aware"])
+def test_keep_best_reaches_the_points_that_only_update_weights(base, option):
+    """--keep-best and --int4-aware go to dense, l0 past its joint epoch, units and lowrank, and
+    each point's own pruning.train accepts what it gets; never to magnitude pruning."""
     from pruning.train import complete, parser, validate
     for n, expected in ((3, {"dense", "l0", "units-norm", "lowrank"}), (1, {"dense", "units-norm", "lowrank"})):
-        options = dict(finetune_epochs=n, lr=1.0, recover="none", keep_best=2)
+        options = dict(finetune_epochs=n, lr=1.0, recover="none", keep_best=2, int4_aware=True)
         got = set()
         for method in ("dense", "l0", "units-norm", "lowrank", "magnitude"):
             args = sweep.train_args(method, 100 if method == "dense" else 50, str(base), {}, options)
-            if "--keep-best" in args:
-                assert args[args.index("--keep-best") + 1] == "2"
+            if option in args:
+                if option == "--keep-best":
+                    assert args[args.index("--keep-best") + 1] == "2"
                 got.add(method)
                 argv = args + ["--out", "x"]
                 assert validate(complete(vars(parser().parse_args(argv)), argv)) is None, method
@@ -352,6 +354,8 @@ def test_resume_ignores_distillation_options_only_where_no_teacher_is_involved(t
                  distill_temperature=1.0, distill_top_k=32)
     (out / sweep.SWEEP_FILE).write_text(json.dumps(saved))
     sweep.check_out(str(out), True, False, dict(saved, distill_top_k=256))
+    with pytest.raises(sweep.SweepError, match="int4_aware True differs from the sweep's None"):
+        sweep.check_out(str(out), True, False, dict(saved, int4_aware=True))  # an older sweep: without it
     (out / sweep.SWEEP_FILE).write_text(json.dumps(dict(saved, teacher="t")))
     with pytest.raises(sweep.SweepError, match="distill_top_k 256 differs from the sweep's 32"):
         sweep.check_out(str(out), True, False, dict(saved, teacher="t", distill_top_k=256))
