@@ -28,6 +28,11 @@ FULLY_CONNECTED of an odd number of inputs is read right and stays int4,
 but XNNPACK does not run it, so the file steps slower; the converter says
 that too.
 
+The second factor of a low-rank tied embedding is read both ways, [E, r] after the lookup and
+[r, E] before the output layer: int4 would round each copy by its own channels, two errors in every
+word's path. Both copies stay int8 (`read_both_ways`): on the rank-48 student, 1% more bytes for
+validation 106.70 -> 105.10.
+
 int4mixed keeps the output layer in int8 (`dynamic_wi8_afp32`) and puts the
 embedding and the recurrent matrices in int4: the output layer is where int4
 costs most of its perplexity (benchmarks/int4.py). A tied embedding is the
@@ -80,6 +85,34 @@ def odd_width(float_bytes):
     return out
 
 
+def read_both_ways(float_bytes):
+    """Output names of the FULLY_CONNECTED ops whose weights are another's transposed: the second
+    factor of a low-rank tied embedding, [E, r] after the lookup and [r, E] before the output's
+    first factor. int4 rounds each copy by its own channels, two errors in every word's path (the
+    rank-48 student's int4 file: validation 106.70 with them in int4; see benchmarks.md)."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.ModelT.InitFromPackedBuf(bytes(float_bytes), 0)
+    out = []
+    for g in model.subgraphs:
+        weights = []  # (op's output name, the float matrix)
+        for op in g.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.FULLY_CONNECTED:
+                continue
+            t = g.tensors[op.inputs[1]]
+            data = model.buffers[t.buffer].data
+            if t.type == schema.TensorType.FLOAT32 and data is not None and t.shape is not None and len(t.shape) == 2:
+                w = np.frombuffer(bytes(data), np.float32).reshape([int(d) for d in t.shape])
+                weights.append((g.tensors[op.outputs[0]].name.decode(), w))
+        for i, (name, w) in enumerate(weights):
+            for other, v in weights[:i] + weights[i + 1:]:
+                if w.shape == v.shape[::-1] and w.shape[0] != w.shape[1] and np.array_equal(w, v.T):
+                    out.append(name)
+                    break
+    return out
+
+
 def mix_recipe(int4_groups, int8_ops=(), clipping=CLIPPING[0]):
     """The quantizer's rules: int4 per channel, scaled by the algorithm `clipping`, in the ops of
     `int4_groups`, int8 (its largest weight) in the others and in the ops named in `int8_ops`."""
@@ -126,7 +159,11 @@ def quantize(float_bytes, precision="int4", log=print, clipping=CLIPPING[0]):
         # lookup alone it would be stored twice, at 1.5x the bytes of int8 once
         groups = tuple(g for g in groups if g != "embedding")
     odd = odd_width(float_bytes)
+    both = read_both_ways(float_bytes)
     said = []
+    if both:
+        said.append(f"{precision}: the low-rank embedding's second factor stays in int8: it is read both ways "
+                    "(after the lookup and before the output), and int4 would round each copy by its own channels")
     if odd["lookup"]:
         said.append(f"{precision}: the embedding table stays in int8: its width is odd, and LiteRT reads an "
                     "int4 table of odd width wrongly")
@@ -141,5 +178,6 @@ def quantize(float_bytes, precision="int4", log=print, clipping=CLIPPING[0]):
             log(line)
     if clipping == "OCTAV":
         _octav_never_zero()
-    result = quantizer.Quantizer(bytes(float_bytes), mix_recipe(groups, sorted(odd["lookup"]), clipping))
+    int8_ops = sorted(set(odd["lookup"]) | set(both))
+    result = quantizer.Quantizer(bytes(float_bytes), mix_recipe(groups, int8_ops, clipping))
     return bytes(result.quantize(enable_progress_report=False, enable_progress_bar=False).quantized_model)

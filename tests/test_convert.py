@@ -428,6 +428,28 @@ def test_a_tied_table_is_stored_once(tied_wide):
     assert recurrent and set(recurrent) == {"INT4"}, recurrent
 
 
+def test_int4_keeps_a_factor_read_both_ways_in_int8(tied_wide, tmp_path, capsys):
+    """A low-rank tied embedding's second factor B is read after the lookup (B^T in the file) and
+    before the output's first factor (B): int4 would round each copy by its own channels. Both
+    copies stay int8, and say so; every other matrix is int4, and the file computes what Keras does."""
+    run, kind = tied_wide
+    if kind != "lowrank":
+        pytest.skip("a plain embedding has no factor read both ways")
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("tflite"))
+    assert convert_main([str(copy), "--quantize", "int4", "--sparse-encoding", "off"]) == 0
+    assert "second factor stays in int8" in capsys.readouterr().out
+    manifest = mf.load(str(copy / "tflite"))
+    ops = weights_by_op(mf.variant_path(manifest, "int4"))
+    factor = [(name, t) for op, name, t in ops if op == "FULLY_CONNECTED" and
+              ("/embedding/MatMul_1" in name or name.endswith("/output/MatMul"))]
+    assert len(factor) == 4 and {t for _, t in factor} == {"INT8"}, factor  # two signatures, two copies each
+    others = {t for op, name, t in ops if (name, t) not in factor}
+    assert others == {"INT4"}, ops
+    v = manifest["variants"]["int4"]
+    assert v["status"] == "ok" and abs(v["perplexity"] / manifest["eval"]["keras_perplexity"] - 1) < 0.05, v
+
+
 def test_quantization_parameters_are_written_once(tied_wide, tmp_path):
     """The converter writes each set of quantization parameters once, shared by
     every tensor (in every signature) that has it: against the same file with

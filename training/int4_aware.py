@@ -13,8 +13,9 @@ steps saw (tests/test_int4_aware.py reads them back out of the file).
 Which matrices: each one a FULLY_CONNECTED or EMBEDDING_LOOKUP of the file reads, with its channel
 axis: a Keras kernel [in, out] is the file's [out, in], one channel a column; an embedding table
 [V, E] is looked up and (tied) multiplied by rows, one channel a row. The second factor of a
-low-rank tied embedding is read both ways (the lookup's [E, r], the output's [r, E]): it stays
-float here. An odd-width table stays int8 in the file (convert/int4.py): it stays float here too.
+low-rank tied embedding is read both ways (the lookup's [E, r], the output's [r, E]), and an
+odd-width table is looked up wrongly in int4: the converter keeps both in int8 (convert/int4.py),
+so they stay float here.
 """
 import contextlib
 import math
