@@ -54,22 +54,22 @@ def test_rounding_is_the_quantizers():
         assert (np.abs(got).max(axis) < np.abs(w).max(axis) - 1e-6).any()  # some channels clipped: OCTAV's, not min-max
 
 
-@pytest.mark.parametrize("factored", [False, True])
-def test_the_int4_file_holds_the_weights_the_steps_saw(tmp_path, factored):
+@pytest.mark.parametrize("arch, factored, count", [("lstm", False, 5), ("lstm", True, 9), ("qrnn", False, 3)])
+def test_the_int4_file_holds_the_weights_the_steps_saw(tmp_path, arch, factored, count):
     """Trained with --int4-aware, the model's matrices rounded as the steps rounded them are, to
     float precision, the int4 file's matrices (each its own tensor there, transposed where Keras
-    keeps [in, out]): a tied LSTM, plain or with every matrix at rank 8."""
+    keeps [in, out]): a tied LSTM, plain or with every matrix at rank 8, and a tied QRNN."""
     words_corpus(tmp_path, seed=2, valid=30)
     out = tmp_path / "run"
     extra = dict(factorize="lowrank", factorize_scope="all", rank=8) if factored else {}
-    report = train(tiny_config(tmp_path, out, schedule="none", epochs=1, arch="lstm", embed=32, hidden=32,
+    report = train(tiny_config(tmp_path, out, schedule="none", epochs=1, arch=arch, embed=32, hidden=32,
                                int4_aware=True, **extra), log=lambda *a: None)
     assert report["int4_rounded"]["test_perplexity"] > 1
     assert convert_main([str(out), "--quantize", "int4", "--sparse-encoding", "off"]) == 0
     held = list(int4_matrices(mf.variant_path(mf.load(str(out / "tflite")), "int4")).values())
     model = load_model(str(out / "model"))
     pairs = int4_aware.matrices(model)
-    assert len(pairs) == (9 if factored else 5)  # table (A), 4 LSTM matrices (8 factors); B read both ways
+    assert len(pairs) == count  # the table (A), 4 LSTM matrices (8 factors) or 2 QRNN kernels; B read both ways
     for v, axes in pairs:
         r = int4_aware.rounded(v, axes).numpy().astype(np.float64)
         want = r if axes == (1,) else r.T
