@@ -4,7 +4,7 @@ measured as the knob's points are.
 
     python benchmarks/ngram.py build                     # KenLM's estimator from the kenlm sdist -> runs/kenlm/
     python benchmarks/ngram.py run embedded|ptb [--sweep DIR] [--model RUN/tflite ...] [--versus A,B ...]
-                                                [--keyboard-tokens N] [--tag T]
+                                                [--keyboard-tokens N] [--tag T] [--learn]
     python benchmarks/ngram.py show embedded|ptb         # the tables and plots of results/ngram_NAME.json
                                  [--tag T] [--teacher RUN:VARIANT]  # and what each student won back
 
@@ -40,6 +40,13 @@ sees as an ordinary word, as the neural model does), then on the test split:
   with a 95% interval from a paired bootstrap over test sentences
   (knob/bootstrap.py); with `--versus A,B`, neural file B against A
   in the same way (a distilled student against its control);
+- with `--learn`, every model (n-gram and neural) once more with the user's
+  history mixed into its distribution (edge_runtime/cache.py, as the
+  keyboard does): the test split typed in order by one user, the history
+  learning from empty; lambda and half-life tuned for each model by the
+  converter's own `cache.tune` on the validation split. Each model's gain
+  with the history, and the comparisons above with the history on both
+  sides, get the same paired intervals;
 - bytes as a device ships them: KenLM's binary (trie, 8-bit quantized
   probabilities and backoffs; it holds its vocabulary), the neural .tflite
   with its vocabulary file;
@@ -70,8 +77,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from edge_runtime.cache import Cache, tune  # noqa: E402
+from edge_runtime.history import History  # noqa: E402
 from edge_runtime.keyboard import Words  # noqa: E402
-from edge_runtime.keyboard_metrics import KeyboardScore  # noqa: E402
+from edge_runtime.keyboard_metrics import KeyboardScore, learning_scores  # noqa: E402
 from edge_runtime.pareto import frontier  # noqa: E402
 from edge_runtime.runner import evaluate_ids  # noqa: E402
 from edge_runtime.text import EOS, UNK  # noqa: E402
@@ -87,6 +96,7 @@ UNK_WORD = "UNKNOWN_WORD"  # KenLM reserves <unk>; the neural models' <unk> is a
 MODELS = [("kn3", 3, None), ("kn3-prune", 3, "0 1 1"), ("kn5", 5, None), ("kn5-prune1", 5, "0 0 1 1 1"),
           ("kn5-prune2", 5, "0 1 2 2 2")]
 LN10 = math.log(10)
+LEARNED = "+learning"  # a model's key, scored with the user's history mixed in (--learn)
 
 
 def build():
@@ -245,21 +255,43 @@ def keyboard_score(logp_of, stream, vocab):
     return score
 
 
-def ngram_keyboard(scorer, stream):
-    at = [scorer.start()]
+class NgramSteps:
+    """An n-gram as the device runtime's models are driven: `reset()`, then `step(id)` -> the
+    log-probabilities of the next word (so the cache's tuning and pass take it as they take a file)."""
 
-    def logp_of(i):
-        if i > 0:
-            at[0] = scorer.advance(at[0], stream[i])
-        return scorer.logp(at[0])
-    return keyboard_score(logp_of, stream, scorer.vocab)
+    def __init__(self, scorer):
+        self.scorer = scorer
+        self.reset()
+
+    def reset(self):
+        self.at = self.scorer.start()
+
+    def step(self, token_id):
+        self.at = self.scorer.advance(self.at, int(token_id))
+        return self.scorer.logp(self.at)
 
 
 def neural_keyboard(model, vocab, stream):
     """The n-grams' metrics, on the same tokens, for a neural file (the device runtime's step, its
-    state carried across sentences as on the device)."""
+    state carried across sentences as on the device) or an n-gram (`NgramSteps`)."""
     model.reset()
     return keyboard_score(lambda i: np.asarray(model.step(stream[i]), np.float32), stream, vocab)
+
+
+def learned_keyboard(model, vocab, stream, lam, half_life):
+    """The same metrics with the user's history mixed in (`--learn`): the test split typed in order
+    by one user, the history learning every word from empty, as `predict.py eval --learn` does."""
+    cache = Cache(History(half_life), vocab, lam)
+    scores, _, _ = learning_scores(model, stream, Words(vocab), cache, without=False)
+    return scores["with"]
+
+
+def tuned(model, valid, vocab):
+    """The cache's lambda and half-life for `model`, by the converter's own tuning (`cache.tune`) on
+    the validation split's first tokens typed in order."""
+    r = tune(model, valid, vocab)
+    return dict(**{"lambda": r["lambda"]}, half_life=r["half_life"], tuned_tokens=r["tokens"],
+                valid_perplexity_without=r["perplexity_without"], valid_perplexity_with=r["perplexity_with"])
 
 
 def scored(cache, key, make):
@@ -357,9 +389,31 @@ def nearest(rows, size):
     return min(rows, key=lambda r: abs(math.log(r["bytes"] / size)))
 
 
-def run(name, sweep, models, keyboard_tokens, replicates, tag=None, versus=()):
-    import kenlm
+def compare(rows, neural, counts, replicates, learn=False):
+    """Each row's 95% intervals, and each neural file against the n-gram nearest in bytes and against
+    the best n-gram by R@3 (`against_nearest`, `against_best`: paired over sentences). With `learn`,
+    the same in each row's `learning` from the scores with the history mixed in (`counts[KEY +
+    LEARNED]`), both sides with it, the best n-gram chosen by its own R@3 with it; and each
+    row's `learning.gain`, with against without."""
     from knob.bootstrap import interval, paired
+    for r in rows + neural:
+        key = r.get("model") or r["point"]
+        r["interval"] = {m: interval(counts[key], m, replicates) for m in ("r_at_3", "ksr")}
+        if learn:
+            r["learning"]["interval"] = {m: interval(counts[key + LEARNED], m, replicates) for m in ("r_at_3", "ksr")}
+            r["learning"]["gain"] = paired(counts[key], counts[key + LEARNED], replicates=replicates)
+    for end in (("", LEARNED) if learn else ("",)):
+        of = (lambda r: r["learning"]) if end else (lambda r: r)
+        best = max(rows, key=lambda r: of(r)["r_at_3"])
+        for r in neural:
+            for role, ref in (("nearest", nearest(rows, r["bytes"])), ("best", best)):
+                of(r)[f"against_{role}"] = dict(model=ref["model"], bytes=ref["bytes"], **paired(
+                    counts[ref["model"] + end], counts[r["point"] + end], replicates=replicates))
+
+
+def run(name, sweep, models, keyboard_tokens, replicates, tag=None, versus=(), learn=False):
+    import kenlm
+    from knob.bootstrap import paired
     splits, vocab = corpus(name)
     out = os.path.join(ROOT, "runs", "ngram", name)
     os.makedirs(out, exist_ok=True)
@@ -373,7 +427,8 @@ def run(name, sweep, models, keyboard_tokens, replicates, tag=None, versus=()):
         if worst > 1e-4:
             sys.exit(f"error: {model_name}: the successor-based scores differ from KenLM's by {worst}")
         ppl, count = perplexity(scorer.model, splits["test"], vocab)
-        metrics, counts[model_name] = scored(cache, model_name, lambda: ngram_keyboard(scorer, stream))
+        metrics, counts[model_name] = scored(cache, model_name,
+                                              lambda: neural_keyboard(NgramSteps(scorer), vocab, stream))
         row = dict(model=model_name, order=order, prune=prune, bytes=os.path.getsize(binary),
                    arpa_bytes=os.path.getsize(arpa), test_perplexity=round(ppl, 2), test_tokens=count,
                    check_max_abs_difference=worst, **metrics)
@@ -390,15 +445,19 @@ def run(name, sweep, models, keyboard_tokens, replicates, tag=None, versus=()):
         metrics, counts[label] = scored(cache, f"neural-{digest}", lambda: neural_keyboard(model, vocab, stream))
         neural.append(dict(point=label, bytes=size, test_perplexity=round(ppl, 2), **metrics))
         print(json.dumps(neural[-1]), flush=True)
-    for r in rows + neural:
-        key = r.get("model") or r["point"]
-        r["interval"] = {m: interval(counts[key], m, replicates) for m in ("r_at_3", "ksr")}
-    best = max(rows, key=lambda r: r["r_at_3"])
-    for r in neural:
-        # against the n-gram nearest in bytes, and against the best n-gram (by R@3) at any size
-        for role, ref in (("nearest", nearest(rows, r["bytes"])), ("best", best)):
-            r[f"against_{role}"] = dict(model=ref["model"], bytes=ref["bytes"],
-                                        **paired(counts[ref["model"]], counts[r["point"]], replicates=replicates))
+    if learn:
+        valid = token_stream(splits["valid"], vocab, float("inf"))
+        for r in rows + neural:
+            key = r.get("model") or r["point"]
+            model = NgramSteps(scorers[key]) if "model" in r else files[key][0]
+            opts = tuned(model, valid, vocab)
+            kept = key if "model" in r else f"neural-{files[key][3]}"
+            metrics, counts[key + LEARNED] = scored(
+                cache, f"{kept}-learn-{opts['lambda']}-{opts['half_life']}",
+                lambda: learned_keyboard(model, vocab, stream, opts["lambda"], opts["half_life"]))
+            r["learning"] = dict(opts, **metrics)
+            print(json.dumps({key + LEARNED: r["learning"]}), flush=True)
+    compare(rows, neural, counts, replicates, learn)
     pairs = [dict(a=a, b=b, **paired(counts[a], counts[b], replicates=replicates)) for a, b in versus]
     timed = timing_pass(scorers, {label: f[0] for label, f in files.items()}, vocab, stream)
     for r in rows:
@@ -409,7 +468,7 @@ def run(name, sweep, models, keyboard_tokens, replicates, tag=None, versus=()):
     doc = dict(corpus=name, vocab_size=len(vocab), keyboard_positions=len(stream) - 1,
                whole_split=len(stream) == len(test_ids), sentences=int(len(counts[rows[0]["model"]])),
                bootstrap=dict(replicates=replicates, over="sentences", interval="95%, percentiles 2.5 and 97.5"),
-               models=rows, neural=neural, versus=pairs, sweep=sweep, neural_models=models, device=describe(),
+               models=rows, neural=neural, versus=pairs, learning=learn, sweep=sweep, neural_models=models, device=describe(),
                bytes="neural: the .tflite and its vocabulary file; KenLM: its binary (trie, 8-bit), which holds "
                      "its vocabulary", timing="one interleaved pass, 300 calls each, 1 thread; medians")
     path = os.path.join(RESULTS, f"ngram_{stem(name, tag)}.json")
@@ -427,6 +486,9 @@ def report(doc, name, teacher=None):
         plot(doc, metric, os.path.join(RESULTS, f"ngram_{name}_{metric}_bytes.png"))
     print(table(doc))
     print(comparison(doc))
+    if doc.get("learning"):
+        print(learning_table(doc))
+        print(comparison(doc, learning=True))
     if doc.get("versus"):
         print(versus_table(doc))
         print(recovery_table(doc, teacher))
@@ -487,15 +549,33 @@ def table(doc):
     return "\n".join(lines)
 
 
-def comparison(doc):
-    """Each neural file against the n-gram nearest in bytes and the best n-gram: b - a with its 95% interval."""
+def learning_table(doc):
+    """`--learn`: each model without and with the user's history, the cache tuned for it, and the gain
+    with its 95% interval (paired over the same sentences)."""
+    from knob.bootstrap import verdict
+    lines = ["| model | MB | lambda | half-life | R@3 | with history | gain [95%] | KSR | with history | gain [95%] |",
+             "|---" * 10 + "|"]
+    for r in doc["models"] + doc.get("neural", []):
+        h, g = r["learning"], r["learning"]["gain"]
+        name = f"KenLM {r['model']}" if "model" in r else r["point"]
+        cells = [f"{r[m]:.4f} | {h[m]:.4f} | {g[m]['difference']:+.4f} [{g[m]['low']:+.4f}, {g[m]['high']:+.4f}] "
+                 f"{verdict(g[m])}" for m in ("r_at_3", "ksr")]
+        lines.append(f"| {name} | {r['bytes'] / 1e6:.2f} | {h['lambda']} | {h['half_life'] or 'none'} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def comparison(doc, learning=False):
+    """Each neural file against the n-gram nearest in bytes and the best n-gram: b - a with its 95%
+    interval; `learning`: both with the user's history mixed in (`--learn`)."""
     from knob.bootstrap import verdict
     names = ("r_at_1", "r_at_3", "completion_recall_1", "ksr")
-    lines = ["| neural file | MB | against | MB | " + " | ".join(f"{n} difference [95%]" for n in names) + " |",
-             "|---" * (4 + len(names)) + "|"]
+    with_ = ", both with the history" if learning else ""
+    lines = [f"| neural file{with_} | MB | against | MB | " + " | ".join(f"{n} difference [95%]" for n in names)
+             + " |", "|---" * (4 + len(names)) + "|"]
     for r in doc.get("neural", []):
         for role in ("nearest", "best"):
-            c = r[f"against_{role}"]
+            c = (r["learning"] if learning else r)[f"against_{role}"]
             cells = [f"{c[n]['difference']:+.4f} [{c[n]['low']:+.4f}, {c[n]['high']:+.4f}] {verdict(c[n])}"
                      for n in names]
             lines.append(f"| {r['point']} | {r['bytes'] / 1e6:.2f} | KenLM {c['model']} ({role}) | "
@@ -545,6 +625,10 @@ def main(argv=None):
     r.add_argument("--versus", action="append", default=[], metavar="A,B",
                    help="two neural files' labels (RUN:VARIANT, as the tables name them): B - A with 95%% "
                         "intervals, e.g. a distilled student against its control (repeatable)")
+    r.add_argument("--learn", action="store_true",
+                   help="also score every model with the user's history mixed in (edge_runtime/cache.py), "
+                        "the test split typed in order from an empty history; lambda and half-life tuned "
+                        "for each model on the validation split")
     r.add_argument("--replicates", type=int, default=REPLICATES,
                    help="bootstrap replicates of the 95%% intervals (default %(default)s)")
     s = sub.add_parser("show", help="print the tables of a corpus's results JSON again, and redraw its plots")
@@ -582,7 +666,7 @@ def main(argv=None):
         bad = [v for v, pair in zip(a.versus, versus) if len(pair) != 2]
         if bad:
             sys.exit(f"error: --versus {bad[0]}: give two labels, RUN:VARIANT,RUN:VARIANT")
-        run(a.name, a.sweep, a.model, a.keyboard_tokens or float("inf"), a.replicates, a.tag, versus)
+        run(a.name, a.sweep, a.model, a.keyboard_tokens or float("inf"), a.replicates, a.tag, versus, a.learn)
     return 0
 
 

@@ -134,9 +134,22 @@ def evaluate_learning(model, items, words, cache, progress=None):
     `textfile.iter_ids` gives them, the first the context. -> {"without": {...}, "with": {...}},
     each KeyboardScore's result plus the perplexity over the in-vocabulary tokens (`<unk>` left out).
     """
+    scores, nll, n = learning_scores(model, items, words, cache, progress)
+    out = {}
+    for name, score in scores.items():
+        out[name] = dict(score.result(), tokens_in_vocabulary=n,
+                         perplexity_in_vocabulary=math.exp(nll[name] / n) if n and nll[name] / n < 700 else None)
+    return out
+
+
+def learning_scores(model, items, words, cache, progress=None, without=True):
+    """`evaluate_learning`'s pass -> ({"without": KeyboardScore, "with": ...}, {the same: the summed
+    negative log-probability of the in-vocabulary tokens}, their count); `without=False` keeps only
+    "with" (its model-alone twin already scored elsewhere)."""
     vocab = words.vocab
-    scores = {"without": KeyboardScore(words), "with": KeyboardScore(words)}
-    nll = {"without": 0.0, "with": 0.0}
+    names = ("without", "with") if without else ("with",)
+    scores = {name: KeyboardScore(words) for name in names}
+    nll = dict.fromkeys(names, 0.0)
     model.reset()
     it = iter(items)
     first = next(it, None)
@@ -147,13 +160,15 @@ def evaluate_learning(model, items, words, cache, progress=None):
         target, spelling = item if isinstance(item, tuple) else (item, None)
         target = int(target)
         logp = model.step(int(prev_id))
-        plain, mixed = Scores(words, logp), cache.scores(logp, prev, words)
+        shown = {"with": cache.scores(logp, prev, words)}
+        if without:
+            shown["without"] = Scores(words, logp)
         seen = bool(spelling) and spelling.lower() in cache.history.words
-        scores["without"].add(plain, target, spelling, seen)
-        scores["with"].add(mixed, target, spelling, seen)
+        for name in names:
+            scores[name].add(shown[name], target, spelling, seen)
         if target != vocab.unk_id:
-            nll["without"] -= plain.logprob(target)
-            nll["with"] -= mixed.logprob(target)
+            for name in names:
+                nll[name] -= shown[name].logprob(target)
             n += 1
         key = cache.learn(spelling or vocab.tokens[target], prev)
         prev = START if target == vocab.eos_id else key
@@ -163,8 +178,4 @@ def evaluate_learning(model, items, words, cache, progress=None):
             progress(positions)
     if positions == 0:
         raise ValueError("nothing to evaluate: the text has no tokens")
-    out = {}
-    for name, score in scores.items():
-        out[name] = dict(score.result(), tokens_in_vocabulary=n,
-                         perplexity_in_vocabulary=math.exp(nll[name] / n) if n and nll[name] / n < 700 else None)
-    return out
+    return scores, nll, n
