@@ -395,7 +395,7 @@ def compare(rows, neural, counts, replicates, learn=False):
     the same in each row's `learning` from the scores with the history mixed in (`counts[KEY +
     LEARNED]`), both sides with it, the best n-gram chosen by its own R@3 with it; and each
     row's `learning.gain`, with against without."""
-    from knob.bootstrap import interval, paired
+    from knob.bootstrap import change, interval, paired
     for r in rows + neural:
         key = r.get("model") or r["point"]
         r["interval"] = {m: interval(counts[key], m, replicates) for m in ("r_at_3", "ksr")}
@@ -409,6 +409,12 @@ def compare(rows, neural, counts, replicates, learn=False):
             for role, ref in (("nearest", nearest(rows, r["bytes"])), ("best", best)):
                 of(r)[f"against_{role}"] = dict(model=ref["model"], bytes=ref["bytes"], **paired(
                     counts[ref["model"] + end], counts[r["point"] + end], replicates=replicates))
+    for r in neural if learn else ():
+        # how the history moved the file's lead over the same n-gram (the pairs without it)
+        for role in ("nearest", "best"):
+            a, b = r[f"against_{role}"]["model"], r["point"]
+            r["learning"][f"lead_{role}"] = dict(model=a, **change(
+                counts[a], counts[b], counts[a + LEARNED], counts[b + LEARNED], replicates=replicates))
 
 
 def run(name, sweep, models, keyboard_tokens, replicates, tag=None, versus=(), learn=False):
@@ -489,6 +495,7 @@ def report(doc, name, teacher=None):
     if doc.get("learning"):
         print(learning_table(doc))
         print(comparison(doc, learning=True))
+        print(lead_table(doc))
     if doc.get("versus"):
         print(versus_table(doc))
         print(recovery_table(doc, teacher))
@@ -562,6 +569,22 @@ def learning_table(doc):
                  f"{verdict(g[m])}" for m in ("r_at_3", "ksr")]
         lines.append(f"| {name} | {r['bytes'] / 1e6:.2f} | {h['lambda']} | {h['half_life'] or 'none'} | "
                      + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def lead_table(doc):
+    """`--learn`: each neural file's lead over an n-gram without the history and with it on both,
+    and the change with its 95% interval."""
+    from knob.bootstrap import verdict
+    lines = ["| neural file | against | R@3 lead, without -> with | change [95%] | KSR lead, without -> with | "
+             "change [95%] |", "|---" * 6 + "|"]
+    for r in doc.get("neural", []):
+        for role in ("nearest", "best"):
+            c = r["learning"][f"lead_{role}"]
+            cells = [f"{c[m]['before']:+.4f} -> {c[m]['after']:+.4f} | {c[m]['difference']:+.4f} "
+                     f"[{c[m]['low']:+.4f}, {c[m]['high']:+.4f}] {verdict(c[m]).replace('better', 'wider')}"
+                     .replace("worse", "narrower") for m in ("r_at_3", "ksr")]
+            lines.append(f"| {r['point']} | KenLM {c['model']} ({role}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

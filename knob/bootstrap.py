@@ -24,32 +24,61 @@ def figure(name, sums):
     return 1.0 - ratio if name == "ksr" else ratio
 
 
+def _counts(*arrays):
+    out = [np.asarray(x, np.float64) for x in arrays]
+    if any(x.shape != out[0].shape for x in out) or out[0].ndim != 2 or out[0].shape[1] != len(COUNTS):
+        raise ValueError(f"paired counts must all be [sentences, {len(COUNTS)}], got "
+                         f"{' and '.join(str(x.shape) for x in out)}")
+    positions = COUNTS.index("positions")
+    if any(not np.array_equal(out[0][:, positions], x[:, positions]) for x in out[1:]):
+        raise ValueError("the two models were not scored on the same positions of the same sentences")
+    return out
+
+
+def _draws(n, replicates, seed):
+    """Each replicate as the number of times each sentence is drawn: the sums are then one matrix product."""
+    return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64)
+
+
+def _summary(diffs, **values):
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return dict({k: round(float(v), 4) for k, v in values.items()}, low=round(float(low), 4),
+                high=round(float(high), 4))
+
+
 def paired(a, b, names=tuple(RATIOS), replicates=REPLICATES, seed=0):
     """{figure: {"a", "b", "difference", "low", "high"}} for b - a: `a` and `b` are the
     [sentences, len(COUNTS)] counts of two models on the same sentences (KeyboardScore.sentences)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != len(COUNTS):
-        raise ValueError(f"paired counts must both be [sentences, {len(COUNTS)}], got {a.shape} and {b.shape}")
-    if not np.array_equal(a[:, COUNTS.index("positions")], b[:, COUNTS.index("positions")]):
-        raise ValueError("the two models were not scored on the same positions of the same sentences")
-    n = len(a)
-    # each replicate as the number of times each sentence is drawn: the sums are then one matrix product
-    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64)
+    a, b = _counts(a, b)
+    weights = _draws(len(a), replicates, seed)
     ra, rb = weights @ a, weights @ b
     out = {}
     for name in names:
         fa, fb = figure(name, a.sum(0)), figure(name, b.sum(0))
-        diffs = figure(name, rb) - figure(name, ra)
-        low, high = np.percentile(diffs, [2.5, 97.5])
-        out[name] = dict(a=round(float(fa), 4), b=round(float(fb), 4), difference=round(float(fb - fa), 4),
-                         low=round(float(low), 4), high=round(float(high), 4))
+        out[name] = _summary(figure(name, rb) - figure(name, ra), a=fa, b=fb, difference=fb - fa)
+    return out
+
+
+def change(a, b, a2, b2, names=tuple(RATIOS), replicates=REPLICATES, seed=0):
+    """{figure: {"before", "after", "difference", "low", "high"}}: how b's lead over a moved, from
+    (b - a) to (b2 - a2), all four scored on the same sentences (the same two models, say, without
+    and then with something added to both); one draw of sentences for all four."""
+    a, b, a2, b2 = _counts(a, b, a2, b2)
+    weights = _draws(len(a), replicates, seed)
+    r = [weights @ x for x in (a, b, a2, b2)]
+    out = {}
+    for name in names:
+        f = [figure(name, x.sum(0)) for x in (a, b, a2, b2)]
+        fr = [figure(name, x) for x in r]
+        out[name] = _summary((fr[3] - fr[2]) - (fr[1] - fr[0]), before=f[1] - f[0], after=f[3] - f[2],
+                             difference=(f[3] - f[2]) - (f[1] - f[0]))
     return out
 
 
 def interval(c, name, replicates=REPLICATES, seed=0):
     """{"low", "high"}: the 95% interval of one model's figure, from its per-sentence counts `c`."""
     c = np.asarray(c, np.float64)
-    weights = np.random.default_rng(seed).multinomial(len(c), np.full(len(c), 1.0 / len(c)), size=replicates)
+    weights = _draws(len(c), replicates, seed)
     low, high = np.percentile(figure(name, weights @ c), [2.5, 97.5])
     return dict(low=round(float(low), 4), high=round(float(high), 4))
 

@@ -7,7 +7,7 @@ import pytest
 from edge_runtime.keyboard import Words
 from edge_runtime.keyboard_metrics import COUNTS, KeyboardScore
 from edge_runtime.vocab import Vocab
-from knob.bootstrap import figure, paired, verdict
+from knob.bootstrap import change, figure, paired, verdict
 
 
 def random_text(rng, vocab, sentences):
@@ -109,3 +109,33 @@ def test_unpaired_counts_are_refused():
     b[0, COUNTS.index("positions")] += 1
     with pytest.raises(ValueError, match="same positions"):
         paired(a, b)
+
+
+def test_a_leads_change_is_the_resampling_loops():
+    """change(): how b's lead over a moved from (b - a) to (b2 - a2), one draw of sentences for all
+    four, against the plain loop; nothing changed is a zero interval."""
+    rng = np.random.default_rng(5)
+    n, h = 2000, COUNTS.index("hits_3")
+    a, b = counts(rng, n, 0.30), counts(rng, n, 0.32)
+    a2, b2 = a.copy(), b.copy()
+    a2[(rng.random(n) < 0.08) & (a[:, h] == 0), h] = 1   # a gains more from what both were given
+    b2[(rng.random(n) < 0.02) & (b[:, h] == 0), h] = 1
+    d = change(a, b, a2, b2, names=("r_at_3",))["r_at_3"]
+    r = {k: figure("r_at_3", x.sum(0)) for k, x in dict(a=a, b=b, a2=a2, b2=b2).items()}
+    assert d["before"] == round(r["b"] - r["a"], 4) and d["after"] == round(r["b2"] - r["a2"], 4)
+    assert d["difference"] == round((r["b2"] - r["a2"]) - (r["b"] - r["a"]), 4) < 0
+    diffs = []
+    loop = np.random.default_rng(6)
+    for _ in range(2000):
+        pick = loop.integers(0, n, size=n)
+        f = [figure("r_at_3", x[pick].sum(0)) for x in (a, b, a2, b2)]
+        diffs.append((f[3] - f[2]) - (f[1] - f[0]))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    assert abs(d["low"] - low) < 0.002 and abs(d["high"] - high) < 0.002
+    assert verdict(d) == "worse"
+    same = change(a, b, a, b)
+    assert all(v["difference"] == v["low"] == v["high"] == 0 for v in same.values())
+    with pytest.raises(ValueError, match="same positions"):
+        bad = a2.copy()
+        bad[0, COUNTS.index("positions")] += 1
+        change(a, b, bad, b2)

@@ -127,6 +127,13 @@ def test_with_learning_each_file_is_set_against_the_ngrams_with_it_too():
     assert math.isclose(h["gain"]["r_at_3"]["difference"], 0.2)              # 7 - 5
     assert math.isclose(rows[1]["learning"]["gain"]["r_at_3"]["difference"], 0.2)
     assert math.isclose(h["interval"]["r_at_3"]["low"], 0.7)
+    lead = h["lead_nearest"]["r_at_3"]  # against kn3: 5 - 3 hits without, 7 - 4 with
+    assert h["lead_nearest"]["model"] == "kn3" and h["lead_best"]["model"] == "kn5"
+    assert math.isclose(lead["before"], 0.2) and math.isclose(lead["after"], 0.3)
+    assert math.isclose(lead["difference"], 0.1) and math.isclose(lead["low"], 0.1)
+    assert math.isclose(h["lead_best"]["r_at_3"]["difference"], 0.0)  # 5 - 4, then 7 - 6
+    line = ngram.lead_table(dict(neural=neural)).splitlines()[2]
+    assert line.startswith("| lstm:int4 | KenLM kn3 (nearest) | +0.2000 -> +0.3000 | +0.1000 [+0.1000, +0.1000] wider |")
     # the best n-gram with learning is the best by its own learned R@3
     rows[0]["learning"]["r_at_3"] = 0.5
     ngram.compare(rows, neural, c, replicates=200, learn=True)
