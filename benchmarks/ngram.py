@@ -45,8 +45,9 @@ sees as an ordinary word, as the neural model does), then on the test split:
   keyboard does): the test split typed in order by one user, the history
   learning from empty; lambda and half-life tuned for each model by the
   converter's own `cache.tune` on the validation split. Each model's gain
-  with the history, and the comparisons above with the history on both
-  sides, get the same paired intervals;
+  with the history, the comparisons above with the history on both sides,
+  and how far the history moved each neural file's lead over the same
+  n-gram (`knob.bootstrap.change`) get the same paired intervals;
 - bytes as a device ships them: KenLM's binary (trie, 8-bit quantized
   probabilities and backoffs; it holds its vocabulary), the neural .tflite
   with its vocabulary file;
