@@ -31,7 +31,7 @@ COMMON = dict(arch="qrnn", schedule="polynomial", target_sparsity=0.5, initial_s
               vocab_size=10000, checkpoint_every=200, init_from=None, target_macs=None, finetune_epochs=0, keep_best=0,
               recover="none", recover_epochs=1, gate_hidden=256, optimizer=None, lr_decay=1.0,
               decay_after=0, init_scale=None, recipe=None, strategy="default", steps_per_epoch=None,
-              int4_aware=False)
+              int4_aware=False, recall_loss=0.0)
 DEFAULTS = dict(COMMON, **registry.defaults(), **DISTILL_DEFAULTS)
 # Published recipes, as option values (options given on the command line win).
 RECIPES = {
@@ -140,6 +140,9 @@ def parser():
     a("--int4-aware", action="store_true",
       help="train on the weights the int4 file will hold (the converter's rounding, every step) and update "
            "the float ones: the int4 file then loses less; applies to --schedule none and to --finetune-epochs")
+    a("--recall-loss", type=float, default=d["recall_loss"], metavar="BETA",
+      help="add BETA x a term for R@3 to the loss: the logistic loss of the true word's margin over the "
+           "3rd best other word a keyboard can show (default %(default)s: off)")
     a("--teacher", default=None, metavar="RUN[,RUN...]",
       help="distil from this trained run (same vocabulary): the loss mixes the labels' cross-entropy with "
            "the KL from the teacher's top-k distribution; several runs teach as an ensemble, the mean of "
@@ -194,6 +197,8 @@ def validate(c):
         return "--lr-decay must be in (0, 1] and --decay-after not negative"
     if c["init_scale"] is not None and c["init_scale"] < 0:
         return "--init-scale must not be negative"
+    if not c["recall_loss"] >= 0:  # NaN too
+        return f"--recall-loss must be a number at least 0, got {c['recall_loss']}"
     if c.get("steps_per_epoch") is not None and c["steps_per_epoch"] < 1:
         return f"--steps-per-epoch must be at least 1, got {c['steps_per_epoch']}"
     if c["prune_frequency"] is not None and c["prune_frequency"] < 1:

@@ -34,7 +34,7 @@ from keras_models.evaluate import evaluate, make_eval_fn, perplexity
 from keras_models.language_model import (build_language_model, load_model, make_spec, named_weights,
                                          save_model, set_named_weights, zero_states)
 from keras_models.neuron_gates import gate_layers
-from training import checkpoints, data, distill, distribute, int4_aware, rundir, steps
+from training import checkpoints, data, distill, distribute, int4_aware, recall_loss, rundir, steps
 from pruning import registry
 from methods.base import Context, rounded_eval
 from training.steps import make_train_step  # noqa: F401  (the step, for benchmarks and tests)
@@ -207,11 +207,16 @@ def _fit(phase, model, opts, train_step, xs, ys, epochs, valid, config, log, on_
     return "completed", meta
 
 
-def distilling(config):
-    """The block every step of the run is made in: with --teacher, steps that learn from it too."""
-    if not config.get("teacher"):
-        return contextlib.nullcontext()
-    return steps.distilling(config["distill_alpha"], config["distill_temperature"])
+@contextlib.contextmanager
+def losses(config, vocab):
+    """The block every step of the run is made in: with --teacher, steps that learn from it too; with
+    --recall-loss, steps that add the R@3 margin term."""
+    with contextlib.ExitStack() as stack:
+        if config.get("teacher"):
+            stack.enter_context(steps.distilling(config["distill_alpha"], config["distill_temperature"]))
+        if config.get("recall_loss"):
+            stack.enter_context(steps.recall_loss(config["recall_loss"], recall_loss.blocked_mask(vocab)))
+        yield
 
 
 def int4_phase(config, phase):
@@ -309,7 +314,7 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
         distill.check_vocab(config["teacher"], vocab)
         ctx.targets = distill.attach(ys, *distill.teacher_targets(config["teacher"], xs, config["distill_top_k"],
                                                                    log))
-    with distilling(config), int4_block(config, "train"):
+    with losses(config, vocab), int4_block(config, "train"):
         training = method.training(model, ctx)
 
     chief = config["chief"]  # only the chief writes the run
@@ -343,7 +348,7 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
     report.update(finished)
 
     if status == "completed" and method.finetunes and config["finetune_epochs"]:
-        with distilling(config), int4_block(config, "finetune"):
+        with losses(config, vocab), int4_block(config, "finetune"):
             opts, step = steps.plain_training(plain, config)
         status = _phase("finetune", plain, step, opts, config["finetune_epochs"], ctx, done, keep_finetune)
     final = plain
@@ -355,7 +360,7 @@ def _train(config, replicas, corpus=None, log=print, force=False, on_start=None)
         opt = steps.optimizer(config)
         opt.build(updates)
         before = rounded_eval(final, valid)
-        with distilling(config):
+        with losses(config, vocab):
             step = steps.make_train_step(final, opt, updates)
         status = _phase("recover", final, step, [opt], config["recover_epochs"], ctx, done)
         report["recovery"] = dict(method="rank-one", extra_params=int(sum(v.shape.num_elements() for v in updates)),

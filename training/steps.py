@@ -5,6 +5,7 @@ from keras_models.backend import keras, tf
 
 _DISTILL = []  # (alpha, temperature) of the `distilling` block the steps are made in
 _INT4 = []  # True inside an `int4_aware` block
+_RECALL = []  # (beta, blocked mask) of the `recall_loss` block the steps are made in
 
 
 @contextlib.contextmanager
@@ -29,18 +30,35 @@ def int4_aware():
         _INT4.pop()
 
 
-def loss_terms(logits, y, distill=None):
+@contextlib.contextmanager
+def recall_loss(beta, blocked):
+    """Steps made inside this block add beta times the R@3 margin term (training/recall_loss.py);
+    `blocked` is its [V] mask of the words never shown."""
+    _RECALL.append((beta, blocked))
+    try:
+        yield
+    finally:
+        _RECALL.pop()
+
+
+def loss_terms(logits, y, distill=None, recall=None):
     """(the loss, its cross-entropy part). With `distill` (alpha, T) and y = (labels, ids, probs):
-    (1 - alpha) CE + alpha T^2 KL(teacher_T || student_T), averaged over the positions."""
-    if distill is None:
-        ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
-        return ce, ce
-    from training.distill import kl_from_top_k
-    labels, ids, probs = y
-    alpha, t = distill
+    (1 - alpha) CE + alpha T^2 KL(teacher_T || student_T), averaged over the positions. With `recall`
+    (beta, blocked): beta times the mean R@3 margin term added."""
+    labels = y if distill is None else y[0]
     ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-    kl = tf.reduce_mean(kl_from_top_k(logits, tf.cast(ids, tf.int32), tf.cast(probs, tf.float32), t))
-    return (1.0 - alpha) * ce + alpha * t * t * kl, ce
+    loss = ce
+    if distill is not None:
+        from training.distill import kl_from_top_k
+        _, ids, probs = y
+        alpha, t = distill
+        kl = tf.reduce_mean(kl_from_top_k(logits, tf.cast(ids, tf.int32), tf.cast(probs, tf.float32), t))
+        loss = (1.0 - alpha) * ce + alpha * t * t * kl
+    if recall is not None:
+        from training.recall_loss import margin_term
+        beta, blocked = recall
+        loss = loss + beta * tf.reduce_mean(margin_term(logits, labels, blocked))
+    return loss, ce
 
 
 def make_train_step(model, opt, variables=None, penalty=None, before=(), after=()):
@@ -51,7 +69,8 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
     (the L0 term); the callables in `before` run first (gate noise), those in
     `after` last (re-applying grow-and-prune masks). Made inside
     `distilling(alpha, T)`, the loss is `loss_terms`' mix with the teacher's
-    KL, and the step still returns the cross-entropy. Made inside
+    KL; inside `recall_loss(beta, blocked)` it adds the R@3 margin term; the step still returns the
+    cross-entropy. Made inside
     `int4_aware()`, it steps on the int4 file's weights (training/int4_aware.py). Under a tf.distribute
     strategy (made in its scope) each replica runs it on its rows and states
     (training/distribute.py); the loss of each replica is divided by their
@@ -65,6 +84,7 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
 
     distributed = tf.distribute.has_strategy()
     distill = _DISTILL[-1] if _DISTILL else None
+    recall = _RECALL[-1] if _RECALL else None
     if _INT4:  # the weights rounded first, moved back before anything else runs after the update
         from training import int4_aware
         rounding, unrounding = int4_aware.hooks(model, all_vars)
@@ -75,7 +95,7 @@ def make_train_step(model, opt, variables=None, penalty=None, before=(), after=(
             fn()
         with tf.GradientTape() as tape:
             outputs = model([x] + list(states), training=True)
-            loss, ce = loss_terms(outputs[0], y, distill)
+            loss, ce = loss_terms(outputs[0], y, distill, recall)
             loss = loss + penalty() if penalty is not None else loss
             if replicas > 1:
                 loss = loss / replicas
