@@ -45,7 +45,7 @@ kenlm: $(BIN)/.installed
 	$(BIN)/python benchmarks/ngram.py build
 
 test: $(BIN)/.installed $(EDGE_BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two processes; each file's tests in one, its fixtures made once
 	$(MAKE) smoke
 	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "to be or not to "
 	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "my good lo"
