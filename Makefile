@@ -44,8 +44,9 @@ kenlm: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[ngram]'
 	$(BIN)/python benchmarks/ngram.py build
 
+# pytest in two processes (the CI machine's two cores); each file's tests in one, its fixtures made once
 test: $(BIN)/.installed $(EDGE_BIN)/.installed
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two processes; each file's tests in one, its fixtures made once
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 	$(MAKE) smoke
 	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "to be or not to "
 	$(EDGE_BIN)/python edge_runtime/predict.py suggest --model $(SMOKE) --text "my good lo"
