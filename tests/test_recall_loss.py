@@ -93,3 +93,22 @@ def test_the_term_changes_what_is_learned_and_a_bad_beta_is_refused(tmp_path, ca
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1] == f"error: --recall-loss must be a number at least 0, got {float(bad)}"
     assert not os.path.exists(tmp_path / "bad")
+
+
+def test_beside_the_teachers_term_it_is_added_to_it():
+    from keras_models.backend import tf
+    from tests.test_distill import numpy_loss
+    from training.steps import loss_terms
+    rng = np.random.default_rng(2)
+    v = 7
+    logits = rng.normal(size=(2, 3, v)).astype(np.float32)
+    labels = rng.integers(0, v, size=(2, 3))
+    teacher = rng.dirichlet(np.ones(v), size=(2, 3))
+    ids = np.argsort(-teacher, -1)[..., :3]
+    probs = np.take_along_axis(teacher, ids, -1).astype(np.float32)
+    blocked = np.zeros(v, np.float32)
+    blocked[1] = 1.0
+    loss, _ = loss_terms(tf.constant(logits), (tf.constant(labels), tf.constant(ids), tf.constant(probs)),
+                         (0.5, 2.0), (0.7, blocked))
+    want = numpy_loss(logits, labels, ids, probs, 0.5, 2.0) + 0.7 * numpy_term(logits, labels, blocked).mean()
+    assert abs(float(loss) - want) < 1e-4
